@@ -1,0 +1,179 @@
+"""The scheduler-backend contract: argv builders, pure parsers, a state map and a template.
+
+A backend is mostly data. Everything that runs processes, caches or waits
+lives once in shared code (:mod:`jupyterhub_hpc.commands`,
+:mod:`jupyterhub_hpc.watcher`, :mod:`jupyterhub_hpc.spawner`); a backend only says
+*which* argv to run and *how to read* what comes back:
+
+- ``submit_argv(request)`` / ``parse_submit(result) -> job id``: the job script
+  goes to standard input;
+- ``status_argv(job_ids)`` / ``parse_status(result, job_ids) -> {id: JobStatus}``:
+  **one** call for every job of the hub; a job the scheduler answered about but
+  does not list is ``NOT_FOUND``; a failed call raises :class:`QueryError`;
+- ``cancel_argv(job_id)`` / ``parse_cancel(result)``;
+- optionally ``accounting_argv(job_ids)`` / ``parse_accounting`` for jobs that
+  left the live queue;
+- ``directives(request, job)``: the scheduler directive arguments for a validated
+  request; the template (``template``) writes them, quoted values everywhere else.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..commands import CommandResult
+from ..render import Safe, directive_lines, render_script
+from ..request import JobRequest
+from ..states import JobState, JobStatus
+
+__all__ = ["Backend", "JobScript", "QueryError", "SubmitError"]
+
+
+class SubmitError(RuntimeError):
+    """The scheduler refused a job; the message is the scheduler's own words."""
+
+
+class QueryError(RuntimeError):
+    """A status query failed: every job it asked about is UNKNOWN, none is gone."""
+
+
+@dataclass(frozen=True)
+class JobScript:
+    """Everything but the resources that goes into a job script.
+
+    ``environment`` is written into the script as quoted ``export`` lines; it
+    must not contain secrets (those travel in the submit process's environment).
+    ``command`` is the launcher argv, ``path_prepend`` directories put in front of
+    ``PATH`` inside the job, ``prologue``/``epilogue`` admin-written shell text.
+    """
+
+    workdir: str
+    output_path: str
+    command: Sequence[str]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    path_prepend: Sequence[str] = ()
+    prologue: str = ""
+    epilogue: str = ""
+    extra_directives: Sequence[str] = ()
+    directives_skip: Sequence[str] = ()
+
+
+#: The line a job script writes last, from an EXIT trap, so that an exit status
+#: survives the scheduler forgetting the job. Read back by :func:`parse_exit_marker`.
+EXIT_MARKER = "jupyterhub-hpc-exit-status="
+
+
+def parse_exit_marker(text: str) -> int | None:
+    """The exit status from the last marker line of a job's output, if any.
+
+    >>> parse_exit_marker("hello\\njupyterhub-hpc-exit-status=3\\n")
+    3
+    """
+    for line in reversed(text.splitlines()):
+        if line.startswith(EXIT_MARKER):
+            value = line[len(EXIT_MARKER) :].strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
+class Backend(abc.ABC):
+    """Base class of scheduler backends; see the module docstring for the contract."""
+
+    #: short name, used in spawner state and the ``backend`` option
+    name: ClassVar[str]
+    #: template file name in ``backends/templates``
+    template: ClassVar[str]
+    #: the directive prefix in job scripts (``#SBATCH``)
+    directive_prefix: ClassVar[str]
+    #: native state code -> :class:`JobState`
+    state_map: ClassVar[Mapping[str, JobState]]
+    #: native reason code -> words a scientist understands
+    reasons: ClassVar[Mapping[str, str]] = {}
+    #: placeholder the scheduler replaces by the job id in output paths
+    job_id_placeholder: ClassVar[str] = "%j"
+    #: default program names; ``commands`` in the constructor overrides them
+    default_commands: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, *, cluster: str = "", commands: Mapping[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.commands = {**self.default_commands, **(commands or {})}
+
+    def key(self) -> tuple[str, ...]:
+        """Identifies the scheduler instance: one shared watcher per key."""
+        return (self.name, self.cluster, *sorted(f"{k}={v}" for k, v in self.commands.items()))
+
+    def cmd(self, name: str) -> str:
+        return self.commands[name]
+
+    # -- argv builders and parsers (pure) -----------------------------------------
+    @abc.abstractmethod
+    def submit_argv(self, request: JobRequest) -> list[str]: ...
+
+    @abc.abstractmethod
+    def parse_submit(self, result: CommandResult) -> str: ...
+
+    @abc.abstractmethod
+    def status_argv(self, job_ids: Sequence[str]) -> list[str]: ...
+
+    @abc.abstractmethod
+    def parse_status(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]: ...
+
+    @abc.abstractmethod
+    def cancel_argv(self, job_id: str) -> list[str]: ...
+
+    def parse_cancel(self, result: CommandResult) -> None:
+        """Raise when a cancel failed for a reason other than "already gone"."""
+        if not result.ok:
+            raise SubmitError(result.stderr.strip() or f"cancel exited {result.returncode}")
+
+    def accounting_argv(self, job_ids: Sequence[str]) -> list[str] | None:
+        """argv asking accounting about jobs that left the live queue; None if unsupported."""
+        return None
+
+    def parse_accounting(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        return {}
+
+    @abc.abstractmethod
+    def directives(self, request: JobRequest, job: JobScript) -> list[str]:
+        """Directive arguments (without the prefix) for a validated request."""
+
+    # -- shared behaviour ------------------------------------------------------------
+    def map_state(self, native: str) -> JobState:
+        return self.state_map.get(native.strip().upper(), JobState.UNKNOWN)
+
+    def describe_reason(self, reason: str | None) -> str | None:
+        """Plain words for a native reason code (the code itself when unknown)."""
+        if not reason or reason in ("None", "(null)", "n/a"):
+            return None
+        return self.reasons.get(reason, reason)
+
+    def output_path(self, pattern: str, job_id: str | None = None) -> str:
+        """The job output path: ``{job_id}`` becomes the scheduler placeholder
+        (when rendering) or the real id (when the hub reads the file)."""
+        return pattern.replace("{job_id}", job_id if job_id else self.job_id_placeholder)
+
+    def render(self, request: JobRequest, job: JobScript) -> str:
+        """The complete job script for ``request``: a pure function of its inputs."""
+        lines = directive_lines(
+            self.directive_prefix,
+            self.directives(request, job),
+            skip=job.directives_skip,
+            extra=job.extra_directives,
+        )
+        return render_script(
+            self.template,
+            {
+                "directives": lines,
+                "request": request,
+                "job": job,
+                "environment": dict(job.environment),
+                "path_prepend": list(job.path_prepend),
+                "prologue": Safe(job.prologue),
+                "epilogue": Safe(job.epilogue),
+                "command": list(job.command),
+                "exit_marker": Safe(EXIT_MARKER),
+            },
+        )

@@ -1,0 +1,272 @@
+"""The configuration of :class:`~jupyterhub_hpc.spawner.HPCSpawner`: every option, with its manual.
+
+Kept apart from the life-cycle code so that the help text (the manual) and the
+logic can each be read whole.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets.config import Configurable
+
+SUDO_AS_USER = ["sudo", "-n", "-u", "{username}", "--"]
+
+
+class HPCSpawnerOptions(Configurable):
+    """Options shared by every scheduler backend."""
+
+    # -- the scheduler ---------------------------------------------------------------
+    backend = Unicode(
+        "slurm",
+        help="""
+        The scheduler backend that runs the Jupyter server jobs, by name
+        (entry-point group ``jupyterhub_hpc.backends``): ``"slurm"``, or ``"local"``
+        for plain local processes with the same life cycle. ``SlurmSpawner`` fixes
+        it to ``"slurm"``.
+        """,
+    ).tag(config=True)
+
+    cluster = Unicode(
+        "",
+        help="""
+        The cluster to submit to, for schedulers that federate several (Slurm's
+        ``--clusters``). Empty means the scheduler's default cluster.
+        """,
+    ).tag(config=True)
+
+    scheduler_commands = Dict(
+        value_trait=Unicode(),
+        help="""
+        Paths of the scheduler's programs, by their usual name, where they are
+        not on the hub's ``PATH`` or where ``sudo`` needs absolute paths, e.g.
+        ``{"sbatch": "/usr/bin/sbatch", "scancel": "/usr/bin/scancel"}``.
+        """,
+    ).tag(config=True)
+
+    submit_prefix = List(
+        Unicode(),
+        default_value=SUDO_AS_USER,
+        help="""
+        argv put in front of the submit command so that the job is submitted *as
+        the user*. Each element may use ``{username}``; an element is formatted on
+        its own, so a user name can never add arguments. The default,
+        ``["sudo", "-n", "-u", "{username}", "--"]``, needs a sudoers rule for
+        the submit program (see ``jupyterhub-hpc sudoers``) that keeps
+        ``JUPYTERHUB_API_TOKEN`` in the environment (``env_keep``): the token
+        travels in the environment, never on a command line or in the script.
+        Use ``[]`` when the hub already runs as the user.
+        """,
+    ).tag(config=True)
+
+    cancel_prefix = List(
+        Unicode(),
+        default_value=SUDO_AS_USER,
+        help="""argv put in front of the cancel command; like ``submit_prefix``.""",
+    ).tag(config=True)
+
+    read_prefix = List(
+        Unicode(),
+        default_value=SUDO_AS_USER,
+        help="""
+        argv put in front of ``tail`` when the hub reads the end of a job's output
+        file (for the failure message and the exit status of a job the scheduler
+        has forgotten). Like ``submit_prefix``.
+        """,
+    ).tag(config=True)
+
+    status_prefix = List(
+        Unicode(),
+        default_value=[],
+        help="""
+        argv put in front of the status command. Empty by default: Slurm lets any
+        user see every job's state, so status queries need no sudo. The status
+        command is shared by all users, so ``{username}`` is not available here.
+        """,
+    ).tag(config=True)
+
+    command_timeout = Float(
+        30.0,
+        help="""Seconds any scheduler command may take before it is killed and counted as failed.""",
+    ).tag(config=True)
+
+    status_interval = Float(
+        30.0,
+        help="""
+        Seconds between two status queries while no spawn is waiting. One query
+        covers every job of this scheduler in the hub process, whatever the number
+        of users.
+        """,
+    ).tag(config=True)
+
+    status_fast_interval = Float(
+        1.0,
+        help="""
+        Seconds between two status queries while at least one spawn is waiting
+        (in the queue, or for its server). Still one query for all jobs.
+        """,
+    ).tag(config=True)
+
+    status_max_backoff = Float(
+        300.0,
+        help="""
+        Upper bound (seconds) of the exponential back-off between status queries
+        while the scheduler does not answer. Servers are never stopped because
+        the scheduler does not answer; their state is UNKNOWN meanwhile.
+        """,
+    ).tag(config=True)
+
+    # -- the resources (defaults of the job request) -----------------------------------
+    job_name = Unicode("jupyterhub", help="""The job name shown by the scheduler.""").tag(config=True)
+    partition = Unicode("", help="""Partition (queue) to submit to; empty: the scheduler's default.""").tag(config=True)
+    account = Unicode("", help="""Account to charge; empty: the user's default account.""").tag(config=True)
+    qos = Unicode("", help="""Quality of service; empty: the default.""").tag(config=True)
+    reservation = Unicode("", help="""Reservation to run in; empty: none.""").tag(config=True)
+    constraint = Unicode("", help="""Node features required (Slurm ``--constraint``); empty: none.""").tag(config=True)
+    cpus = Integer(1, help="""CPU cores for the server (per task; Slurm ``--cpus-per-task``).""").tag(config=True)
+    memory = Unicode(
+        "1G",
+        help="""
+        Memory for the server, e.g. ``"4G"`` or ``"512M"`` (a bare number is MiB).
+        Always passed explicitly: without it, some sites give a job the whole node.
+        """,
+    ).tag(config=True)
+    walltime = Unicode(
+        "08:00:00",
+        help="""
+        Time limit of the server's job, ``HH:MM:SS``, ``D-HH:MM:SS`` or minutes.
+        Always passed, so a forgotten server cannot hold resources forever.
+        """,
+    ).tag(config=True)
+    gpus = Integer(0, help="""Number of GPUs (Slurm ``--gres=gpu:N``).""").tag(config=True)
+    gpu_type = Unicode("", help="""GPU type (Slurm ``--gres=gpu:TYPE:N``); empty: any.""").tag(config=True)
+
+    allowed_user_options = List(
+        Unicode(),
+        help="""
+        Fields of the job request that users may set through ``user_options``
+        (the spawn form or the REST API), e.g. ``["partition", "cpus", "memory",
+        "walltime"]``. Every value is validated (type, range, character set)
+        before it can reach a job script; any other key is refused. Empty by
+        default: users choose nothing, the admin's values apply. Profiles give a
+        richer, limit-checked choice.
+        """,
+    ).tag(config=True)
+
+    # -- the job script ---------------------------------------------------------------------
+    job_extra_directives = List(
+        Unicode(),
+        help="""
+        Directive arguments appended to the generated ones, e.g.
+        ``["--licenses=matlab:1"]`` for Slurm; written after them, so they win.
+        Admin-only: users cannot set these.
+        """,
+    ).tag(config=True)
+
+    job_directives_skip = List(
+        Unicode(),
+        help="""
+        Generated directives containing any of these strings are left out, e.g.
+        ``["--mem"]`` on a site that rejects memory requests.
+        """,
+    ).tag(config=True)
+
+    job_script_prologue = Unicode(
+        "",
+        help="""
+        Shell text run in the job before the server starts, as written (e.g.
+        ``module load python``). Admin-only; never built from user input.
+        """,
+    ).tag(config=True)
+
+    job_script_epilogue = Unicode(
+        "",
+        help="""Shell text run in the job after the server exits, as written. Admin-only.""",
+    ).tag(config=True)
+
+    job_script_template = Unicode(
+        "",
+        help="""
+        Path of a Jinja2 job-script template replacing the backend's own. Every
+        ``{{ value }}`` in it is shell-quoted unless marked ``| safe``; undefined
+        names are errors.
+        """,
+    ).tag(config=True)
+
+    job_workdir = Unicode(
+        "{home}",
+        help="""Working directory of the job; ``{home}`` and ``{username}`` are replaced.""",
+    ).tag(config=True)
+
+    job_output = Unicode(
+        "{home}/.jupyterhub-hpc-{job_id}.log",
+        help="""
+        Path of the job's output file; ``{home}``, ``{username}`` and
+        ``{job_id}`` are replaced. The hub reads its last lines when a job fails,
+        and the exit status the job writes there last.
+        """,
+    ).tag(config=True)
+
+    launcher_command = List(
+        Unicode(),
+        default_value=["jupyterhub-hpc-singleuser"],
+        help="""
+        The job-side launcher: picks a port on the node, reports it to the hub,
+        then runs ``Spawner.cmd`` (``jupyterhub-singleuser`` by default) on it.
+        """,
+    ).tag(config=True)
+
+    path_prepend = List(
+        Unicode(),
+        help="""
+        Directories put in front of ``PATH`` inside the job, so the launcher and
+        Jupyter are found whatever environment the scheduler passes. Defaults to
+        the directory of the hub's own Python (the same software installation,
+        shared with the compute nodes on most sites).
+        """,
+    ).tag(config=True)
+
+    @default("path_prepend")
+    def _default_path_prepend(self) -> list[str]:
+        return [os.path.dirname(sys.executable)]
+
+    port_range = Unicode(
+        "",
+        help="""
+        Ports the server may use on the node, ``"LOW-HIGH"`` (e.g. a range the
+        firewall opens). Empty: any free port the node's kernel hands out.
+        """,
+    ).tag(config=True)
+
+    server_bind = Unicode(
+        "",
+        help="""
+        Address the server binds on the compute node. Empty: the address the
+        node's own host name resolves to (not ``0.0.0.0``).
+        """,
+    ).tag(config=True)
+
+    node_address = Unicode(
+        "{host}",
+        help="""
+        How the hub reaches a node, from the host name the scheduler reports:
+        ``{host}`` as it is, or e.g. ``"{host}.ib.example.org"``.
+        """,
+    ).tag(config=True)
+
+    log_tail_lines = Integer(
+        20, help="""Lines of the job's output shown to the user when a spawn fails."""
+    ).tag(config=True)
+
+    secret_env_names = List(
+        Unicode(),
+        default_value=["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"],
+        help="""
+        Environment variables that never go into the job script: they reach the
+        job through the submit command's environment only (never a command line,
+        a log or a file). Every other variable of ``Spawner.get_env()`` is written
+        into the script as a quoted ``export``.
+        """,
+    ).tag(config=True)

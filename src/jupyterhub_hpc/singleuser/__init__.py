@@ -1,0 +1,1 @@
+"""The job-side launcher (console script ``jupyterhub-hpc-singleuser``)."""

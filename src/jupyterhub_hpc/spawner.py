@@ -1,0 +1,411 @@
+"""HPCSpawner: a Jupyter server as a batch job, following JupyterHub's Spawner contract.
+
+``start`` validates a typed job request, renders the script, submits it as the
+user, **persists the job id at once**, then waits (queue, node, launcher) and
+returns the server URL. ``poll`` answers from the shared
+:class:`~jupyterhub_hpc.watcher.QueueWatcher`; ``stop`` cancels and returns once
+the scheduler confirms. After a hub restart, ``load_state`` + ``poll`` +
+``get_url`` re-adopt running *and* queued jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import pwd
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jupyterhub.spawner import Spawner
+from sqlalchemy.orm import object_session
+from traitlets import default
+
+from .backends import Backend, JobScript, backend_class
+from .backends.base import parse_exit_marker
+from .commands import CommandError, expand_prefix, run_command
+from .options import HPCSpawnerOptions
+from .progress import failure_message, queue_message
+from .request import JobRequest, RequestError
+from .states import JobState, JobStatus
+from .watcher import QueueWatcher, WatcherSettings, get_watcher
+
+__all__ = ["HPCSpawner", "SlurmSpawner", "token_digest"]
+
+
+def token_digest(token: str) -> str:
+    """What the spawner keeps of its server's token (to recognise the job's callback)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class HPCSpawner(HPCSpawnerOptions, Spawner):
+    """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``."""
+
+    @default("start_timeout")
+    def _default_start_timeout(self) -> int:
+        # queue waits are normal on a cluster: five minutes before giving up
+        return 300
+
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120
+
+    # -- state --------------------------------------------------------------------------
+    job_id: str = ""
+    job_host: str = ""
+    job_port: int = 0
+    job_backend: str = ""
+    job_cluster: str = ""
+    job_token_digest: str = ""
+    _port_job: str = ""
+    _events: list[dict[str, Any]]
+    _event_signal: asyncio.Event | None = None
+    _port_signal: asyncio.Event | None = None
+    _start_time: float = 0.0
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()
+        if self.job_id:
+            state.update(
+                job_id=self.job_id,
+                backend=self.job_backend or self.backend,
+                cluster=self.job_cluster,
+                host=self.job_host,
+                port=self.job_port,
+                token_digest=self.job_token_digest,
+                port_job=self._port_job,
+            )
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("job_id"):
+            self.job_id = str(state["job_id"])
+            self.job_backend = str(state.get("backend") or self.backend)
+            self.job_cluster = str(state.get("cluster") or "")
+            self.job_host = str(state.get("host") or "")
+            self.job_port = int(state.get("port") or 0)
+            self.job_token_digest = str(state.get("token_digest") or "")
+            self._port_job = str(state.get("port_job") or "")
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.job_id = self.job_host = self.job_backend = self.job_cluster = ""
+        self.job_token_digest = self._port_job = ""
+        self.job_port = 0
+
+    def _persist_state(self) -> None:
+        """Write the state to the hub database now (not only when start returns),
+        so that a hub restart during the queue wait still knows the job."""
+        if self.orm_spawner is None:
+            return
+        session = object_session(self.orm_spawner)
+        self.orm_spawner.state = self.get_state()
+        if session is not None:
+            session.commit()
+
+    # -- the scheduler ----------------------------------------------------------------
+    def make_backend(self, name: str | None = None, cluster: str | None = None) -> Backend:
+        cls = backend_class(name or self.job_backend or self.backend)
+        return cls(
+            cluster=self.cluster if cluster is None else cluster,
+            commands=self.scheduler_commands,
+        )
+
+    @property
+    def scheduler(self) -> Backend:
+        cached: Backend | None = getattr(self, "_backend_obj", None)
+        if cached is None or cached.name != (self.job_backend or self.backend):
+            cached = self.make_backend(cluster=self.job_cluster or None)
+            self._backend_obj = cached
+        return cached
+
+    @property
+    def watcher(self) -> QueueWatcher:
+        return get_watcher(
+            self.scheduler,
+            status_prefix=self.status_prefix,
+            settings=WatcherSettings(
+                interval=self.status_interval,
+                fast_interval=self.status_fast_interval,
+                timeout=self.command_timeout,
+                max_backoff=self.status_max_backoff,
+            ),
+        )
+
+    def user_home(self) -> str:
+        try:
+            return pwd.getpwnam(self.user.name).pw_dir
+        except KeyError:
+            return f"/home/{self.user.name}"
+
+    def _fill(self, pattern: str, job_id: str | None = None) -> str:
+        text = pattern.replace("{home}", self.user_home()).replace("{username}", self.user.name)
+        return self.scheduler.output_path(text, job_id)
+
+    async def _run_as_user(self, prefix: list[str], argv: list[str], **kwargs: Any) -> Any:
+        full = [*expand_prefix(prefix, username=self.user.name), *argv]
+        return await run_command(full, timeout=self.command_timeout, **kwargs)
+
+    # -- the job request and script ---------------------------------------------------------
+    def job_request(self) -> JobRequest:
+        """The validated request for this spawn: admin defaults plus the
+        ``user_options`` keys listed in ``allowed_user_options``."""
+        base: dict[str, Any] = {
+            "job_name": self.job_name,
+            "partition": self.partition or None,
+            "account": self.account or None,
+            "qos": self.qos or None,
+            "reservation": self.reservation or None,
+            "constraint": self.constraint or None,
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "walltime": self.walltime,
+            "gpus": self.gpus,
+            "gpu_type": self.gpu_type or None,
+        }
+        options = dict(self.user_options or {})
+        for key in options:
+            if key not in self.allowed_user_options:
+                raise RequestError(key, "this option cannot be set by users")
+        return JobRequest.from_mapping({**base, **options})
+
+    def job_environment(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(environment written into the script, secrets passed to the submit process)."""
+        env = self.get_env()
+        secrets = {k: v for k, v in env.items() if k in self.secret_env_names}
+        public = {k: v for k, v in env.items() if k not in self.secret_env_names and k != "PATH"}
+        return public, secrets
+
+    def launcher_argv(self) -> list[str]:
+        argv = list(self.launcher_command)
+        if self.port_range:
+            argv += ["--port-range", self.port_range]
+        if self.server_bind:
+            argv += ["--ip", self.server_bind]
+        return [*argv, "--", *self.cmd, *self.get_args()]
+
+    def job_script(self, request: JobRequest) -> str:
+        public, _ = self.job_environment()
+        job = JobScript(
+            workdir=self._fill(self.job_workdir),
+            output_path=self._fill(self.job_output),
+            command=self.launcher_argv(),
+            environment=public,
+            path_prepend=self.path_prepend,
+            prologue=self.job_script_prologue,
+            epilogue=self.job_script_epilogue,
+            extra_directives=self.job_extra_directives,
+            directives_skip=self.job_directives_skip,
+        )
+        if self.job_script_template:
+            backend = self.scheduler
+            original = backend.template
+            try:
+                backend.template = self.job_script_template  # type: ignore[misc]
+                return backend.render(request, job)
+            finally:
+                backend.template = original  # type: ignore[misc]
+        return self.scheduler.render(request, job)
+
+    # -- progress -------------------------------------------------------------------
+    def _emit(self, message: str, progress: int) -> None:
+        events = getattr(self, "_events", None)
+        if events is None:
+            events = self._events = []
+        if events and events[-1]["message"] == message:
+            return
+        self.log.info("%s: %s", self._log_name, message)
+        events.append({"progress": progress, "message": message})
+        if self._event_signal is not None:
+            self._event_signal.set()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Yield the spawn's events as they happen (JupyterHub stops iterating when
+        the spawn finishes)."""
+        sent = 0
+        while True:
+            events = getattr(self, "_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            self._event_signal = signal = asyncio.Event()
+            await signal.wait()
+
+    # -- start ---------------------------------------------------------------------------
+    async def start(self) -> str:
+        self._events = []
+        self._start_time = time.monotonic()
+        self.job_backend = self.backend
+        self.job_cluster = self.cluster
+        request = self.job_request()
+        script = self.job_script(request)
+        public, secrets = self.job_environment()
+        self.job_token_digest = token_digest(self.api_token) if self.api_token else ""
+        argv = self.scheduler.submit_argv(request)
+        submit_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **secrets}
+        result = await self._run_as_user(self.submit_prefix, argv, input=script, env=submit_env)
+        job_id = self.scheduler.parse_submit(result)
+        self.job_id = job_id
+        self.job_host, self.job_port, self._port_job = "", 0, ""
+        self._persist_state()
+        where = f" to partition {request.partition}" if request.partition else ""
+        self._emit(f"Submitted job {job_id}{where}", 10)
+        return await self._wait_for_server(timeout=None)
+
+    def _server_url(self) -> str:
+        host = self.node_address.replace("{host}", self.job_host)
+        return f"{'https' if self.internal_ssl else 'http'}://{host}:{self.job_port}"
+
+    async def _wait_for_server(self, timeout: float | None) -> str:
+        """Follow the job through queue and start-up until the launcher reported its
+        port; raise with the job's own story when it ends first."""
+        watcher = self.watcher
+        watcher.register(self.job_id)
+        if self._port_signal is None:
+            self._port_signal = asyncio.Event()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with watcher.hurry():
+            while True:
+                status = await watcher.status(self.job_id)
+                if status.state.is_final or status.state is JobState.NOT_FOUND:
+                    await self._raise_failure(status)
+                if status.state is JobState.PENDING:
+                    self._emit(queue_message(self.scheduler, status), 30)
+                elif status.state is JobState.RUNNING and status.host:
+                    self.job_host = status.host
+                    self._emit(f"Running on node {status.host}", 60)
+                    if self.job_port:
+                        self._emit("Starting Jupyter", 80)
+                        self._persist_state()
+                        return self._server_url()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.job_id} did not start its server in time")
+                port_wait = asyncio.ensure_future(self._port_signal.wait())
+                try:
+                    await asyncio.wait(
+                        [port_wait, asyncio.ensure_future(watcher.wait_update(30))],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    port_wait.cancel()
+                if self._port_signal.is_set():
+                    self._port_signal.clear()
+                    watcher.refresh_soon()
+
+    async def read_job_output(self) -> str:
+        """The last lines of the job's output file, read as the user ('' if unreadable)."""
+        path = self._fill(self.job_output, self.job_id)
+        try:
+            result = await self._run_as_user(
+                self.read_prefix, ["tail", "-n", str(max(self.log_tail_lines, 1) + 1), path]
+            )
+        except CommandError as exc:
+            self.log.warning("cannot read %s: %s", path, exc)
+            return ""
+        return result.stdout if result.ok else ""
+
+    async def _final_exit_code(self, status: JobStatus, output: str) -> int | None:
+        marker = parse_exit_marker(output)
+        return status.exit_code if status.exit_code is not None else marker
+
+    async def _raise_failure(self, status: JobStatus) -> None:
+        output = await self.read_job_output()
+        code = await self._final_exit_code(status, output)
+        tail_lines = [ln for ln in output.splitlines() if not ln.startswith("jupyterhub-hpc-exit")]
+        tail = "\n".join(tail_lines[-self.log_tail_lines :])
+        self.watcher.unregister(self.job_id)
+        message = failure_message(
+            self.scheduler, self.job_id, status, code, self._fill(self.job_output, self.job_id), tail
+        )
+        self._emit(message, 100)
+        raise RuntimeError(message)
+
+    # -- the job's callback ---------------------------------------------------------------
+    def matches_token(self, token: str) -> bool:
+        """True when ``token`` is the API token of this spawner's current server."""
+        return bool(self.job_token_digest) and hmac.compare_digest(
+            self.job_token_digest, token_digest(token)
+        )
+
+    def port_bounds(self) -> tuple[int, int]:
+        if self.port_range:
+            low, _, high = self.port_range.partition("-")
+            return int(low), int(high)
+        return 1024, 65535
+
+    def accept_port(self, port: int) -> None:
+        """Record the port the job's launcher bound; once per job, only while it runs.
+        Raises ``ValueError`` with the reason otherwise."""
+        low, high = self.port_bounds()
+        if not self.job_id:
+            raise ValueError("no job is starting for this server")
+        if self._port_job == self.job_id:
+            raise ValueError("the port of this job was already reported")
+        if not low <= port <= high:
+            raise ValueError(f"port must be between {low} and {high}")
+        if self.watcher.cached(self.job_id).state.is_final:
+            raise ValueError("the job has ended")
+        self.job_port = port
+        self._port_job = self.job_id
+        self._persist_state()
+        if self._port_signal is None:
+            self._port_signal = asyncio.Event()
+        self._port_signal.set()
+        self.watcher.refresh_soon()
+
+    # -- poll, stop, get_url -----------------------------------------------------------------
+    async def poll(self) -> int | None:
+        if not self.job_id:
+            return None if self._spawn_pending else 0
+        status = await self.watcher.status(self.job_id)
+        if status.state.is_active:
+            return None
+        output = await self.read_job_output() if status.exit_code is None else ""
+        code = await self._final_exit_code(status, output)
+        self.watcher.unregister(self.job_id)
+        self.log.info("%s: job %s %s", self._log_name, self.job_id, status.state.value)
+        return 1 if code is None else code
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.job_id:
+            return
+        argv = self.scheduler.cancel_argv(self.job_id)
+        result = await self._run_as_user(self.cancel_prefix, argv)
+        self.scheduler.parse_cancel(result)
+        watcher = self.watcher
+        watcher.register(self.job_id)
+        deadline = time.monotonic() + max(self.command_timeout, 30)
+        with watcher.hurry():
+            while time.monotonic() < deadline:
+                await watcher.wait_update(5)
+                state = watcher.cached(self.job_id).state
+                if state.is_final or state is JobState.NOT_FOUND:
+                    break
+            else:
+                self.log.warning("%s: job %s not confirmed ended after cancel", self._log_name, self.job_id)
+        watcher.unregister(self.job_id)
+
+    async def get_url(self) -> str:
+        """After a hub restart: the URL of a running server, or, for a job that was
+        still queued or starting, wait for it (bounded by ``start_timeout``)."""
+        if self.job_port and self.job_host:
+            return self._server_url()
+        if not self.job_id:
+            return str(self.server.url)
+        self._events = []
+        try:
+            return await self._wait_for_server(timeout=self.start_timeout)
+        except Exception as exc:
+            self.log.warning("%s: job %s not re-adopted: %s", self._log_name, self.job_id, exc)
+            return str(self.server.url)
+
+
+class SlurmSpawner(HPCSpawner):
+    """Jupyter servers as Slurm jobs (``c.JupyterHub.spawner_class = "slurm"``)."""
+
+    @default("backend")
+    def _default_backend(self) -> str:
+        return "slurm"

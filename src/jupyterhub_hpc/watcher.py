@@ -1,0 +1,254 @@
+"""One shared queue watcher per scheduler per hub process.
+
+Every spawner of a scheduler registers its job here; one asyncio task asks the
+scheduler about **all** registered jobs in one command per interval and keeps
+the answers in a cache that ``Spawner.poll()`` reads. While any spawn is waiting
+(:meth:`QueueWatcher.hurry`), the interval shrinks to ``fast_interval`` (still
+one command for all jobs). A failed or timed-out query marks the jobs UNKNOWN
+(never gone) and backs off exponentially. A job the scheduler stops listing is
+reported ``NOT_FOUND`` only after two consecutive successful answers, then
+looked up in accounting when the backend has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .backends.base import Backend, QueryError
+from .commands import CommandError, run_command
+from .states import JobState, JobStatus
+
+__all__ = ["QueueWatcher", "WatcherSettings", "get_watcher", "all_watchers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatcherSettings:
+    """Timing of a watcher (seconds)."""
+
+    interval: float = 30.0
+    fast_interval: float = 1.0
+    timeout: float = 30.0
+    max_backoff: float = 300.0
+    #: wait this long after a wake-up so that registrations arriving together share one query
+    coalesce: float = 0.1
+
+
+class QueueWatcher:
+    """The shared status cache of one scheduler (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        status_prefix: Sequence[str] = (),
+        settings: WatcherSettings | None = None,
+    ) -> None:
+        self.backend = backend
+        self.status_prefix = list(status_prefix)
+        self.settings = settings or WatcherSettings()
+        self._cache: dict[str, JobStatus] = {}
+        self._registered: set[str] = set()
+        self._absent: dict[str, int] = {}
+        self._seen: dict[str, asyncio.Event] = {}
+        self._hurry = 0
+        self._wake: asyncio.Event | None = None
+        self._updated: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._accounting = backend.accounting_argv(["0"]) is not None
+        # counters, read by metrics and benchmarks
+        self.failures = 0
+        self.queries = 0
+        self.query_failures = 0
+        self.last_query_seconds = 0.0
+        self.last_success: float | None = None
+
+    # -- registration ------------------------------------------------------------
+    def register(self, job_id: str) -> None:
+        """Watch ``job_id`` from now on; the next query includes it soon."""
+        if job_id not in self._registered:
+            self._registered.add(job_id)
+            self._seen.setdefault(job_id, asyncio.Event())
+            self._ensure_running()
+            self.refresh_soon()
+
+    def unregister(self, job_id: str) -> None:
+        self._registered.discard(job_id)
+        self._absent.pop(job_id, None)
+        self._seen.pop(job_id, None)
+        self._cache.pop(job_id, None)
+
+    @property
+    def job_ids(self) -> list[str]:
+        return sorted(self._registered)
+
+    @contextlib.contextmanager
+    def hurry(self) -> Iterator[None]:
+        """Use the fast interval while the block runs (a spawn is waiting)."""
+        self._hurry += 1
+        self.refresh_soon()
+        try:
+            yield
+        finally:
+            self._hurry -= 1
+
+    def refresh_soon(self) -> None:
+        """Wake the loop (the next query still waits for ``coalesce`` seconds)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- reading -------------------------------------------------------------------
+    def cached(self, job_id: str) -> JobStatus:
+        """The last known status; UNKNOWN before any answer."""
+        return self._cache.get(job_id) or JobStatus(job_id=job_id, state=JobState.UNKNOWN)
+
+    async def status(self, job_id: str) -> JobStatus:
+        """The cached status, after the first query that included this job (the
+        first-load gate, bounded by the command timeout)."""
+        self.register(job_id)
+        seen = self._seen[job_id]
+        if not seen.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(seen.wait(), self.settings.timeout + 5)
+        return self.cached(job_id)
+
+    async def wait_update(self, timeout: float) -> None:
+        """Return after the next query finished (or after ``timeout``)."""
+        self._ensure_running()
+        assert self._updated is not None
+        event = self._updated
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    # -- the loop ------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            if self._task is not None and not self._task.cancelled() and self._task.exception():
+                log.error("queue watcher for %s died; restarting", self.backend.name,
+                          exc_info=self._task.exception())
+            self._wake = asyncio.Event()
+            self._updated = asyncio.Event()
+            self._task = asyncio.ensure_future(self._run())
+
+    def _delay(self) -> float:
+        base = self.settings.fast_interval if self._hurry else self.settings.interval
+        if self.failures:
+            return min(max(base, 1.0) * 2**self.failures, self.settings.max_backoff)
+        return base
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        last = 0.0
+        while True:
+            delay = self._delay()
+            wait = max(0.0, last + delay - time.monotonic())
+            if wait:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            # after a wake-up, respect the fast interval (or the back-off) as a floor
+            floor = self.settings.fast_interval if not self.failures else self._delay()
+            gap = max(self.settings.coalesce, last + floor - time.monotonic())
+            await asyncio.sleep(gap)
+            if not self._registered:
+                continue
+            last = time.monotonic()
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Run one batched status query now and update the cache."""
+        ids = sorted(self._registered)
+        if not ids:
+            return
+        argv = [*self.status_prefix, *self.backend.status_argv(ids)]
+        started = time.monotonic()
+        self.queries += 1
+        try:
+            result = await run_command(argv, timeout=self.settings.timeout)
+            statuses = self.backend.parse_status(result, ids)
+        except (CommandError, QueryError) as exc:
+            self.failures += 1
+            self.query_failures += 1
+            log.warning(
+                "%s status query failed (%d in a row, next try in %.0f s): %s",
+                self.backend.name, self.failures, self._delay(), exc,
+            )
+            for job_id in ids:
+                self._cache[job_id] = self.cached(job_id).with_state(JobState.UNKNOWN)
+        else:
+            self.failures = 0
+            self.last_success = time.time()
+            await self._store(statuses)
+        finally:
+            self.last_query_seconds = time.monotonic() - started
+        for job_id in ids:
+            if job_id in self._seen:
+                self._seen[job_id].set()
+        assert self._updated is not None
+        self._updated.set()
+        self._updated = asyncio.Event()
+
+    async def _store(self, statuses: dict[str, JobStatus]) -> None:
+        gone: list[str] = []
+        for job_id, status in statuses.items():
+            if job_id not in self._registered:
+                continue
+            if status.state is JobState.NOT_FOUND:
+                self._absent[job_id] = self._absent.get(job_id, 0) + 1
+                if self._absent[job_id] < 2 and job_id in self._cache:
+                    continue  # debounce: confirm with the next answer
+                gone.append(job_id)
+            else:
+                self._absent.pop(job_id, None)
+            self._cache[job_id] = status
+        if gone and self._accounting:
+            await self._lookup_accounting(gone)
+
+    async def _lookup_accounting(self, job_ids: list[str]) -> None:
+        argv = self.backend.accounting_argv(job_ids)
+        if argv is None:
+            return
+        try:
+            result = await run_command([*self.status_prefix, *argv], timeout=self.settings.timeout)
+            found = self.backend.parse_accounting(result, job_ids)
+        except (CommandError, QueryError) as exc:
+            log.info("%s accounting is not available (%s); relying on exit-status markers",
+                     self.backend.name, exc)
+            self._accounting = False
+            return
+        for job_id, status in found.items():
+            if job_id in self._registered:
+                self._cache[job_id] = status
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+_WATCHERS: dict[tuple[object, ...], QueueWatcher] = {}
+
+
+def get_watcher(
+    backend: Backend, *, status_prefix: Sequence[str] = (), settings: WatcherSettings | None = None
+) -> QueueWatcher:
+    """The one watcher for this scheduler (backend, cluster, commands and status prefix)
+    in this process, created on first use. Settings of the first caller win."""
+    key = (*backend.key(), *status_prefix)
+    watcher = _WATCHERS.get(key)
+    if watcher is None:
+        watcher = _WATCHERS[key] = QueueWatcher(
+            backend, status_prefix=status_prefix, settings=settings
+        )
+    return watcher
+
+
+def all_watchers() -> list[QueueWatcher]:
+    """Every watcher of this process (for metrics)."""
+    return list(_WATCHERS.values())

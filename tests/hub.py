@@ -1,0 +1,228 @@
+"""A real JupyterHub (with configurable-http-proxy) as a subprocess, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+VENV_BIN = Path(sys.executable).parent
+
+CONFIG = r'''
+import json, os
+from jupyterhub_hpc.handlers import api_handlers
+
+settings = json.load(open(os.environ["HPC_TEST_SETTINGS"]))
+c.JupyterHub.bind_url = settings["bind_url"]
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = settings["hub_port"]
+c.ConfigurableHTTPProxy.api_url = settings["proxy_api_url"]
+c.ConfigurableHTTPProxy.auth_token = settings["proxy_token"]
+c.JupyterHub.db_url = "sqlite:///" + settings["db"]
+c.JupyterHub.cookie_secret_file = settings["cookie_secret"]
+c.JupyterHub.pid_file = settings["pid_file"]
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = settings["password"]
+c.Authenticator.allow_all = True
+c.JupyterHub.services = [{"name": "test", "api_token": settings["admin_token"]}]
+c.JupyterHub.load_roles = [{
+    "name": "test-admin", "services": ["test"],
+    "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens",
+               "access:servers", "read:hub", "list:users"],
+}]
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.spawner_class = settings.get("spawner_class", "slurm")
+c.JupyterHub.extra_handlers = api_handlers
+c.JupyterHub.log_level = "DEBUG"
+c.Spawner.default_url = "/lab"
+for key, value in settings.get("spawner", {}).items():
+    setattr(c.HPCSpawner, key, value)
+
+def per_user(spawner):
+    """Test-only knobs per user (a held start, a failing prologue), read at each spawn."""
+    path = settings["per_user"]
+    if os.path.exists(path):
+        extra = json.load(open(path)).get(spawner.user.name, {})
+        for key, value in extra.items():
+            setattr(spawner, key, value)
+
+c.Spawner.pre_spawn_hook = per_user
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Hub:
+    """One hub directory; ``start()``/``stop()``/``kill()`` may be called repeatedly."""
+
+    def __init__(self, root: Path, spawner: dict[str, Any] | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_hex(16)
+        self.password = "test-password"
+        self.settings = {
+            "bind_url": self.url,
+            "hub_port": free_port(),
+            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+            "proxy_token": secrets.token_hex(16),
+            "db": str(root / "hub.sqlite"),
+            "cookie_secret": str(root / "cookie_secret"),
+            "pid_file": str(root / "hub.pid"),
+            "password": self.password,
+            "admin_token": self.admin_token,
+            "per_user": str(root / "per_user.json"),
+            "spawner": spawner or {},
+        }
+        (root / "settings.json").write_text(json.dumps(self.settings))
+        (root / "jupyterhub_config.py").write_text(CONFIG)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "hub.log"
+
+    def per_user(self, values: dict[str, dict[str, Any]]) -> None:
+        Path(self.settings["per_user"]).write_text(json.dumps(values))
+
+    def start(self, timeout: float = 60) -> None:
+        env = dict(os.environ)
+        env["HPC_TEST_SETTINGS"] = str(self.root / "settings.json")
+        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
+            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"hub did not come up:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Graceful: SIGTERM, as a service manager would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.proc = None
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the hub only (the proxy it started survives, as in real life)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def kill_all(self) -> None:
+        """Tear down: hub and proxy process group."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-f", f"configurable-http-proxy.*{self.settings['proxy_api_url'].rsplit(':', 1)[1]}"],
+                       check=False)
+        self.proc = None
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    # -- REST ---------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"token {self.admin_token}")
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+
+    def user_model(self, name: str) -> dict[str, Any]:
+        r = self.api("GET", f"/users/{name}")
+        r.raise_for_status()
+        return dict(r.json())
+
+    def ensure_user(self, name: str) -> None:
+        if self.api("GET", f"/users/{name}").status_code == 404:
+            self.api("POST", f"/users/{name}").raise_for_status()
+
+    def spawn(self, name: str, options: dict[str, Any] | None = None) -> requests.Response:
+        self.ensure_user(name)
+        return self.api("POST", f"/users/{name}/server", json=options or {})
+
+    def wait_ready(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.user_model(name)["servers"].get("")
+            if server and server.get("ready"):
+                return dict(server)
+            if not server:
+                raise AssertionError(f"{name}'s server is gone:\n{self.progress_events(name)}")
+            time.sleep(0.2)
+        raise AssertionError(f"{name}'s server not ready in {timeout} s:\n{self.log_tail()}")
+
+    def progress_events(self, name: str, timeout: float = 60) -> list[dict[str, Any]]:
+        events = []
+        with self.api("GET", f"/users/{name}/server/progress", stream=True) as r:
+            deadline = time.monotonic() + timeout
+            for line in r.iter_lines():
+                if line.startswith(b"data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("failed") or events[-1].get("ready"):
+                        break
+                if time.monotonic() > deadline:
+                    break
+        return events
+
+    def user_token(self, name: str) -> str:
+        r = self.api("POST", f"/users/{name}/tokens", json={"scopes": [f"access:servers!user={name}"]})
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+    def server_status(self, name: str, token: str) -> requests.Response:
+        return requests.get(f"{self.url}/user/{name}/api/status",
+                            headers={"Authorization": f"token {token}"}, timeout=10)
+
+    def stop_server(self, name: str, timeout: float = 60) -> float:
+        t0 = time.monotonic()
+        r = self.api("DELETE", f"/users/{name}/server")
+        assert r.status_code in (202, 204), r.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.user_model(name)["servers"]:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise AssertionError(f"{name}'s server did not stop")
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.2, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or "condition not met in time")
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    yield from path.read_text(errors="replace").splitlines()
