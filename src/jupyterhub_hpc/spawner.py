@@ -133,6 +133,7 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
                 timeout=self.command_timeout,
                 max_backoff=self.status_max_backoff,
             ),
+            log=self.log,
         )
 
     def user_home(self) -> str:

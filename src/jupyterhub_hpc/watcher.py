@@ -25,8 +25,6 @@ from .states import JobState, JobStatus
 
 __all__ = ["QueueWatcher", "WatcherSettings", "get_watcher", "all_watchers"]
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class WatcherSettings:
@@ -49,7 +47,9 @@ class QueueWatcher:
         *,
         status_prefix: Sequence[str] = (),
         settings: WatcherSettings | None = None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        self.log = log or logging.getLogger(__name__)
         self.backend = backend
         self.status_prefix = list(status_prefix)
         self.settings = settings or WatcherSettings()
@@ -130,7 +130,7 @@ class QueueWatcher:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             if self._task is not None and not self._task.cancelled() and self._task.exception():
-                log.error("queue watcher for %s died; restarting", self.backend.name,
+                self.log.error("queue watcher for %s died; restarting", self.backend.name,
                           exc_info=self._task.exception())
             self._wake = asyncio.Event()
             self._updated = asyncio.Event()
@@ -175,7 +175,7 @@ class QueueWatcher:
         except (CommandError, QueryError) as exc:
             self.failures += 1
             self.query_failures += 1
-            log.warning(
+            self.log.warning(
                 "%s status query failed (%d in a row, next try in %.0f s): %s",
                 self.backend.name, self.failures, self._delay(), exc,
             )
@@ -218,7 +218,7 @@ class QueueWatcher:
             result = await run_command([*self.status_prefix, *argv], timeout=self.settings.timeout)
             found = self.backend.parse_accounting(result, job_ids)
         except (CommandError, QueryError) as exc:
-            log.info("%s accounting is not available (%s); relying on exit-status markers",
+            self.log.info("%s accounting is not available (%s); relying on exit-status markers",
                      self.backend.name, exc)
             self._accounting = False
             return
@@ -236,7 +236,11 @@ _WATCHERS: dict[tuple[object, ...], QueueWatcher] = {}
 
 
 def get_watcher(
-    backend: Backend, *, status_prefix: Sequence[str] = (), settings: WatcherSettings | None = None
+    backend: Backend,
+    *,
+    status_prefix: Sequence[str] = (),
+    settings: WatcherSettings | None = None,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> QueueWatcher:
     """The one watcher for this scheduler (backend, cluster, commands and status prefix)
     in this process, created on first use. Settings of the first caller win."""
@@ -244,7 +248,7 @@ def get_watcher(
     watcher = _WATCHERS.get(key)
     if watcher is None:
         watcher = _WATCHERS[key] = QueueWatcher(
-            backend, status_prefix=status_prefix, settings=settings
+            backend, status_prefix=status_prefix, settings=settings, log=log
         )
     return watcher
 

@@ -16,7 +16,7 @@ from ..request import JobRequest, format_walltime
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
 
-__all__ = ["SlurmBackend", "parse_slurm_time", "parse_exit_code"]
+__all__ = ["SlurmBackend", "parse_exit_code", "parse_slurm_time", "parse_wait_status"]
 
 #: squeue fields, in order; each is written as ``Name:|`` (no width limit, ``|`` after it)
 SQUEUE_FIELDS = ("JobID", "State", "Reason", "BatchHost", "exit_code", "StartTime", "EndTime", "Partition")
@@ -93,8 +93,20 @@ def parse_slurm_time(text: str) -> datetime | None:
         return None
 
 
+def parse_wait_status(text: str) -> int | None:
+    """squeue's ``exit_code`` field, a raw wait status: ``"768"`` (exit 3) -> 3,
+    ``"15"`` (killed by SIGTERM) -> 143, ``"0"`` -> 0."""
+    text = text.strip()
+    if not text.isdigit():
+        return None
+    status = int(text)
+    if status & 0x7F:
+        return 128 + (status & 0x7F)
+    return (status >> 8) & 0xFF
+
+
 def parse_exit_code(text: str) -> int | None:
-    """``"3"`` or ``"3:0"`` (status:signal) -> 3; ``"0:15"`` (killed by signal 15) -> 143."""
+    """sacct's ``ExitCode``: ``"3:0"`` (status:signal) -> 3; ``"0:15"`` (killed by signal 15) -> 143."""
     parts = text.strip().split(":")
     if not parts[0].isdigit():
         return None
@@ -163,7 +175,7 @@ class SlurmBackend(Backend):
                 state=mapped,
                 host=host if host and host.upper() not in _NO_TIME else None,
                 reason=reason if reason not in ("None", "") else None,
-                exit_code=parse_exit_code(exit_code) if mapped.is_final else None,
+                exit_code=parse_wait_status(exit_code) if mapped.is_final else None,
                 expected_start=parse_slurm_time(start),
                 end_time=parse_slurm_time(end),
                 partition=partition or None,
