@@ -173,10 +173,30 @@ SlurmctldLogFile=$LOGDIR/slurmctld.log
 SlurmdLogFile=$LOGDIR/slurmd.log
 SlurmctldPidFile=$CTLD_PID
 SlurmdPidFile=$SLURMD_PID
-NodeName=$HOST CPUs=$(node_cpus) RealMemory=$(node_mem) State=UNKNOWN
+GresTypes=gpu
+NodeName=$HOST CPUs=$(node_cpus) RealMemory=$(node_mem) Gres=gpu:tesla:2 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=$HOST MaxTime=00:05:00 State=UP
+PartitionName=gpu Nodes=$HOST MaxTime=04:00:00 State=UP
 EOF
+}
+
+# Two fake GPUs: gres/gpu needs character devices (clones of /dev/null do), else slurmd
+# drops them and sets no CUDA_VISIBLE_DEVICES.
+FAKE_GPU_DIR=/var/lib/jupyterhub-hpc-slurm
+write_gres() {
+  install -d -m 0755 "$FAKE_GPU_DIR"
+  local g; for g in 0 1; do
+    [ -c "$FAKE_GPU_DIR/fakegpu$g" ] || { rm -f "$FAKE_GPU_DIR/fakegpu$g"; mknod -m 666 "$FAKE_GPU_DIR/fakegpu$g" c 1 3; }
+  done
+  local want="NodeName=$HOST Name=gpu Type=tesla File=$FAKE_GPU_DIR/fakegpu[0-1]"
+  if [ "$(cat /etc/slurm/gres.conf 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" > /etc/slurm/gres.conf
+    chmod 0644 /etc/slurm/gres.conf
+    log "wrote /etc/slurm/gres.conf"
+    return 0
+  fi
+  return 1
 }
 
 # write_conf: returns 0 if the file changed, 1 if it was already up to date.
@@ -267,6 +287,7 @@ do_start() {
   install_packages
   ensure_hostname_resolves
   write_conf && changed=1
+  write_gres && changed=1
   start_munge
   if [ $changed = 1 ]; then
     if alive "$CTLD_PID" slurmctld >/dev/null || alive "$SLURMD_PID" slurmd >/dev/null; then
