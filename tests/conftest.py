@@ -12,14 +12,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hub import Hub  # noqa: E402
+from hub import Hub
 
 
 def slurm_jobs(user: str) -> dict[str, str]:
     """{job id: state} of a user's jobs in the live queue (pending and running only)."""
     out = subprocess.run(
         ["squeue", "--noheader", f"--user={user}", "--states=PENDING,RUNNING,COMPLETING", "--format=%i|%T"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return dict(line.split("|", 1) for line in out.split())
 

@@ -69,7 +69,7 @@ def free_port() -> int:
 class Hub:
     """One hub directory; ``start()``/``stop()``/``kill()`` may be called repeatedly."""
 
-    def __init__(self, root: Path, spawner: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, spawner: dict[str, Any] | None = None, spawner_class: str = "slurm") -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -88,6 +88,7 @@ class Hub:
             "admin_token": self.admin_token,
             "per_user": str(root / "per_user.json"),
             "spawner": spawner or {},
+            "spawner_class": spawner_class,
         }
         (root / "settings.json").write_text(json.dumps(self.settings))
         (root / "jupyterhub_config.py").write_text(CONFIG)
@@ -104,7 +105,11 @@ class Hub:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
-            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -140,8 +145,10 @@ class Hub:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        subprocess.run(["pkill", "-f", f"configurable-http-proxy.*{self.settings['proxy_api_url'].rsplit(':', 1)[1]}"],
-                       check=False)
+        subprocess.run(
+            ["pkill", "-f", f"configurable-http-proxy.*{self.settings['proxy_api_url'].rsplit(':', 1)[1]}"],
+            check=False,
+        )
         self.proc = None
 
     def log_tail(self, n: int = 60) -> str:
@@ -199,8 +206,9 @@ class Hub:
         return str(r.json()["token"])
 
     def server_status(self, name: str, token: str) -> requests.Response:
-        return requests.get(f"{self.url}/user/{name}/api/status",
-                            headers={"Authorization": f"token {token}"}, timeout=10)
+        return requests.get(
+            f"{self.url}/user/{name}/api/status", headers={"Authorization": f"token {token}"}, timeout=10
+        )
 
     def stop_server(self, name: str, timeout: float = 60) -> float:
         t0 = time.monotonic()

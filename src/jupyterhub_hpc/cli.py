@@ -1,4 +1,4 @@
-"""The ``jupyterhub-hpc`` command: administrative helpers."""
+"""The ``jupyterhub-hpc`` command: administrative helpers and the demo."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jupyterhub-hpc", description="jupyterhub-hpc helpers")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    from . import demo
+
+    demo.add_arguments(
+        sub.add_parser(
+            "demo",
+            help="run a demo hub on this machine (no config file needed)",
+            description=(demo.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
 
         print(__version__)
+    elif args.command == "demo":
+        raise SystemExit(demo.run(args))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CommandResult", "CommandError", "run_command", "expand_prefix"]
+__all__ = ["CommandError", "CommandResult", "expand_prefix", "run_command"]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from tornado import web
 
 from .spawner import HPCSpawner
 
-__all__ = ["JobPortHandler", "api_handlers", "PORT_ROUTE"]
+__all__ = ["PORT_ROUTE", "JobPortHandler", "api_handlers"]
 
 PORT_ROUTE = r"/api/hpc/port"
 
@@ -48,11 +48,7 @@ class JobPortHandler(APIHandler):
         if not isinstance(port, int) or isinstance(port, bool):
             raise web.HTTPError(400, "port must be an integer")
         spawner = next(
-            (
-                s
-                for s in user.spawners.values()
-                if isinstance(s, HPCSpawner) and s.matches_token(token)
-            ),
+            (s for s in user.spawners.values() if isinstance(s, HPCSpawner) and s.matches_token(token)),
             None,
         )
         if spawner is None:

@@ -120,12 +120,18 @@ class HPCSpawnerOptions(Configurable):
 
     # -- the resources (defaults of the job request) -----------------------------------
     job_name = Unicode("jupyterhub", help="""The job name shown by the scheduler.""").tag(config=True)
-    partition = Unicode("", help="""Partition (queue) to submit to; empty: the scheduler's default.""").tag(config=True)
+    partition = Unicode("", help="""Partition (queue) to submit to; empty: the scheduler's default.""").tag(
+        config=True
+    )
     account = Unicode("", help="""Account to charge; empty: the user's default account.""").tag(config=True)
     qos = Unicode("", help="""Quality of service; empty: the default.""").tag(config=True)
     reservation = Unicode("", help="""Reservation to run in; empty: none.""").tag(config=True)
-    constraint = Unicode("", help="""Node features required (Slurm ``--constraint``); empty: none.""").tag(config=True)
-    cpus = Integer(1, help="""CPU cores for the server (per task; Slurm ``--cpus-per-task``).""").tag(config=True)
+    constraint = Unicode("", help="""Node features required (Slurm ``--constraint``); empty: none.""").tag(
+        config=True
+    )
+    cpus = Integer(1, help="""CPU cores for the server (per task; Slurm ``--cpus-per-task``).""").tag(
+        config=True
+    )
     memory = Unicode(
         "1G",
         help="""

@@ -9,7 +9,7 @@ from .states import JobState, JobStatus
 
 
 def queue_message(backend: Backend, status: JobStatus) -> str:
-    """"Waiting in queue: other jobs have priority, expected start 14:05"."""
+    """ "Waiting in queue: other jobs have priority, expected start 14:05"."""
     text = "Waiting in queue"
     reason = backend.describe_reason(status.reason)
     if reason:

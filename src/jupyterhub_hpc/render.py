@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-__all__ = ["Safe", "render_script", "directive_lines", "check_directive"]
+__all__ = ["Safe", "check_directive", "directive_lines", "render_script"]
 
 TEMPLATE_DIR = Path(__file__).parent / "backends" / "templates"
 
@@ -58,9 +58,7 @@ def _environment(search_path: Sequence[Path]) -> jinja2.Environment:
     return env
 
 
-def render_script(
-    template: str, context: Mapping[str, Any], *, extra_dirs: Sequence[str | Path] = ()
-) -> str:
+def render_script(template: str, context: Mapping[str, Any], *, extra_dirs: Sequence[str | Path] = ()) -> str:
     """Render ``template`` (a file name in the template search path, or an
     absolute path) with ``context``; values are shell-quoted unless marked safe."""
     path = Path(template)

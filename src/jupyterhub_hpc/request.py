@@ -16,9 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 __all__ = [
     "JobRequest",
     "RequestError",
+    "format_walltime",
     "parse_memory_mib",
     "parse_walltime_seconds",
-    "format_walltime",
 ]
 
 #: Names (partition, account, QoS, reservation, GPU type): no spaces, no quotes, no shell syntax.

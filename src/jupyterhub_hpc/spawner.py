@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import os
 import pwd
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,8 @@ from .states import JobState, JobStatus
 from .watcher import QueueWatcher, WatcherSettings, get_watcher
 
 __all__ = ["HPCSpawner", "SlurmSpawner", "token_digest"]
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def token_digest(token: str) -> str:
@@ -177,7 +180,14 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
         """(environment written into the script, secrets passed to the submit process)."""
         env = self.get_env()
         secrets = {k: v for k, v in env.items() if k in self.secret_env_names}
-        public = {k: v for k, v in env.items() if k not in self.secret_env_names and k != "PATH"}
+        public = {
+            k: v
+            for k, v in env.items()
+            if k not in self.secret_env_names and k != "PATH" and ENV_NAME.match(k)
+        }
+        dropped = sorted(k for k in env if not ENV_NAME.match(k))
+        if dropped:
+            self.log.warning("%s: not passing invalid environment names %s", self._log_name, dropped)
         return public, secrets
 
     def launcher_argv(self) -> list[str]:
@@ -188,28 +198,20 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
             argv += ["--ip", self.server_bind]
         return [*argv, "--", *self.cmd, *self.get_args()]
 
-    def job_script(self, request: JobRequest) -> str:
-        public, _ = self.job_environment()
+    def job_script(self, request: JobRequest, environment: dict[str, str]) -> str:
+        """The job script for ``request``; ``environment`` is written as quoted exports."""
         job = JobScript(
             workdir=self._fill(self.job_workdir),
             output_path=self._fill(self.job_output),
             command=self.launcher_argv(),
-            environment=public,
+            environment=environment,
             path_prepend=self.path_prepend,
             prologue=self.job_script_prologue,
             epilogue=self.job_script_epilogue,
             extra_directives=self.job_extra_directives,
             directives_skip=self.job_directives_skip,
         )
-        if self.job_script_template:
-            backend = self.scheduler
-            original = backend.template
-            try:
-                backend.template = self.job_script_template  # type: ignore[misc]
-                return backend.render(request, job)
-            finally:
-                backend.template = original  # type: ignore[misc]
-        return self.scheduler.render(request, job)
+        return self.scheduler.render(request, job, self.job_script_template or None)
 
     # -- progress -------------------------------------------------------------------
     def _emit(self, message: str, progress: int) -> None:
@@ -242,8 +244,8 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.job_request()
-        script = self.job_script(request)
         public, secrets = self.job_environment()
+        script = self.job_script(request, public)
         self.job_token_digest = token_digest(self.api_token) if self.api_token else ""
         argv = self.scheduler.submit_argv(request)
         submit_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **secrets}
@@ -327,9 +329,7 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
     # -- the job's callback ---------------------------------------------------------------
     def matches_token(self, token: str) -> bool:
         """True when ``token`` is the API token of this spawner's current server."""
-        return bool(self.job_token_digest) and hmac.compare_digest(
-            self.job_token_digest, token_digest(token)
-        )
+        return bool(self.job_token_digest) and hmac.compare_digest(self.job_token_digest, token_digest(token))
 
     def port_bounds(self) -> tuple[int, int]:
         if self.port_range:

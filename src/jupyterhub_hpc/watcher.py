@@ -23,7 +23,7 @@ from .backends.base import Backend, QueryError
 from .commands import CommandError, run_command
 from .states import JobState, JobStatus
 
-__all__ = ["QueueWatcher", "WatcherSettings", "get_watcher", "all_watchers"]
+__all__ = ["QueueWatcher", "WatcherSettings", "all_watchers", "get_watcher"]
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,11 @@ class QueueWatcher:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             if self._task is not None and not self._task.cancelled() and self._task.exception():
-                self.log.error("queue watcher for %s died; restarting", self.backend.name,
-                          exc_info=self._task.exception())
+                self.log.error(
+                    "queue watcher for %s died; restarting",
+                    self.backend.name,
+                    exc_info=self._task.exception(),
+                )
             self._wake = asyncio.Event()
             self._updated = asyncio.Event()
             self._task = asyncio.ensure_future(self._run())
@@ -139,7 +142,7 @@ class QueueWatcher:
     def _delay(self) -> float:
         base = self.settings.fast_interval if self._hurry else self.settings.interval
         if self.failures:
-            return min(max(base, 1.0) * 2**self.failures, self.settings.max_backoff)
+            return float(min(max(base, 1.0) * 2**self.failures, self.settings.max_backoff))
         return base
 
     async def _run(self) -> None:
@@ -177,7 +180,10 @@ class QueueWatcher:
             self.query_failures += 1
             self.log.warning(
                 "%s status query failed (%d in a row, next try in %.0f s): %s",
-                self.backend.name, self.failures, self._delay(), exc,
+                self.backend.name,
+                self.failures,
+                self._delay(),
+                exc,
             )
             for job_id in ids:
                 self._cache[job_id] = self.cached(job_id).with_state(JobState.UNKNOWN)
@@ -218,8 +224,9 @@ class QueueWatcher:
             result = await run_command([*self.status_prefix, *argv], timeout=self.settings.timeout)
             found = self.backend.parse_accounting(result, job_ids)
         except (CommandError, QueryError) as exc:
-            self.log.info("%s accounting is not available (%s); relying on exit-status markers",
-                     self.backend.name, exc)
+            self.log.info(
+                "%s accounting is not available (%s); relying on exit-status markers", self.backend.name, exc
+            )
             self._accounting = False
             return
         for job_id, status in found.items():

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from conftest import cancel_all, slurm_jobs
 from hub import Hub, wait_for
 

@@ -22,5 +22,9 @@ def backend_class(name: str) -> type[Backend]:
         from .slurm import SlurmBackend
 
         return SlurmBackend
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend
     known = sorted(ep.name for ep in entry_points(group="jupyterhub_hpc.backends"))
-    raise ValueError(f"unknown backend {name!r}; known: {', '.join(known) or 'slurm'}")
+    raise ValueError(f"unknown backend {name!r}; known: {', '.join(known) or 'slurm, local'}")

@@ -155,8 +155,9 @@ class Backend(abc.ABC):
         (when rendering) or the real id (when the hub reads the file)."""
         return pattern.replace("{job_id}", job_id if job_id else self.job_id_placeholder)
 
-    def render(self, request: JobRequest, job: JobScript) -> str:
-        """The complete job script for ``request``: a pure function of its inputs."""
+    def render(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
+        """The complete job script for ``request``: a pure function of its inputs.
+        ``template`` (a path) replaces the backend's own template."""
         lines = directive_lines(
             self.directive_prefix,
             self.directives(request, job),
@@ -164,7 +165,7 @@ class Backend(abc.ABC):
             extra=job.extra_directives,
         )
         return render_script(
-            self.template,
+            template or self.template,
             {
                 "directives": lines,
                 "request": request,

@@ -181,9 +181,7 @@ class SlurmBackend(Backend):
                 partition=partition or None,
                 native_state=state,
             )
-        return {
-            j: found.get(j, JobStatus(job_id=j, state=JobState.NOT_FOUND)) for j in job_ids
-        }
+        return {j: found.get(j, JobStatus(job_id=j, state=JobState.NOT_FOUND)) for j in job_ids}
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("scancel"), *self._cluster_args(), job_id]

@@ -93,13 +93,17 @@ def report_port(api_url: str, token: str, port: int, *, timeout: float) -> None:
         except urllib.error.HTTPError as exc:
             if exc.code not in RETRY_STATUSES:
                 detail = exc.read().decode(errors="replace")[:500]
-                raise SystemExit(f"jupyterhub-hpc-singleuser: the hub refused the port: {exc.code} {detail}") from None
+                raise SystemExit(
+                    f"jupyterhub-hpc-singleuser: the hub refused the port: {exc.code} {detail}"
+                ) from None
             problem = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             problem = str(getattr(exc, "reason", exc))
         if time.monotonic() + delay > deadline:
             raise SystemExit(f"jupyterhub-hpc-singleuser: hub unreachable for {timeout:.0f} s ({problem})")
-        print(f"jupyterhub-hpc-singleuser: hub not reachable ({problem}); retrying in {delay:.1f} s", flush=True)
+        print(
+            f"jupyterhub-hpc-singleuser: hub not reachable ({problem}); retrying in {delay:.1f} s", flush=True
+        )
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
 
@@ -116,8 +120,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jupyterhub-hpc-singleuser", description=__doc__.split("\n")[0])
     parser.add_argument("--ip", default="", help="address to bind (default: this node's address)")
     parser.add_argument("--port-range", type=parse_range, default=None, help="LOW-HIGH")
-    parser.add_argument("--report-timeout", type=float, default=900.0,
-                        help="seconds to keep retrying the port report while the hub is away")
+    parser.add_argument(
+        "--report-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to keep retrying the port report while the hub is away",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the server command")
     args = parser.parse_args(argv)
     command = [c for c in args.command]
