@@ -59,6 +59,8 @@ venv: system-deps
 
 services: system-deps
 	"$(CURDIR)/scripts/slurm.sh" start
+	"$(CURDIR)/scripts/gridengine.sh" start
+	"$(CURDIR)/scripts/oar.sh" start
 	"$(CURDIR)/scripts/test-users.sh"
 
 test: system-deps venv services

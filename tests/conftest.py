@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +49,31 @@ def hub_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for hub in hubs:
         hub.kill_all()
+
+
+#: the unprivileged account the hub runs as in the end-to-end tests (scripts/test-users.sh), under
+#: the sudoers file `jupyterhub-hpc sudoers` generates (scripts/test-sudoers.sh)
+HUB_ACCOUNT = "jupyterhub"
+
+
+@pytest.fixture
+def nonroot_hub_factory(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Like ``hub_factory``, but each hub (and its proxy) runs as ``HUB_ACCOUNT``, in a
+    directory under that account's home (pytest's tmp_path is private to root). The hub
+    logs are copied to tmp_path at the end."""
+    account = pwd.getpwnam(HUB_ACCOUNT)
+    base = Path(tempfile.mkdtemp(prefix="hubs-", dir=account.pw_dir))
+    os.chown(base, account.pw_uid, account.pw_gid)
+    hubs: list[Hub] = []
+
+    def make(*, config: dict[str, dict[str, Any]] | None = None, **spawner: object) -> Hub:
+        hub = Hub(base / f"hub{len(hubs)}", spawner=dict(spawner), run_as=HUB_ACCOUNT, config=config)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for n, hub in enumerate(hubs):
+        hub.kill_all()
+        if hub.log_path.exists():
+            shutil.copy(hub.log_path, tmp_path / f"hub{n}.log")
+    shutil.rmtree(base, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -38,7 +39,7 @@ c.JupyterHub.services = [{"name": "test", "api_token": settings["admin_token"]}]
 c.JupyterHub.load_roles = [{
     "name": "test-admin", "services": ["test"],
     "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens",
-               "access:servers", "read:hub", "list:users"],
+               "access:servers", "read:hub", "list:users", "read:metrics"],
 }]
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.spawner_class = settings.get("spawner_class", "slurm")
@@ -47,6 +48,9 @@ c.JupyterHub.log_level = "DEBUG"
 c.Spawner.default_url = "/lab"
 for key, value in settings.get("spawner", {}).items():
     setattr(c.HPCSpawner, key, value)
+for section, values in settings.get("config", {}).items():
+    for key, value in values.items():
+        setattr(getattr(c, section), key, value)
 
 def per_user(spawner):
     """Test-only knobs per user (a held start, a failing prologue), read at each spawn."""
@@ -67,16 +71,29 @@ def free_port() -> int:
 
 
 class Hub:
-    """One hub directory; ``start()``/``stop()``/``kill()`` may be called repeatedly."""
+    """One hub directory; ``start()``/``stop()``/``kill()`` may be called repeatedly.
 
-    def __init__(self, root: Path, spawner: dict[str, Any] | None = None, spawner_class: str = "slurm") -> None:
+    ``run_as`` runs the hub (and the proxy it starts) as that account instead of root:
+    ``root`` must then be a directory that account can reach; it becomes its owner.
+    ``config`` sets any other option: ``{"JupyterHub": {"internal_ssl": True}}``.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        spawner: dict[str, Any] | None = None,
+        spawner_class: str = "slurm",
+        run_as: str | None = None,
+        config: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.root = root
+        self.run_as = pwd.getpwnam(run_as) if run_as else None
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = secrets.token_hex(16)
         self.password = "test-password"
-        self.settings = {
+        self.settings: dict[str, Any] = {
             "bind_url": self.url,
             "hub_port": free_port(),
             "proxy_api_url": f"http://127.0.0.1:{free_port()}",
@@ -89,19 +106,35 @@ class Hub:
             "per_user": str(root / "per_user.json"),
             "spawner": spawner or {},
             "spawner_class": spawner_class,
+            "config": config or {},
         }
         (root / "settings.json").write_text(json.dumps(self.settings))
         (root / "jupyterhub_config.py").write_text(CONFIG)
+        self._own(root, root / "settings.json", root / "jupyterhub_config.py")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "hub.log"
 
+    def _own(self, *paths: Path) -> None:
+        """Give the hub's files to the account it runs as (private: tokens are in them)."""
+        if self.run_as is None:
+            return
+        for path in paths:
+            os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
     def per_user(self, values: dict[str, dict[str, Any]]) -> None:
         Path(self.settings["per_user"]).write_text(json.dumps(values))
+        self._own(Path(self.settings["per_user"]))
 
     def start(self, timeout: float = 60) -> None:
         env = dict(os.environ)
         env["HPC_TEST_SETTINGS"] = str(self.root / "settings.json")
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+        identity: dict[str, Any] = {}
+        if self.run_as is not None:
+            # an unprivileged hub: its own uid, gid and no supplementary groups
+            env.update(HOME=self.run_as.pw_dir, USER=self.run_as.pw_name, LOGNAME=self.run_as.pw_name)
+            identity = {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": []}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
@@ -110,6 +143,7 @@ class Hub:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **identity,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -199,6 +233,14 @@ class Hub:
                 if time.monotonic() > deadline:
                     break
         return events
+
+    def metrics(self) -> str:
+        """The text of ``/hub/metrics`` (Prometheus exposition format)."""
+        r = requests.get(
+            f"{self.url}/hub/metrics", headers={"Authorization": f"token {self.admin_token}"}, timeout=30
+        )
+        r.raise_for_status()
+        return r.text
 
     def user_token(self, name: str) -> str:
         r = self.api("POST", f"/users/{name}/tokens", json={"scopes": [f"access:servers!user={name}"]})

@@ -19,6 +19,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             description=(demo.__doc__ or "").split("\n\n")[0],
         )
     )
+    from . import sudoers
+
+    sudoers.add_arguments(
+        sub.add_parser(
+            "sudoers",
+            help="print the minimal sudoers file for a hub that does not run as root",
+            description=(sudoers.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -26,3 +35,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__version__)
     elif args.command == "demo":
         raise SystemExit(demo.run(args))
+    elif args.command == "sudoers":
+        raise SystemExit(sudoers.run(args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CommandError", "CommandResult", "expand_prefix", "run_command"]
+__all__ = ["CommandError", "CommandResult", "expand_prefix", "run_command", "with_environment"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,33 @@ def expand_prefix(prefix: Sequence[str], **values: str) -> list[str]:
     ['sudo', '-n', '-u', 'alice', '--']
     """
     return [part.format(**values) for part in prefix]
+
+
+def with_environment(
+    prefix: Sequence[str],
+    argv: Sequence[str],
+    environment: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[str], dict[str, str] | None]:
+    """The argv and process environment that give a scheduler command ``environment``
+    (e.g. ``SLURM_CONF``).
+
+    Behind a prefix (``sudo``, which resets the environment) the variables become
+    ``env NAME=value`` arguments after it; without one they are set in the
+    process environment (``env``, or the hub's own when ``env`` is None).
+
+    >>> with_environment(["sudo", "-u", "a", "--"], ["squeue"], {"SLURM_CONF": "/x"})
+    (['sudo', '-u', 'a', '--', 'env', 'SLURM_CONF=/x', 'squeue'], None)
+    >>> with_environment([], ["squeue"], {"SLURM_CONF": "/x"}, {"PATH": "/bin"})
+    (['squeue'], {'PATH': '/bin', 'SLURM_CONF': '/x'})
+    """
+    if not environment:
+        return [*prefix, *argv], dict(env) if env is not None else None
+    if prefix:
+        assignments = [f"{name}={value}" for name, value in sorted(environment.items())]
+        return [*prefix, "env", *assignments, *argv], dict(env) if env is not None else None
+    base = dict(env) if env is not None else dict(os.environ)
+    return list(argv), {**base, **environment}
 
 
 async def run_command(
@@ -91,6 +119,9 @@ async def run_command(
         raise CommandError(f"{args[0]} did not finish within {timeout:g} s") from None
     except asyncio.CancelledError:
         _kill(proc)
+        # reap it, so its transport is not left to a closed loop
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
         raise
     result = CommandResult(
         argv=tuple(args),

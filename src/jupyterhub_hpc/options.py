@@ -7,9 +7,11 @@ logic can each be read whole.
 from __future__ import annotations
 
 import os
+import re
 import sys
+from typing import Any
 
-from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 SUDO_AS_USER = ["sudo", "-n", "-u", "{username}", "--"]
@@ -23,9 +25,11 @@ class HPCSpawnerOptions(Configurable):
         "slurm",
         help="""
         The scheduler backend that runs the Jupyter server jobs, by name
-        (entry-point group ``jupyterhub_hpc.backends``): ``"slurm"``, or ``"local"``
-        for plain local processes with the same life cycle. ``SlurmSpawner`` fixes
-        it to ``"slurm"``.
+        (entry-point group ``jupyterhub_hpc.backends``): ``"slurm"``, ``"sge"``
+        (Grid Engine), ``"pbs"`` (PBS Professional / OpenPBS), ``"torque"``,
+        ``"lsf"``, ``"htcondor"``, ``"oar"``, or ``"local"`` for plain local
+        processes with the same life cycle. ``SlurmSpawner``, ``SGESpawner`` and
+        the other per-scheduler classes (``jupyterhub_hpc.schedulers``) set it.
         """,
     ).tag(config=True)
 
@@ -33,7 +37,10 @@ class HPCSpawnerOptions(Configurable):
         "",
         help="""
         The cluster to submit to, for schedulers that federate several (Slurm's
-        ``--clusters``). Empty means the scheduler's default cluster.
+        ``--clusters``). Empty means the scheduler's default cluster. With
+        several names (``"a,b"``) Slurm picks one at submit time; the spawner
+        keeps the one it picked with the job id (job ids are per cluster), and
+        every later status query and cancel of that job names that cluster.
         """,
     ).tag(config=True)
 
@@ -45,6 +52,32 @@ class HPCSpawnerOptions(Configurable):
         ``{"sbatch": "/usr/bin/sbatch", "scancel": "/usr/bin/scancel"}``.
         """,
     ).tag(config=True)
+
+    scheduler_environment = Dict(
+        value_trait=Unicode(),
+        help="""
+        Environment variables every scheduler command gets (submit, status,
+        cancel, accounting), e.g. ``{"SLURM_CONF": "/etc/slurm-b/slurm.conf"}`` to
+        talk to a second Slurm, or ``{"SGE_ROOT": ..., "SGE_CELL": ...}``.
+
+        ``sudo`` resets the environment, so behind a non-empty prefix
+        (``submit_prefix``, ``cancel_prefix``, ``status_prefix``) the variables
+        are passed as arguments of ``env`` after the prefix:
+        ``sudo -n -u alice -- env SLURM_CONF=/x sbatch ...`` (no shell; a value
+        is one argument whatever it contains). The sudoers rule must then allow
+        ``/usr/bin/env`` as the user. Without a prefix they are set in the
+        command's process environment. Values are visible in the process list:
+        never put secrets here (``secret_env_names`` is for those).
+        """,
+    ).tag(config=True)
+
+    @validate("scheduler_environment")
+    def _valid_scheduler_environment(self, proposal: Any) -> dict[str, str]:
+        value: dict[str, str] = dict(proposal["value"])
+        bad = sorted(k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k))
+        if bad:
+            raise TraitError(f"scheduler_environment: not variable names: {bad}")
+        return value
 
     submit_prefix = List(
         Unicode(),

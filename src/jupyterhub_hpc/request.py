@@ -67,11 +67,14 @@ def parse_memory_mib(value: object) -> int:
 
 
 def parse_walltime_seconds(value: object) -> int:
-    """A time limit in seconds from minutes (int), ``"MM"``, ``"HH:MM:SS"``,
-    ``"HH:MM"`` or ``"D-HH:MM:SS"``.
+    """A time limit in seconds, read the way Slurm reads ``--time``: minutes (an int
+    or ``"MM"``), ``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH"``, ``"D-HH:MM"`` or
+    ``"D-HH:MM:SS"``.
 
-    >>> parse_walltime_seconds("01:30:00"), parse_walltime_seconds(90), parse_walltime_seconds("1-00:00:00")
-    (5400, 5400, 86400)
+    >>> parse_walltime_seconds("01:30:00"), parse_walltime_seconds(90), parse_walltime_seconds("30:00")
+    (5400, 5400, 1800)
+    >>> parse_walltime_seconds("1-00:00:00"), parse_walltime_seconds("1-2")
+    (86400, 93600)
     """
     if isinstance(value, bool):
         raise ValueError("walltime must be minutes or HH:MM:SS")
@@ -79,7 +82,7 @@ def parse_walltime_seconds(value: object) -> int:
         seconds = value * 60
     elif isinstance(value, str):
         text = value.strip()
-        days = 0
+        days: int | None = None
         if "-" in text:
             day_text, text = text.split("-", 1)
             if not day_text.isdigit():
@@ -88,14 +91,17 @@ def parse_walltime_seconds(value: object) -> int:
         parts = text.split(":")
         if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
             raise ValueError(f"not a walltime: {value!r} (use HH:MM:SS or minutes)")
-        numbers = [int(p) for p in parts]
-        if len(parts) == 1:
-            seconds = numbers[0] * 60
-        elif len(parts) == 2:
-            seconds = numbers[0] * 3600 + numbers[1] * 60
+        n = [int(p) for p in parts]
+        if days is not None:
+            # D-HH, D-HH:MM, D-HH:MM:SS
+            n += [0] * (3 - len(n))
+            seconds = days * 86400 + n[0] * 3600 + n[1] * 60 + n[2]
+        elif len(n) == 1:
+            seconds = n[0] * 60
+        elif len(n) == 2:
+            seconds = n[0] * 60 + n[1]
         else:
-            seconds = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
-        seconds += days * 86400
+            seconds = n[0] * 3600 + n[1] * 60 + n[2]
     else:
         raise ValueError("walltime must be minutes or HH:MM:SS")
     if seconds < 60:
@@ -113,7 +119,14 @@ def format_walltime(seconds: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
+def _no_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a number is required, not true/false")
+    return value
+
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
 Memory = Annotated[int, BeforeValidator(parse_memory_mib), Field(ge=1)]
 Walltime = Annotated[int, BeforeValidator(parse_walltime_seconds), Field(ge=60)]
 
@@ -134,11 +147,11 @@ class JobRequest(BaseModel):
     qos: Name | None = None
     reservation: Name | None = None
     constraint: Annotated[str, Field(pattern=CONSTRAINT_PATTERN)] | None = None
-    nodes: int = Field(default=1, ge=1, le=10_000)
-    cpus: int = Field(default=1, ge=1, le=100_000)
+    nodes: Count = Field(default=1, ge=1, le=10_000)
+    cpus: Count = Field(default=1, ge=1, le=100_000)
     memory: Memory = 1024
     walltime: Walltime = 8 * 3600
-    gpus: int = Field(default=0, ge=0, le=1024)
+    gpus: Count = Field(default=0, ge=0, le=1024)
     gpu_type: Name | None = None
 
     @classmethod

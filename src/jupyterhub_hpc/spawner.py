@@ -22,14 +22,16 @@ from typing import Any
 
 from jupyterhub.spawner import Spawner
 from sqlalchemy.orm import object_session
+from tornado import web
 from traitlets import default
 
 from .backends import Backend, JobScript, backend_class
 from .backends.base import parse_exit_marker
-from .commands import CommandError, expand_prefix, run_command
+from .commands import CommandError, expand_prefix, run_command, with_environment
 from .options import HPCSpawnerOptions
 from .progress import failure_message, queue_message
 from .request import JobRequest, RequestError
+from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queries, secrets_on_stdin
 from .states import JobState, JobStatus
 from .watcher import QueueWatcher, WatcherSettings, get_watcher
 
@@ -43,7 +45,15 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class HPCSpawner(HPCSpawnerOptions, Spawner):
+def invalid_options(exc: RequestError) -> web.HTTPError:
+    """HTTP 400 for a request that fails validation (JupyterHub relays an HTTPError
+    raised by ``start`` to ``POST /users/:name/server``). The reason is user input:
+    printable ASCII only and bounded, as it is also logged."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(exc))[:300]
+    return web.HTTPError(400, "Invalid server options: %s", text, reason="Invalid server options")
+
+
+class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``."""
 
     @default("start_timeout")
@@ -120,16 +130,25 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
     @property
     def scheduler(self) -> Backend:
         cached: Backend | None = getattr(self, "_backend_obj", None)
-        if cached is None or cached.name != (self.job_backend or self.backend):
+        if (
+            cached is None
+            or cached.name != (self.job_backend or self.backend)
+            or cached.cluster != (self.job_cluster or self.cluster)
+        ):
             cached = self.make_backend(cluster=self.job_cluster or None)
             self._backend_obj = cached
         return cached
 
     @property
     def watcher(self) -> QueueWatcher:
+        backend, prefix, environment = self.scheduler, self.status_prefix, self.scheduler_environment
+        if self.ssh_host:
+            # the status query runs on the submit host: the watcher only sees its ssh argv
+            backend = remote_queries(backend, self.ssh_settings(), prefix, environment)
+            prefix, environment = [], {}
         return get_watcher(
-            self.scheduler,
-            status_prefix=self.status_prefix,
+            backend,
+            status_prefix=prefix,
             settings=WatcherSettings(
                 interval=self.status_interval,
                 fast_interval=self.status_fast_interval,
@@ -137,6 +156,7 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
                 max_backoff=self.status_max_backoff,
             ),
             log=self.log,
+            environment=environment,
         )
 
     def user_home(self) -> str:
@@ -150,8 +170,38 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
         return self.scheduler.output_path(text, job_id)
 
     async def _run_as_user(self, prefix: list[str], argv: list[str], **kwargs: Any) -> Any:
+        if self.ssh_host:
+            return await self._run_on_submit_host(prefix, argv, {}, **kwargs)
         full = [*expand_prefix(prefix, username=self.user.name), *argv]
         return await run_command(full, timeout=self.command_timeout, **kwargs)
+
+    async def _run_on_submit_host(
+        self, prefix: list[str], argv: list[str], environment: dict[str, str], **kwargs: Any
+    ) -> Any:
+        """``prefix + argv`` on ``ssh_host``; the secrets of ``env`` go on standard input."""
+        env = kwargs.pop("env", None) or {}
+        secrets = {k: v for k, v in env.items() if k in self.secret_env_names}
+        remote = remote_argv(expand_prefix(prefix, username=self.user.name), argv, environment)
+        remote, stdin = secrets_on_stdin(remote, secrets, kwargs.pop("input", None))
+        settings = self.ssh_settings()
+        settings.ensure_control_dir()
+        return await run_command(
+            settings.argv(remote),
+            input=stdin,
+            env=local_environment(),
+            timeout=self.command_timeout,
+            **kwargs,
+        )
+
+    async def _run_scheduler(self, prefix: list[str], argv: list[str], **kwargs: Any) -> Any:
+        """A scheduler command as the user, with ``scheduler_environment``."""
+        if self.ssh_host:
+            return await self._run_on_submit_host(prefix, argv, dict(self.scheduler_environment), **kwargs)
+        env = kwargs.pop("env", None)
+        full, env = with_environment(
+            expand_prefix(prefix, username=self.user.name), argv, self.scheduler_environment, env
+        )
+        return await run_command(full, timeout=self.command_timeout, env=env, **kwargs)
 
     # -- the job request and script ---------------------------------------------------------
     def job_request(self) -> JobRequest:
@@ -175,6 +225,18 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
             if key not in self.allowed_user_options:
                 raise RequestError(key, "this option cannot be set by users")
         return JobRequest.from_mapping({**base, **options})
+
+    def validated_request(self) -> JobRequest:
+        """``job_request()`` with every validation problem an HTTP 400: the one place
+        where invalid user input becomes a client error (subclasses override
+        ``job_request``, not this). ``null`` is never a value."""
+        try:
+            for key, value in (self.user_options or {}).items():
+                if value is None:
+                    raise RequestError(str(key), "null is not a value")
+            return self.job_request()
+        except RequestError as exc:
+            raise invalid_options(exc) from None
 
     def job_environment(self) -> tuple[dict[str, str], dict[str, str]]:
         """(environment written into the script, secrets passed to the submit process)."""
@@ -243,14 +305,18 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
         self._start_time = time.monotonic()
         self.job_backend = self.backend
         self.job_cluster = self.cluster
-        request = self.job_request()
+        request = self.validated_request()
         public, secrets = self.job_environment()
         script = self.job_script(request, public)
         self.job_token_digest = token_digest(self.api_token) if self.api_token else ""
         argv = self.scheduler.submit_argv(request)
         submit_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **secrets}
-        result = await self._run_as_user(self.submit_prefix, argv, input=script, env=submit_env)
+        result = await self._run_scheduler(self.submit_prefix, argv, input=script, env=submit_env)
         job_id = self.scheduler.parse_submit(result)
+        placed = self.scheduler.parse_submit_cluster(result)
+        if placed and placed != self.job_cluster:
+            # job ids are per cluster: from now on every command about this job names it
+            self.job_cluster = placed
         self.job_id = job_id
         self.job_host, self.job_port, self._port_job = "", 0, ""
         self._persist_state()
@@ -374,7 +440,7 @@ class HPCSpawner(HPCSpawnerOptions, Spawner):
         if not self.job_id:
             return
         argv = self.scheduler.cancel_argv(self.job_id)
-        result = await self._run_as_user(self.cancel_prefix, argv)
+        result = await self._run_scheduler(self.cancel_prefix, argv)
         self.scheduler.parse_cancel(result)
         watcher = self.watcher
         watcher.register(self.job_id)

@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from . import metrics
 from .backends.base import Backend, QueryError
-from .commands import CommandError, run_command
+from .commands import CommandError, run_command, with_environment
 from .states import JobState, JobStatus
 
 __all__ = ["QueueWatcher", "WatcherSettings", "all_watchers", "get_watcher"]
@@ -48,16 +49,20 @@ class QueueWatcher:
         status_prefix: Sequence[str] = (),
         settings: WatcherSettings | None = None,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
         self.backend = backend
         self.status_prefix = list(status_prefix)
+        #: variables every scheduler command gets (``scheduler_environment``)
+        self.environment = dict(environment or {})
         self.settings = settings or WatcherSettings()
         self._cache: dict[str, JobStatus] = {}
         self._registered: set[str] = set()
         self._absent: dict[str, int] = {}
         self._seen: dict[str, asyncio.Event] = {}
         self._hurry = 0
+        self._confirm = False
         self._wake: asyncio.Event | None = None
         self._updated: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -169,11 +174,11 @@ class QueueWatcher:
         ids = sorted(self._registered)
         if not ids:
             return
-        argv = [*self.status_prefix, *self.backend.status_argv(ids)]
+        argv, env = with_environment(self.status_prefix, self.backend.status_argv(ids), self.environment)
         started = time.monotonic()
         self.queries += 1
         try:
-            result = await run_command(argv, timeout=self.settings.timeout)
+            result = await run_command(argv, env=env, timeout=self.settings.timeout)
             statuses = self.backend.parse_status(result, ids)
         except (CommandError, QueryError) as exc:
             self.failures += 1
@@ -193,9 +198,14 @@ class QueueWatcher:
             await self._store(statuses)
         finally:
             self.last_query_seconds = time.monotonic() - started
+        metrics.record_query(self)  # Prometheus (registers on first use)
         for job_id in ids:
-            if job_id in self._seen:
+            # a job seen missing once is not "seen" until the next answer confirms it
+            if job_id in self._seen and (self.failures or self._absent.get(job_id) != 1):
                 self._seen[job_id].set()
+        if self._confirm:
+            self._confirm = False
+            self.refresh_soon()
         assert self._updated is not None
         self._updated.set()
         self._updated = asyncio.Event()
@@ -207,8 +217,11 @@ class QueueWatcher:
                 continue
             if status.state is JobState.NOT_FOUND:
                 self._absent[job_id] = self._absent.get(job_id, 0) + 1
-                if self._absent[job_id] < 2 and job_id in self._cache:
-                    continue  # debounce: confirm with the next answer
+                if self._absent[job_id] < 2:
+                    # debounce: confirm with the next answer, which comes soon
+                    self._cache.setdefault(job_id, status.with_state(JobState.UNKNOWN))
+                    self._confirm = True
+                    continue
                 gone.append(job_id)
             else:
                 self._absent.pop(job_id, None)
@@ -220,8 +233,9 @@ class QueueWatcher:
         argv = self.backend.accounting_argv(job_ids)
         if argv is None:
             return
+        full, env = with_environment(self.status_prefix, argv, self.environment)
         try:
-            result = await run_command([*self.status_prefix, *argv], timeout=self.settings.timeout)
+            result = await run_command(full, env=env, timeout=self.settings.timeout)
             found = self.backend.parse_accounting(result, job_ids)
         except (CommandError, QueryError) as exc:
             self.log.info(
@@ -248,14 +262,16 @@ def get_watcher(
     status_prefix: Sequence[str] = (),
     settings: WatcherSettings | None = None,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> QueueWatcher:
-    """The one watcher for this scheduler (backend, cluster, commands and status prefix)
-    in this process, created on first use. Settings of the first caller win."""
-    key = (*backend.key(), *status_prefix)
+    """The one watcher for this scheduler (backend, cluster, commands, status prefix and
+    scheduler environment) in this process, created on first use. Settings of the first
+    caller win."""
+    key = (*backend.key(), *status_prefix, *sorted((environment or {}).items()))
     watcher = _WATCHERS.get(key)
     if watcher is None:
         watcher = _WATCHERS[key] = QueueWatcher(
-            backend, status_prefix=status_prefix, settings=settings, log=log
+            backend, status_prefix=status_prefix, settings=settings, log=log, environment=environment
         )
     return watcher
 

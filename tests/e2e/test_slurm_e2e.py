@@ -21,6 +21,12 @@ USERS = ["hpcuser1", "hpcuser2", "hpcuser3"]
 FAST = {"memory": "400M", "status_interval": 3.0, "command_timeout": 20.0, "poll_interval": 3}
 
 
+@pytest.fixture
+def hub_factory(nonroot_hub_factory: Callable[..., Hub]) -> Callable[..., Hub]:
+    """Every hub here runs as the unprivileged account, under the generated sudoers file."""
+    return nonroot_hub_factory
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_jobs() -> Iterator[None]:
     cancel_all(USERS)

@@ -20,6 +20,8 @@ lives once in shared code (:mod:`jupyterhub_hpc.commands`,
 from __future__ import annotations
 
 import abc
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -96,6 +98,11 @@ class Backend(abc.ABC):
     job_id_placeholder: ClassVar[str] = "%j"
     #: default program names; ``commands`` in the constructor overrides them
     default_commands: ClassVar[Mapping[str, str]] = {}
+    #: for schedulers that cannot put the job id into an output path (PBS): the job's
+    #: environment variable holding its id; the script then redirects its own output
+    job_id_variable: ClassVar[str | None] = None
+    #: whether the script must ``cd`` to the working directory itself (no directive for it)
+    script_changes_directory: ClassVar[bool] = True
 
     def __init__(self, *, cluster: str = "", commands: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
@@ -108,12 +115,36 @@ class Backend(abc.ABC):
     def cmd(self, name: str) -> str:
         return self.commands[name]
 
+    def stage_argv(
+        self, argv: Sequence[str], *, description: str | None = None, env_file: bool = False
+    ) -> list[str]:
+        """argv that writes the job script (standard input) to a file as the user, then
+        runs ``argv`` with ``{script}`` replaced by its path (:mod:`jupyterhub_hpc.stage`).
+        The Python that runs it is the command ``python`` (default: the hub's own)."""
+        options = [
+            *(["--description", description] if description else []),
+            *(["--env-file"] if env_file else []),
+        ]
+        return [
+            self.commands.get("python", sys.executable),
+            "-m",
+            "jupyterhub_hpc.stage",
+            *options,
+            "--",
+            *argv,
+        ]
+
     # -- argv builders and parsers (pure) -----------------------------------------
     @abc.abstractmethod
     def submit_argv(self, request: JobRequest) -> list[str]: ...
 
     @abc.abstractmethod
     def parse_submit(self, result: CommandResult) -> str: ...
+
+    def parse_submit_cluster(self, result: CommandResult) -> str | None:
+        """The cluster the scheduler placed the job on, when it says so (Slurm's
+        ``--clusters`` with several names); the spawner keeps it with the job id."""
+        return None
 
     @abc.abstractmethod
     def status_argv(self, job_ids: Sequence[str]) -> list[str]: ...
@@ -155,6 +186,16 @@ class Backend(abc.ABC):
         (when rendering) or the real id (when the hub reads the file)."""
         return pattern.replace("{job_id}", job_id if job_id else self.job_id_placeholder)
 
+    def output_redirect(self, output_path: str) -> str:
+        """Shell text sending the rest of the script's output to ``output_path``, with
+        the scheduler's placeholder replaced by the job-id variable; '' when the
+        scheduler writes the output file itself."""
+        if not self.job_id_variable:
+            return ""
+        parts = output_path.split(self.job_id_placeholder)
+        target = f'"${{{self.job_id_variable}}}"'.join(shlex.quote(p) if p else "" for p in parts)
+        return f"exec >>{target} 2>&1"
+
     def render(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
         """The complete job script for ``request``: a pure function of its inputs.
         ``template`` (a path) replaces the backend's own template."""
@@ -176,5 +217,7 @@ class Backend(abc.ABC):
                 "epilogue": Safe(job.epilogue),
                 "command": list(job.command),
                 "exit_marker": Safe(EXIT_MARKER),
+                "output_redirect": Safe(self.output_redirect(job.output_path)),
+                "change_directory": self.script_changes_directory,
             },
         )

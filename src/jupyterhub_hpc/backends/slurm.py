@@ -125,6 +125,7 @@ class SlurmBackend(Backend):
     state_map = SLURM_STATES
     reasons = SLURM_REASONS
     job_id_placeholder = "%j"
+    script_changes_directory = False  # --chdir
     default_commands = {"sbatch": "sbatch", "squeue": "squeue", "scancel": "scancel", "sacct": "sacct"}
 
     def _cluster_args(self) -> list[str]:
@@ -141,6 +142,13 @@ class SlurmBackend(Backend):
         if not job_id.isdigit():
             raise SubmitError(f"sbatch printed no job id: {result.stdout.strip()!r}")
         return job_id
+
+    def parse_submit_cluster(self, result: CommandResult) -> str | None:
+        """``sbatch --parsable --clusters=a,b`` prints ``id;cluster``: the cluster it chose."""
+        lines = [ln for ln in result.stdout.strip().splitlines() if ln.strip()]
+        if not lines or ";" not in lines[-1]:
+            return None
+        return lines[-1].split(";", 1)[1].strip() or None
 
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
         fmt = ",".join(f"{f}:|" for f in SQUEUE_FIELDS)
@@ -159,6 +167,9 @@ class SlurmBackend(Backend):
             if "Invalid job id" in result.stderr:
                 return {j: JobStatus(job_id=j, state=JobState.NOT_FOUND) for j in job_ids}
             raise QueryError(result.stderr.strip() or f"squeue exited {result.returncode}")
+        if "error" in result.stderr.lower():
+            # e.g. a --Format field this Slurm does not know: exit 0, an empty column
+            raise QueryError(result.stderr.strip())
         found: dict[str, JobStatus] = {}
         for line in result.stdout.splitlines():
             if not line.strip() or line.startswith("CLUSTER:"):

@@ -1,0 +1,183 @@
+"""HTCondor: ``condor_submit`` / one ``condor_q -json`` / ``condor_history -json`` / ``condor_rm``.
+
+HTCondor takes a *submit description*, not a job script. The job script is
+written to a file as the user by :mod:`jupyterhub_hpc.stage`, which then feeds
+``condor_submit -terse`` a description made of the script's ``#HTCONDOR`` lines
+plus ``executable = <that file>`` and ``queue`` on standard input: no shell, and
+the admin's ``job_extra_directives`` are description commands
+(``["+ProjectName = \\"physics\\""]``).
+
+Job ids are ``cluster.proc`` (``123.0``). ``condor_q`` lists a job while it is
+in the queue; a job that left it is looked up with ``condor_history``. There is
+no job-id placeholder in output paths: the script redirects its own output to
+``job_output`` (the description sets ``JUPYTERHUB_HPC_JOB_ID``). There is no
+native time limit: the walltime becomes a ``periodic_remove`` expression, and
+a job removed by it is reported as TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..commands import CommandResult
+from ..request import JobRequest
+from ..states import JobState, JobStatus
+from .base import Backend, JobScript, QueryError, SubmitError
+
+__all__ = ["CONDOR_ATTRIBUTES", "HTCondorBackend"]
+
+CONDOR_ATTRIBUTES = (
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "RemoteHost",
+    "LastRemoteHost",
+    "ExitCode",
+    "ExitBySignal",
+    "ExitSignal",
+    "HoldReason",
+    "RemoveReason",
+    "EnteredCurrentStatus",
+)
+
+CONDOR_STATES: dict[str, JobState] = {
+    "1": JobState.PENDING,  # Idle
+    "2": JobState.RUNNING,  # Running
+    "3": JobState.CANCELLED,  # Removed
+    "4": JobState.COMPLETED,  # Completed
+    "5": JobState.FAILED,  # Held: never runs again without an administrator
+    "6": JobState.COMPLETING,  # Transferring output
+    "7": JobState.PENDING,  # Suspended
+}
+
+CONDOR_REASONS: dict[str, str] = {
+    "idle": "waiting for a matching machine",
+    "suspended": "the job is suspended",
+    "walltime": "the job reached its time limit",
+}
+
+
+def _host(value: object) -> str | None:
+    """``slot1@node1.example.org`` -> ``node1.example.org``."""
+    text = str(value or "").strip()
+    return text.rpartition("@")[2] or None
+
+
+class HTCondorBackend(Backend):
+    """HTCondor 10.x-24.x (recorded formats and a fake CLI; not tested live)."""
+
+    name = "htcondor"
+    template = "htcondor.sh.j2"
+    directive_prefix = "#HTCONDOR"
+    state_map = CONDOR_STATES
+    reasons = CONDOR_REASONS
+    job_id_placeholder = "$(Cluster).$(Process)"
+    job_id_variable = "JUPYTERHUB_HPC_JOB_ID"
+    default_commands = {
+        "condor_submit": "condor_submit",
+        "condor_q": "condor_q",
+        "condor_history": "condor_history",
+        "condor_rm": "condor_rm",
+    }
+
+    def submit_argv(self, request: JobRequest) -> list[str]:
+        return self.stage_argv([self.cmd("condor_submit"), "-terse"], description=self.directive_prefix)
+
+    def parse_submit(self, result: CommandResult) -> str:
+        # -terse prints "123.0 - 123.0" (first and last job of the cluster)
+        words = result.stdout.split()
+        job_id = words[0] if words else ""
+        if not result.ok or not job_id.replace(".", "").isdigit():
+            raise SubmitError(result.stderr.strip() or f"condor_submit printed no job id: {result.stdout!r}")
+        return job_id
+
+    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return [self.cmd("condor_q"), "-json", "-attributes", ",".join(CONDOR_ATTRIBUTES), *job_ids]
+
+    def _status(self, ad: Mapping[str, Any]) -> JobStatus:
+        job_id = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
+        native = str(ad.get("JobStatus", ""))
+        state = self.map_state(native)
+        reason: str | None = {"1": "idle", "7": "suspended"}.get(native)
+        exit_code: int | None = None
+        if ad.get("ExitBySignal") is True and isinstance(ad.get("ExitSignal"), int):
+            exit_code = 128 + int(ad["ExitSignal"])
+        elif isinstance(ad.get("ExitCode"), int):
+            exit_code = int(ad["ExitCode"])
+        if state is JobState.COMPLETED and exit_code:
+            state = JobState.FAILED
+        elif state is JobState.CANCELLED and "PeriodicRemove" in str(ad.get("RemoveReason", "")):
+            state, reason = JobState.TIMEOUT, "walltime"
+        elif state is JobState.CANCELLED:
+            reason = str(ad.get("RemoveReason") or "") or None
+        elif native == "5":
+            reason = str(ad.get("HoldReason") or "held") or None
+        host = _host(ad.get("RemoteHost")) or (_host(ad.get("LastRemoteHost")) if state.is_final else None)
+        return JobStatus(
+            job_id=job_id,
+            state=state,
+            host=host if state is not JobState.PENDING else None,
+            reason=reason,
+            exit_code=exit_code if state.is_final else None,
+            native_state=native,
+        )
+
+    def _parse_ads(self, result: CommandResult, program: str) -> dict[str, JobStatus]:
+        if not result.ok:
+            raise QueryError(result.stderr.strip() or f"{program} exited {result.returncode}")
+        if not result.stdout.strip():
+            return {}  # no job matched: condor_q prints nothing at all
+        try:
+            ads = json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise QueryError(f"{program} -json printed no JSON: {exc}") from None
+        if not isinstance(ads, list):
+            raise QueryError(f"{program} -json printed no list of job ads")
+        found: dict[str, JobStatus] = {}
+        for ad in ads:
+            if isinstance(ad, dict) and "ClusterId" in ad:
+                status = self._status(ad)
+                found[status.job_id] = status
+        return found
+
+    def parse_status(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found = self._parse_ads(result, "condor_q")
+        return {j: found.get(j, JobStatus(job_id=j, state=JobState.NOT_FOUND)) for j in job_ids}
+
+    def accounting_argv(self, job_ids: Sequence[str]) -> list[str] | None:
+        return [self.cmd("condor_history"), "-json", "-attributes", ",".join(CONDOR_ATTRIBUTES), *job_ids]
+
+    def parse_accounting(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found = self._parse_ads(result, "condor_history")
+        return {j: s for j, s in found.items() if j in job_ids}
+
+    def cancel_argv(self, job_id: str) -> list[str]:
+        return [self.cmd("condor_rm"), job_id]
+
+    def parse_cancel(self, result: CommandResult) -> None:
+        text = f"{result.stdout}\n{result.stderr}"
+        if result.ok or "Couldn't find" in text or "already" in text:
+            return
+        raise SubmitError(text.strip() or f"condor_rm exited {result.returncode}")
+
+    def directives(self, request: JobRequest, job: JobScript) -> list[str]:
+        d = [
+            "universe = vanilla",
+            f"batch_name = {request.job_name}",
+            # the script writes its own output (one file for both streams, named by the job id)
+            "output = /dev/null",
+            "error = /dev/null",
+            f"initialdir = {job.workdir}",
+            "getenv = True",
+            f'environment = "{self.job_id_variable}=$(Cluster).$(Process)"',
+            f"request_cpus = {request.cpus}",
+            f"request_memory = {request.memory}",
+            f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {request.walltime})",
+        ]
+        if request.gpus:
+            d.append(f"request_gpus = {request.gpus}")
+        if request.account:
+            d.append(f"accounting_group = {request.account}")
+        return d

@@ -1,0 +1,336 @@
+"""``jupyterhub-hpc demo``: a working hub on this machine, without a config file.
+
+It writes a JupyterHub configuration into a new temporary directory, starts
+JupyterHub (which starts configurable-http-proxy) on ``127.0.0.1:8000``, and
+prints the URL and a login. Servers are jobs of the ``local`` backend (or of the
+real Slurm with ``--backend slurm``) and open JupyterLab. Ctrl-C (SIGINT) or
+SIGTERM stops the hub, which stops every server; the demo then cancels any job
+still left, stops the proxy if the hub could not, and removes the directory.
+
+Run as root, the servers need a real Unix user: the demo creates ``hpcdemo``
+(``useradd``) unless ``--user`` names another; it is kept afterwards. Run as an
+ordinary user, that user logs in and runs the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .backends.local import default_program
+from .local_scheduler.store import FINAL_STATES, StateDir, job_processes
+
+__all__ = ["add_arguments", "run"]
+
+DEMO_USER = "hpcdemo"
+
+#: The hub's configuration: constant text, everything variable comes from the settings file.
+CONFIG = r"""
+import json, os
+from jupyterhub_hpc.handlers import api_handlers
+
+s = json.load(open(os.environ["JUPYTERHUB_HPC_DEMO_SETTINGS"]))
+work = s["workdir"]
+c.JupyterHub.bind_url = "http://%s:%d" % (s["ip"], s["port"])
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = s["hub_port"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % s["proxy_api_port"]
+c.ConfigurableHTTPProxy.pid_file = os.path.join(work, "jupyterhub-proxy.pid")
+c.JupyterHub.db_url = "sqlite:///" + os.path.join(work, "jupyterhub.sqlite")
+c.JupyterHub.cookie_secret_file = os.path.join(work, "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = os.path.join(work, "jupyterhub.pid")
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = s["password"]
+c.Authenticator.allowed_users = {s["user"]}
+c.JupyterHub.extra_handlers = api_handlers
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_proxy = True
+c.Spawner.default_url = "/lab"
+c.HPCSpawner.job_name = s["job_name"]
+if s["backend"] == "local":
+    c.JupyterHub.spawner_class = "local-hpc"
+    c.LocalHPCSpawner.local_state_dir = s["state_dir"]
+    c.LocalHPCSpawner.local_max_running = s["max_servers"]
+    c.HPCSpawner.job_output = os.path.join(s["log_dir"], "{username}-{job_id}.log")
+else:
+    c.JupyterHub.spawner_class = "slurm"
+if not s["root"]:
+    c.HPCSpawner.submit_prefix = []
+    c.HPCSpawner.cancel_prefix = []
+    c.HPCSpawner.read_prefix = []
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
+    parser.add_argument("--ip", default="127.0.0.1", help="public address (default 127.0.0.1)")
+    parser.add_argument(
+        "--backend",
+        choices=["local", "slurm"],
+        default="local",
+        help="run servers as local jobs (default) or as jobs of the real Slurm",
+    )
+    parser.add_argument(
+        "--user",
+        default=None,
+        help=f"the Unix user who logs in (root only; default {DEMO_USER}, created if missing)",
+    )
+    parser.add_argument("--password", default=None, help="the login password (default: a random one)")
+    parser.add_argument(
+        "--max-servers",
+        type=int,
+        default=4,
+        help="local backend: servers that run at once; more wait in the queue (default 4)",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_port(ip: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError as exc:
+            raise SystemExit(
+                f"jupyterhub-hpc demo: cannot use {ip}:{port} ({exc.strerror}); try --port"
+            ) from None
+
+
+def demo_user(requested: str | None) -> str:
+    """The user who logs in: as root, ``requested`` or ``hpcdemo`` (created if missing);
+    otherwise the current user."""
+    if os.geteuid() != 0:
+        me = getpass.getuser()
+        if requested and requested != me:
+            raise SystemExit("jupyterhub-hpc demo: --user needs root; without root you log in as yourself")
+        return me
+    name = requested or DEMO_USER
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        if requested:
+            raise SystemExit(f"jupyterhub-hpc demo: there is no user {name!r}") from None
+        print(f"Creating the Unix user {name} for the demo's servers (remove it with: userdel -r {name})")
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", name], check=True)
+    return name
+
+
+class Demo:
+    """One demo run: its directory, its hub, and its cleanup."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = os.geteuid() == 0
+        self.user = demo_user(args.user)
+        self.password = args.password or secrets.token_urlsafe(9)
+        self.workdir = Path(tempfile.mkdtemp(prefix="jupyterhub-hpc-demo-"))
+        # users' jobs must reach their state and log directories, nothing else here
+        os.chmod(self.workdir, 0o711)
+        self.state_dir = self.workdir / "jobs"
+        self.log_dir = self.workdir / "logs"
+        for path in (self.state_dir, self.log_dir):
+            path.mkdir()
+            os.chmod(path, 0o1777)
+        self.job_name = f"jhpc-demo-{secrets.token_hex(3)}"
+        self.hub_log = self.workdir / "jupyterhub.log"
+        self.hub: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.force = False
+
+    @property
+    def host(self) -> str:
+        """Where this machine reaches the hub's public address."""
+        return "127.0.0.1" if self.args.ip in ("", "0.0.0.0", "::") else str(self.args.ip)
+
+    @property
+    def url(self) -> str:
+        shown = socket.getfqdn() if self.args.ip in ("", "0.0.0.0", "::") else self.args.ip
+        return f"http://{shown}:{self.args.port}/"
+
+    def write_config(self) -> Path:
+        settings: dict[str, Any] = {
+            "workdir": str(self.workdir),
+            "ip": self.args.ip,
+            "port": self.args.port,
+            "hub_port": _free_port(),
+            "proxy_api_port": _free_port(),
+            "user": self.user,
+            "password": self.password,
+            "backend": self.args.backend,
+            "state_dir": str(self.state_dir),
+            "log_dir": str(self.log_dir),
+            "max_servers": self.args.max_servers,
+            "job_name": self.job_name,
+            "root": self.root,
+        }
+        path = self.workdir / "settings.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(settings, f)
+        (self.workdir / "jupyterhub_config.py").write_text(CONFIG)
+        return path
+
+    def start_hub(self) -> None:
+        settings = self.write_config()
+        env = dict(os.environ)
+        env["JUPYTERHUB_HPC_DEMO_SETTINGS"] = str(settings)
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
+        with open(self.hub_log, "ab") as log:
+            # its own session: Ctrl-C reaches the demo, which stops the hub in order
+            self.hub = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(self.workdir / "jupyterhub_config.py")],
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 90.0) -> bool:
+        assert self.hub is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping:
+            if self.hub.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"http://{self.host}:{self.args.port}/hub/api/", timeout=2):
+                    return True
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        return False
+
+    def banner(self) -> str:
+        where = "jobs of jupyterhub-hpc-local" if self.args.backend == "local" else "Slurm jobs"
+        return "\n".join(
+            [
+                "",
+                f"JupyterHub demo is running ({self.args.backend} backend):",
+                f"    URL:      {self.url}",
+                f"    user:     {self.user}",
+                f"    password: {self.password}",
+                f"Each server runs as {where}, as {self.user}, and opens JupyterLab.",
+                f"Files of this demo: {self.workdir} (hub log: {self.hub_log.name})",
+                "Press Ctrl-C to stop the hub, its servers and their jobs.",
+                "",
+            ]
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.hub_log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    # -- stopping --------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            print("\nStopping the hub at once; its jobs are still cancelled.", flush=True)
+            self.force = True
+        self.stopping = True
+
+    def stop_hub(self, timeout: float = 90.0) -> None:
+        """SIGTERM: the hub stops every server and the proxy; SIGKILL after ``timeout``
+        (or at a second Ctrl-C)."""
+        if self.hub is None:
+            return
+        if self.hub.poll() is None:
+            self.hub.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.hub.poll() is None and not self.force and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.hub.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.hub.pid, signal.SIGKILL)
+                self.hub.wait()
+        self.stop_proxy()
+
+    def stop_proxy(self) -> None:
+        """The proxy runs in a session of its own; stop it when the hub could not."""
+        path = self.workdir / "jupyterhub-proxy.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.read_text().strip())
+            if "configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+                errors="replace"
+            ):
+                os.kill(pid, signal.SIGTERM)
+
+    def local_program(self, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [default_program(), f"--state-dir={self.state_dir}", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    def stop_jobs(self, timeout: float = 30.0) -> None:
+        """Cancel what the hub left running, wait for it to end, then sweep the stragglers."""
+        if self.args.backend == "slurm":
+            subprocess.run(["scancel", f"--name={self.job_name}"], check=False, capture_output=True)
+            return
+        state = StateDir(self.state_dir)
+        active = [job.spec.job_id for job in state.jobs() if job.effective().state not in FINAL_STATES]
+        if active:
+            print(f"Cancelling {len(active)} job(s) the hub left: {' '.join(active)}", flush=True)
+            self.local_program("cancel", *active)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = state.jobs()
+            alive = [j for j in jobs if j.run.supervisor is not None and j.run.supervisor.alive()]
+            if not alive and not any(job_processes(state.marker(j.spec.job_id)) for j in jobs):
+                return
+            time.sleep(0.2)
+        self.local_program("cancel", *[j.spec.job_id for j in state.jobs()])
+
+    def cleanup(self) -> None:
+        self.stopping = True
+        print("Stopping JupyterHub and its servers...", flush=True)
+        self.stop_hub()
+        self.stop_jobs()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        print("Demo stopped; nothing of it is left running.", flush=True)
+
+    def run(self) -> int:
+        _check_port(self.args.ip, self.args.port)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+        code = 0
+        try:
+            self.start_hub()
+            assert self.hub is not None
+            if self.wait_ready():
+                print(self.banner(), flush=True)
+            elif not self.stopping:
+                print(f"JupyterHub did not start; the end of its log:\n{self.log_tail()}", file=sys.stderr)
+                code = 1
+            while code == 0 and not self.stopping and self.hub.poll() is None:
+                time.sleep(0.3)
+            if self.hub.poll() is not None and not self.stopping:
+                print(f"JupyterHub exited ({self.hub.returncode}):\n{self.log_tail()}", file=sys.stderr)
+                code = 1
+        finally:
+            self.cleanup()
+        return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C; the exit status."""
+    return Demo(args).run()

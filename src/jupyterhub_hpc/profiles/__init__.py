@@ -1,0 +1,65 @@
+"""Profiles: one typed schema for the spawn form, the REST API and validation.
+
+Importing this package registers nothing and starts nothing. Public names:
+
+* :class:`~.spawners.ProfilesSlurmSpawner`, :class:`~.spawners.ProfilesHPCSpawner`,
+  :class:`~.spawners.ProfilesLocalProcessSpawner` and :class:`~.mixin.ProfilesMixin`
+  (import them from their modules);
+* :func:`check_profiles`: validate the configuration at hub start;
+* ``jupyterhub_hpc.profiles.handlers.all_handlers``: the discovery and dry-run API
+  plus the job port endpoint, for ``c.JupyterHub.extra_handlers``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from .model import ProfileConfigError, parse_profile_list
+
+__all__ = ["ProfileConfigError", "check_profiles"]
+
+
+def _spawner_class(value: Any) -> type:
+    if isinstance(value, type):
+        return value
+    name = str(value)
+    for ep in entry_points(group="jupyterhub.spawners"):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]
+    module, _, attr = name.rpartition(".")
+    if not module:
+        raise ProfileConfigError("JupyterHub.spawner_class", f"cannot find spawner {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def check_profiles(config: Any, spawner_class: Any = None) -> None:
+    """Validate ``profile_list`` and ``partition_limits`` from a hub config now (hub start).
+
+    Call at the end of ``jupyterhub_config.py``: ``check_profiles(c)``. Raises
+    :class:`ProfileConfigError` naming the bad key; a callable ``profile_list`` is
+    checked each time it is called instead.
+    """
+    from .limits import _configured_fields
+
+    cls = _spawner_class(spawner_class or config.JupyterHub.get("spawner_class"))
+    values: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__name__ in config:
+            section = config[klass.__name__]
+            for key in ("profile_list", "partition_limits"):
+                if key in section:
+                    values[key] = section[key]
+    trait_names = frozenset(getattr(cls, "class_trait_names", lambda: [])())
+    if "profile_list" not in trait_names:
+        raise ProfileConfigError("JupyterHub.spawner_class", f"{cls.__name__} has no profile_list")
+    raw = values.get("profile_list")
+    if raw and not callable(raw):
+        parse_profile_list(raw, trait_names)
+    for name, limits in (values.get("partition_limits") or {}).items():
+        try:
+            _configured_fields(str(name), limits)
+        except (ValueError, TypeError) as exc:
+            raise ProfileConfigError(f"partition_limits.{name}", str(exc)) from None

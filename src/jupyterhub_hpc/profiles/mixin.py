@@ -1,0 +1,392 @@
+"""``ProfilesMixin``: profiles for any JupyterHub spawner (HPCSpawner, LocalProcessSpawner, ...).
+
+It plugs into JupyterHub's own hooks, the same in 5.3 and 6.x:
+
+* ``options_form`` renders the profile form (pre-filled from the last options);
+* ``options_from_form`` / ``options_from_query`` turn form fields and spawn links
+  (``/hub/spawn?opt-profile=gpu&opt-cpus=4``) into flat ``user_options``;
+* ``apply_user_options`` validates them (:func:`~.validate.resolve`) and applies the
+  overrides. JupyterHub calls it for every start (form, link, REST API, admin) and
+  answers an ``HTTPError`` raised there with that status, so invalid input gets a
+  400 naming the field. Options JupyterHub reuses from its database (a start
+  without options) are *reconciled* instead: what no longer exists falls back to
+  the default, with a notice in the progress messages, never a failed start.
+
+Overrides are applied to the spawner's traits (dicts merged, ``None`` deletes a key)
+and undone when the server stops, so nothing leaks into the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from inspect import isawaitable
+from typing import Any
+
+from tornado import web
+from traitlets import Bool, Callable, Dict, Float, List, TraitError, Unicode, Union, default, validate
+from traitlets.config import LoggingConfigurable
+
+from ..request import RequestError
+from .form import options_from_formdata, render_form
+from .limits import ClusterLimits, _configured_fields, get_limits_cache
+from .model import ProfileConfigError, ProfileList, parse_profile_list
+from .schema import profiles_document
+from .validate import Context, Resolution, Target, profile_target, reconcile, resolve
+
+__all__ = ["ProfileOptionsError", "ProfilesMixin"]
+
+API_ROUTE = "api/hpc/profiles"
+
+
+class ProfileOptionsError(web.HTTPError):
+    """Invalid ``user_options``: HTTP 400 whose message names the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        message = f"Invalid option {field!r}: {reason}"
+        super().__init__(400, "%s", message)
+        self.field = field
+        self.detail = reason
+        #: what JupyterHub shows on the spawn page and returns from the REST API
+        self.jupyterhub_message = message
+
+
+def _merge(old: Any, new: Any) -> Any:
+    """KubeSpawner's override semantics, without mutating ``old``: dicts merge, None deletes."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = copy.deepcopy(old)
+        for key, value in new.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = _merge(merged.get(key), value)
+        return merged
+    return copy.deepcopy(new)
+
+
+def explicit_options(handler: Any) -> bool:
+    """Did this start come with options (form, spawn link, REST body), or does JupyterHub
+    reuse the stored ones (REST call without body, admin start)?"""
+    if handler is None:
+        return False
+    from jupyterhub.apihandlers.base import APIHandler
+
+    if not isinstance(handler, APIHandler):
+        return True  # the spawn form or a spawn link
+    body = (handler.request.body or b"").strip()
+    if not body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return True
+    if not isinstance(data, dict) or not data:
+        return False
+    if "user_options" in data or "display_name" in data:  # JupyterHub 6 body
+        return data.get("user_options") is not None
+    return True
+
+
+class ProfilesMixin(LoggingConfigurable):
+    """Put before the spawner class: ``class MySpawner(ProfilesMixin, LocalProcessSpawner)``."""
+
+    # provided by JupyterHub's Spawner (declared for the type checker only)
+    user: Any
+    user_options: Any
+    _log_name: str
+
+    profile_list = Union(
+        [List(Dict()), Dict(), Callable()],
+        default_value=[],
+        help="""
+        Profiles offered on the spawn form and accepted by the REST API, in
+        KubeSpawner's ``profile_list`` format (a list, a dict sorted by key, or a
+        callable ``f(spawner)`` that may be async), extended with HPC field types.
+        See ``docs/profiles.md``. A static list is validated when it is set, and at
+        hub start with ``check_profiles(c)``; errors name the bad key. Override keys
+        (``spawner_override``, ``kubespawner_override``) must be traits of this
+        spawner. Empty: no form, the admin's settings apply.
+        """,
+    ).tag(config=True)
+
+    partition_limits = Dict(
+        help="""
+        Limits per partition that win over what the scheduler reports, e.g.
+        ``{"gpu": {"max_walltime": "04:00:00", "max_cpus": 16, "max_memory": "120G",
+        "max_gpus": {"a100": 4}}}``; also ``default`` and ``up``. A partition named
+        here need not exist in ``sinfo`` (sites where the hub cannot run ``sinfo``
+        configure everything here).
+        """,
+    ).tag(config=True)
+
+    profile_live_limits = Bool(
+        True,
+        help="""
+        Ask the scheduler for partitions, node sizes and idle resources (``sinfo``;
+        ``sacctmgr`` for accounts and QoS where accounting exists). One query per
+        cluster per ``profile_limits_ttl`` serves all users.
+        """,
+    ).tag(config=True)
+
+    profile_limits_ttl = Float(
+        60.0,
+        help="""Seconds live limits are reused before the scheduler is asked again.""",
+    ).tag(config=True)
+
+    profile_limits_timeout = Float(
+        10.0,
+        help="""
+        Seconds a limits query may take. When the scheduler does not answer, the
+        form and the API use the last known limits (or only the configured ones).
+        """,
+    ).tag(config=True)
+
+    profile_availability_refresh = Float(
+        60.0,
+        help="""
+        Seconds between refreshes of the availability table on the spawn form (by
+        its script, from the discovery API). 0 turns the refresh off.
+        """,
+    ).tag(config=True)
+
+    profile_form_template_paths = List(
+        Unicode(),
+        help="""
+        Directories searched, before the packaged one, for
+        ``hpc_profiles_form.html.j2`` (a site's own form template; it receives
+        the same view data, autoescaped).
+        """,
+    ).tag(config=True)
+
+    # -- state of one start ---------------------------------------------------------------
+    _profile_saved: dict[str, Any]
+    profile_resolution: Resolution | None = None
+
+    @validate("profile_list")
+    def _validate_profile_list(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if not callable(value) and value:
+            try:
+                parse_profile_list(value, frozenset(self.trait_names()))
+            except ProfileConfigError as exc:
+                raise TraitError(f"{type(self).__name__}.{exc}") from None
+        return value
+
+    @validate("partition_limits")
+    def _validate_partition_limits(self, proposal: Any) -> Any:
+        for name, values in proposal["value"].items():
+            try:
+                _configured_fields(str(name), values)
+            except (ValueError, TypeError) as exc:
+                raise TraitError(f"partition_limits: {exc}") from None
+        return proposal["value"]
+
+    # -- the profiles, the user, the limits ---------------------------------------------
+    async def load_profiles(self) -> ProfileList | None:
+        """The validated profile list (a callable is called each time), or None without profiles."""
+        raw: Any = self.profile_list
+        if callable(raw):
+            raw = raw(self)
+            if isawaitable(raw):
+                raw = await raw
+        if not raw:
+            return None
+        cached = self.__dict__.get("_profile_parsed")
+        if cached is not None and cached[0] is raw:
+            return cached[1]  # type: ignore[no-any-return]
+        try:
+            parsed = parse_profile_list(raw, frozenset(self.trait_names()))
+            self.__dict__["_profile_parsed"] = (raw, parsed)
+            return parsed
+        except ProfileConfigError as exc:
+            self.log.error("profile_list is invalid: %s", exc)
+            raise web.HTTPError(500, f"the profile configuration is invalid: {exc}") from None
+
+    def profile_base_job(self) -> dict[str, Any]:
+        """The admin's job-request fields before any profile (none for non-batch spawners)."""
+        return {}
+
+    def _base_trait(self, name: str, fallback: Any = None) -> Any:
+        """A trait's value as configured, even while a profile's override is applied."""
+        saved = getattr(self, "_profile_saved", {})
+        if name in saved:
+            return saved[name]
+        return getattr(self, name) if self.has_trait(name) else fallback
+
+    async def profile_context(self, profiles: ProfileList) -> Context:
+        groups = frozenset(g.name for g in getattr(self.user, "groups", []) or [])
+        ctx = Context(
+            user=self.user.name,
+            groups=groups,
+            base_job=self.profile_base_job(),
+            base_backend=self._base_trait("backend"),
+            base_cluster=str(self._base_trait("cluster", "") or ""),
+        )
+        targets = {t.key: t for t in (profile_target(p, ctx) for p in profiles.visible(ctx.user, groups))}
+        wanted = [t for t in targets.values() if t.backend is not None]
+        fetched = await asyncio.gather(*(self._fetch_limits(t) for t in wanted))
+        limits = {t.key: f.with_config(self.partition_limits) for t, f in zip(wanted, fetched, strict=True)}
+        return replace(ctx, limits=limits)
+
+    async def _fetch_limits(self, target: Target) -> ClusterLimits:
+        if not self.profile_live_limits or target.backend is None:
+            return ClusterLimits()
+        commands = {**(self._base_trait("scheduler_commands", {}) or {}), **target.commands}
+        environment = {**(self._base_trait("scheduler_environment", {}) or {}), **target.environment}
+        cache = get_limits_cache(target.backend, target.cluster, commands, environment)
+        return await cache.get(self.profile_limits_ttl, self.profile_limits_timeout)
+
+    def stored_user_options(self) -> dict[str, Any]:
+        orm = getattr(self, "orm_spawner", None)
+        stored = orm.user_options if orm is not None else self.user_options
+        return dict(stored or {})
+
+    # -- JupyterHub's hooks ---------------------------------------------------------------
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return _render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self) -> Any:
+        return _options_from_form
+
+    def options_from_query(self, query_data: Mapping[str, Sequence[Any]]) -> Any:
+        """Spawn links: ``?opt-profile=gpu&opt-gpus=1`` or KubeSpawner's field names.
+
+        JupyterHub 6 strips the ``opt-`` prefix; 5.x passes it on, so it is stripped here
+        too and the same link works with both.
+        """
+        data = {str(k).removeprefix("opt-"): v for k, v in query_data.items()}
+        if any(k.startswith("profile-option-") for k in data):
+            return _options_from_form(data, self)
+        return {k: (v[0] if isinstance(v, list | tuple) and v else v) for k, v in data.items()}
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return _apply_user_options
+
+    async def render_profiles_form(self) -> str:
+        profiles = await self.load_profiles()
+        if profiles is None:
+            return ""
+        ctx = await self.profile_context(profiles)
+        try:
+            prefill, notices = reconcile(profiles, self.stored_user_options(), ctx)
+        except RequestError as exc:
+            prefill, notices = None, [f"The default choices are currently not valid: {exc}"]
+        hub = getattr(self, "hub", None)
+        base = getattr(hub, "base_url", "/hub/") if hub is not None else "/hub/"
+        return render_form(
+            profiles,
+            ctx,
+            prefill,
+            notices,
+            template_paths=self.profile_form_template_paths,
+            api_url=f"{base}{API_ROUTE}",
+            refresh_seconds=self.profile_availability_refresh,
+        )
+
+    async def resolve_profile(
+        self, user_options: Mapping[str, Any], *, remembered: bool
+    ) -> Resolution | None:
+        """Validate (or, for remembered options, reconcile) without changing the spawner."""
+        profiles = await self.load_profiles()
+        if profiles is None:
+            return None
+        ctx = await self.profile_context(profiles)
+        try:
+            if remembered:
+                return reconcile(profiles, user_options, ctx)[0]
+            return resolve(profiles, user_options, ctx)
+        except RequestError as exc:
+            raise ProfileOptionsError(exc.field, exc.reason) from None
+
+    async def apply_profile(self, user_options: Mapping[str, Any]) -> Resolution | None:
+        """Validate this start's options and apply the profile to the spawner."""
+        remembered = not explicit_options(getattr(self, "handler", None))
+        resolution = await self.resolve_profile(dict(user_options or {}), remembered=remembered)
+        self.undo_profile_overrides()
+        self.profile_resolution = resolution
+        if resolution is None:
+            if user_options:
+                raise ProfileOptionsError(next(iter(user_options)), "this server takes no options")
+            return None
+        for notice in resolution.notices:
+            self.log.warning("%s: %s", self._log_name, notice)
+        self.apply_profile_overrides(resolution.overrides)
+        # what is stored (and pre-fills the next form) is the normalised, valid request
+        self.user_options = dict(resolution.user_options)
+        orm = getattr(self, "orm_spawner", None)
+        if orm is not None:
+            orm.user_options = dict(resolution.user_options)
+        self.log.info(
+            "%s: profile %s, options %s", self._log_name, resolution.profile.slug, resolution.user_options
+        )
+        return resolution
+
+    def apply_profile_overrides(self, overrides: Sequence[tuple[str, Any]]) -> None:
+        saved = self.__dict__.setdefault("_profile_saved", {})
+        traits = self.traits()
+        for name, value in overrides:
+            if callable(value):
+                value = value(self)
+            if name not in saved:
+                saved[name] = copy.deepcopy(getattr(self, name))
+            value = _merge(getattr(self, name), value)
+            try:
+                setattr(self, name, value)
+            except TraitError:
+                if not isinstance(value, str) or name not in traits:
+                    raise
+                setattr(self, name, traits[name].from_string(value))
+
+    def undo_profile_overrides(self) -> None:
+        saved = self.__dict__.pop("_profile_saved", {})
+        for name, value in saved.items():
+            setattr(self, name, value)
+
+    def clear_state(self) -> None:
+        super().clear_state()  # type: ignore[misc]
+        self.undo_profile_overrides()
+        self.profile_resolution = None
+
+    async def start(self) -> Any:
+        if self.profile_resolution is None and self.profile_list:
+            # apply_user_options was replaced by the admin, or JupyterHub is older than 5.3
+            await self.apply_profile(self.user_options or {})
+        return await super().start()  # type: ignore[misc]
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        resolution = self.profile_resolution
+        for notice in resolution.notices if resolution is not None else []:
+            yield {"message": notice}
+        async for event in super().progress():  # type: ignore[misc]
+            yield event
+
+    # -- discovery and dry run ------------------------------------------------------------------
+    async def profiles_document(self) -> dict[str, Any] | None:
+        profiles = await self.load_profiles()
+        if profiles is None:
+            return None
+        ctx = await self.profile_context(profiles)
+        try:
+            remembered, notices = reconcile(profiles, self.stored_user_options(), ctx)
+            stored: dict[str, Any] | None = remembered.user_options
+        except RequestError as exc:
+            stored, notices = None, [str(exc)]
+        return profiles_document(profiles, ctx, stored, notices)
+
+
+async def _render_options_form(spawner: ProfilesMixin) -> str:
+    return await spawner.render_profiles_form()
+
+
+async def _options_from_form(formdata: Mapping[str, Sequence[Any]], spawner: ProfilesMixin) -> dict[str, Any]:
+    return options_from_formdata(formdata, await spawner.load_profiles())
+
+
+async def _apply_user_options(spawner: ProfilesMixin, user_options: Mapping[str, Any]) -> None:
+    await spawner.apply_profile(user_options)

@@ -1,0 +1,452 @@
+"""The one validation path: ``user_options`` -> (profile, job request fields, trait overrides).
+
+The HTML form, GET spawn links, the REST API, admin starts and the dry-run
+endpoint all end in :func:`resolve`. It is pure: the caller passes the user, the
+admin's base values and the scheduler limits it fetched. The first problem raises
+:class:`~jupyterhub_hpc.request.RequestError` with the field (the ``user_options``
+key) and the reason. :func:`reconcile` is the lenient variant for *remembered*
+options: what no longer exists falls back to the default, with a notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..request import JobRequest, RequestError, format_walltime
+from .limits import ClusterLimits, PartitionInfo
+from .model import (
+    CHOICE_TYPES,
+    JOB_FIELDS,
+    UNLISTED_KEY,
+    UNLISTED_SUFFIX,
+    Choice,
+    Option,
+    Profile,
+    ProfileList,
+)
+
+__all__ = ["Context", "Resolution", "Target", "effective_bounds", "option_choices", "reconcile", "resolve"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The scheduler a profile submits to: backend, cluster, and how its commands are run."""
+
+    backend: str | None
+    cluster: str = ""
+    commands: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``backend/cluster``, plus a digest when commands or environment differ from the admin's."""
+        base = f"{self.backend or ''}/{self.cluster}"
+        if not self.commands and not self.environment:
+            return base
+        extra = json.dumps([sorted(self.commands.items()), sorted(self.environment.items())])
+        return f"{base}+{hashlib.sha256(extra.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything :func:`resolve` needs besides the options: who asks, and the site's state."""
+
+    user: str
+    groups: frozenset[str] = frozenset()
+    #: the admin's job request fields before any profile (empty for non-batch spawners)
+    base_job: Mapping[str, Any] = field(default_factory=dict)
+    base_backend: str | None = None
+    base_cluster: str = ""
+    #: limits by :attr:`Target.key`, fetched by the caller
+    limits: Mapping[str, ClusterLimits] = field(default_factory=dict)
+
+    def limits_for(self, target: Target) -> ClusterLimits | None:
+        return None if target.backend is None else self.limits.get(target.key)
+
+
+@dataclass
+class Resolution:
+    """A validated request: the normalised options, the overrides to apply, the job fields."""
+
+    profile: Profile
+    user_options: dict[str, Any]
+    overrides: list[tuple[str, Any]]
+    #: the job request's fields (memory in MiB, walltime in seconds); empty for non-batch spawners
+    job: dict[str, Any]
+    backend: str | None
+    cluster: str
+    notices: list[str] = field(default_factory=list)
+    request: JobRequest | None = None
+
+    def job_request(self) -> JobRequest:
+        if self.request is None:
+            raise RequestError("profile", "this profile makes no job request")
+        return self.request
+
+
+def _fmt(option: Option, number: int) -> str | int:
+    """The canonical wire form of a typed number."""
+    if option.type == "memory":
+        return f"{number // 1024}G" if number % 1024 == 0 else f"{number}M"
+    if option.type == "walltime":
+        return format_walltime(number)
+    return number
+
+
+def _substitute(value: Any, text: str) -> Any:
+    """``{value}`` -> ``text`` in every string, through lists and dicts (nothing else is formatted)."""
+    if isinstance(value, str):
+        return value.replace("{value}", text)
+    if isinstance(value, list):
+        return [_substitute(v, text) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, text) for k, v in value.items()}
+    return value
+
+
+def visible_options(profile: Profile, ctx: Context) -> dict[str, Option]:
+    return {k: o for k, o in profile.profile_options.items() if o.visible_to(ctx.user, ctx.groups)}
+
+
+def profile_target(profile: Profile, ctx: Context) -> Target:
+    """Where a profile submits to (its ``backend``/``cluster``, else the admin's)."""
+    overrides = profile.all_overrides
+    backend = overrides.get("backend", ctx.base_backend)
+    cluster = overrides.get("cluster", ctx.base_cluster)
+    commands = overrides.get("scheduler_commands")
+    environment = overrides.get("scheduler_environment")
+    return Target(
+        str(backend) if backend is not None else None,
+        str(cluster or ""),
+        dict(commands) if isinstance(commands, Mapping) else {},
+        dict(environment) if isinstance(environment, Mapping) else {},
+    )
+
+
+def option_choices(option: Option, ctx: Context, limits: ClusterLimits | None) -> dict[str, Choice] | None:
+    """The visible choices of a choice-like option; None means "free text" (nothing to list)."""
+    if option.choices:
+        return {k: c for k, c in option.choices.items() if c.visible_to(ctx.user, ctx.groups)}
+    if option.type == "partition" and limits is not None and limits.partitions:
+        base = ctx.base_job.get("partition") or limits.default_partition()
+        return {n: Choice(display_name=n, default=n == base) for n, p in limits.partitions.items() if p.up}
+    if option.type in ("account", "qos") and limits is not None:
+        assoc = limits.for_user(ctx.user)
+        if assoc is not None:
+            names = assoc.accounts if option.type == "account" else assoc.qos
+            return {n: Choice(display_name=n) for n in names}
+    if option.type in ("choice", "environment"):
+        return {}
+    return None
+
+
+def default_choice(choices: Mapping[str, Choice]) -> str | None:
+    return next((k for k, c in choices.items() if c.default), next(iter(choices), None))
+
+
+def effective_bounds(
+    option: Option, partition: PartitionInfo | None, gpu_type: str | None = None
+) -> tuple[int | None, int | None]:
+    """(min, max) of a numeric option: its own bounds, capped by the partition's limits."""
+    low, high = option.bound("min"), option.bound("max")
+    cap: int | None = None
+    if partition is not None:
+        target = option.target_field
+        if target == "walltime":
+            cap = partition.max_walltime
+        elif target == "cpus":
+            cap = partition.cpus_per_node or None
+        elif target == "memory":
+            cap = partition.memory_per_node or None
+        elif target == "gpus":
+            cap = partition.max_gpus(gpu_type)
+        elif target == "nodes":
+            cap = partition.nodes or None
+    if cap is not None:
+        high = cap if high is None else min(high, cap)
+    return low, high
+
+
+@dataclass
+class _Parsed:
+    wire: dict[str, Any]
+    value: Any
+    overrides: dict[str, Any]
+
+
+def _parse_choice(
+    key: str, option: Option, raw: Any, unlisted: Any, choices: dict[str, Choice], write_in_ok: bool
+) -> _Parsed:
+    write_in_key = f"{key}{UNLISTED_SUFFIX}"
+    if unlisted is not None or raw == UNLISTED_KEY:
+        if raw not in (None, "", UNLISTED_KEY):
+            raise RequestError(key, f"give either a listed choice or {write_in_key}, not both")
+        if not write_in_ok:
+            raise RequestError(write_in_key, "this option takes one of its listed choices only")
+        if not isinstance(unlisted, str) or not unlisted.strip():
+            raise RequestError(write_in_key, "the custom value is empty")
+        text = unlisted.strip()
+        write_in = option.unlisted_choice
+        pattern = write_in.validation_regex or option.text_pattern()
+        if not re.fullmatch(pattern, text):
+            raise RequestError(
+                write_in_key, write_in.validation_message or f"{text!r} does not match {pattern}"
+            )
+        return _Parsed({write_in_key: text}, text, _substitute(write_in.overrides, text))
+    if raw in (None, ""):
+        wanted = option.default if isinstance(option.default, str) and option.default in choices else None
+        raw = wanted or default_choice(choices)
+        if raw is None:
+            raise RequestError(key, "a value is required (no default choice is available to you)")
+    if not isinstance(raw, str) or raw not in choices:
+        listed = ", ".join(choices) or "none"
+        raise RequestError(key, f"{raw!r} is not one of the choices available to you ({listed})")
+    return _Parsed({key: raw}, raw, {**_substitute(option.overrides, raw), **choices[raw].overrides})
+
+
+def _parse_name(key: str, option: Option, raw: Any) -> _Parsed | None:
+    """Free text (a scheduler name nobody listed, a reservation, a text option)."""
+    if raw is None or raw == "":
+        raw = option.default
+        if raw is None or raw == "":
+            return None
+    if not isinstance(raw, str):
+        raise RequestError(key, "must be text")
+    pattern = option.text_pattern()
+    if not re.fullmatch(pattern, raw):
+        raise RequestError(key, f"{raw!r} does not match {pattern}")
+    return _Parsed({key: raw}, raw, _substitute(option.overrides, raw))
+
+
+def _parse_number(key: str, option: Option, raw: Any, base: Mapping[str, Any]) -> _Parsed:
+    if raw is None or raw == "":
+        if option.default is not None:
+            raw = option.default
+        elif option.target_field and base.get(option.target_field) is not None:
+            raw = base[option.target_field]
+        else:
+            raw = option.bound("min") or 0
+    try:
+        number = option.parse_number(raw)
+    except ValueError as exc:
+        raise RequestError(key, str(exc)) from None
+    low, high = option.bound("min"), option.bound("max")
+    if low is not None and number < low:
+        raise RequestError(key, f"must be at least {_fmt(option, low)} (got {_fmt(option, number)})")
+    if high is not None and number > high:
+        raise RequestError(key, f"must be at most {_fmt(option, high)} (got {_fmt(option, number)})")
+    if option.type == "integer" and (number - (low or 0)) % option.step:
+        raise RequestError(key, f"must be in steps of {option.step} from {low or 0}")
+    wire = _fmt(option, number)
+    return _Parsed({key: wire}, number, _substitute(option.overrides, str(wire)))
+
+
+def parse_option(
+    key: str, option: Option, options: Mapping[str, Any], ctx: Context, limits: ClusterLimits | None
+) -> _Parsed | None:
+    """One option's validated value (None: not set and no default)."""
+    raw = options.get(key)
+    unlisted = options.get(f"{key}{UNLISTED_SUFFIX}")
+    if option.type in CHOICE_TYPES:
+        choices = option_choices(option, ctx, limits)
+        if choices is None:
+            if unlisted is not None:
+                raise RequestError(f"{key}{UNLISTED_SUFFIX}", f"give the value as {key}")
+            return _parse_name(key, option, raw)
+        if (
+            option.type in ("account", "qos")
+            and not option.choices
+            and raw in (None, "")
+            and unlisted is None
+        ):
+            return None  # the scheduler's default account / QoS
+        write_in_ok = option.unlisted_choice.enabled and option.unlisted_choice.visible_to(
+            ctx.user, ctx.groups
+        )
+        return _parse_choice(key, option, raw, unlisted, choices, write_in_ok)
+    if unlisted is not None:
+        raise RequestError(f"{key}{UNLISTED_SUFFIX}", "this option has no write-in")
+    if option.type in ("integer", "memory", "walltime"):
+        return _parse_number(key, option, raw, ctx.base_job)
+    return _parse_name(key, option, raw)
+
+
+def active(option: Option, values: Mapping[str, Any]) -> bool:
+    """An option's ``when`` conditions hold on the values of the options before it."""
+    return all(key in values and cond.holds(values[key]) for key, cond in option.when.items())
+
+
+def choose_profile(profiles: ProfileList, slug: Any, ctx: Context) -> Profile:
+    visible = profiles.visible(ctx.user, ctx.groups)
+    if not visible:
+        raise RequestError("profile", "no profile is available to you")
+    if slug in (None, ""):
+        chosen = ProfileList.default_of(visible)
+        assert chosen is not None
+        return chosen
+    found = next((p for p in visible if p.slug == slug), None)
+    if found is None:
+        names = ", ".join(p.slug for p in visible)
+        raise RequestError("profile", f"no profile {slug!r} is available to you (available: {names})")
+    return found
+
+
+def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context) -> Resolution:
+    """Validate ``user_options`` strictly; raise :class:`RequestError` naming the field."""
+    if not isinstance(user_options, Mapping):
+        raise RequestError("user_options", "must be an object")
+    profile = choose_profile(profiles, user_options.get("profile"), ctx)
+    options = visible_options(profile, ctx)
+    allowed = {"profile", *options}
+    allowed |= {f"{k}{UNLISTED_SUFFIX}" for k, o in options.items() if o.type in CHOICE_TYPES}
+    for key in user_options:
+        if key not in allowed:
+            raise RequestError(str(key), f"unknown option for profile {profile.slug!r}")
+    target = profile_target(profile, ctx)
+    limits = ctx.limits_for(target)
+
+    job = dict(ctx.base_job)
+    source: dict[str, str] = {}
+    overrides: list[tuple[str, Any]] = []
+
+    def override(items: Mapping[str, Any], origin: str) -> None:
+        for name, value in items.items():
+            overrides.append((name, value))
+            if name in JOB_FIELDS:
+                job[name] = value
+                source[name] = origin
+
+    override(profile.all_overrides, "profile")
+    wire: dict[str, Any] = {"profile": profile.slug}
+    values: dict[str, Any] = {}
+    for key, option in options.items():
+        if not active(option, values):
+            for given in (key, f"{key}{UNLISTED_SUFFIX}"):
+                if user_options.get(given) not in (None, ""):
+                    conditions = " and ".join(c.describe(k) for k, c in option.when.items())
+                    raise RequestError(given, f"only applies when {conditions}")
+            continue
+        parsed = parse_option(key, option, user_options, ctx, limits)
+        if parsed is None:
+            continue
+        wire.update(parsed.wire)
+        values[key] = parsed.value
+        override(parsed.overrides, key)
+        if option.target_field:
+            value = parsed.value
+            if option.type == "walltime":
+                value = format_walltime(value)  # a bare number would mean minutes to JobRequest
+            job[option.target_field] = value if value != "" else None
+            source[option.target_field] = key
+    resolution = Resolution(profile, wire, overrides, job, target.backend, target.cluster)
+    if ctx.base_job or any(f in JOB_FIELDS for f in job):
+        _check_job(resolution, source, limits, ctx)
+    return resolution
+
+
+def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | None, ctx: Context) -> None:
+    """The job request is well-formed and fits the partition (and the user's associations)."""
+    try:
+        request = JobRequest.model_validate(res.job)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "request"
+        raise RequestError(source.get(name, name), first["msg"].removeprefix("Value error, ")) from None
+    res.request = request
+    res.job = request.model_dump()
+    if limits is None or not limits.partitions:
+        return
+
+    def fail(name: str, reason: str) -> None:
+        raise RequestError(source.get(name, "profile"), reason)
+
+    pname = request.partition or limits.default_partition()
+    part = limits.partition(pname)
+    if part is None:
+        fail("partition", f"there is no partition {pname!r} (available: {', '.join(limits.partitions)})")
+        return
+    if not part.up:
+        fail("partition", f"partition {part.name} is not accepting jobs now")
+    if part.max_walltime is not None and request.walltime > part.max_walltime:
+        fail(
+            "walltime",
+            f"{format_walltime(request.walltime)} is more than the {part.name} partition's "
+            f"limit of {format_walltime(part.max_walltime)}",
+        )
+    if part.cpus_per_node and request.cpus > part.cpus_per_node:
+        fail("cpus", f"{request.cpus} CPUs: nodes of partition {part.name} have at most {part.cpus_per_node}")
+    if part.memory_per_node and request.memory > part.memory_per_node:
+        fail(
+            "memory",
+            f"{request.memory} MiB: nodes of partition {part.name} have at most {part.memory_per_node} MiB",
+        )
+    if part.nodes and request.nodes > part.nodes:
+        fail("nodes", f"partition {part.name} has {part.nodes} nodes")
+    if request.gpus:
+        if request.gpu_type and request.gpu_type not in part.gpus_per_node:
+            types = ", ".join(part.gpu_types) or "none"
+            fail("gpu_type", f"partition {part.name} has no {request.gpu_type!r} GPUs (types: {types})")
+        most = part.max_gpus(request.gpu_type)
+        if request.gpus > most:
+            fail("gpus", f"{request.gpus} GPUs: nodes of partition {part.name} have at most {most}")
+    elif request.gpu_type and "gpu_type" in source:
+        fail("gpu_type", "a GPU type needs at least one GPU")
+    assoc = limits.for_user(ctx.user)
+    if assoc is not None:
+        if request.account and request.account not in assoc.accounts:
+            fail("account", f"you have no association with account {request.account!r}")
+        if request.qos and request.qos not in assoc.qos:
+            fail("qos", f"QoS {request.qos!r} is not available to you")
+
+
+def reconcile(
+    profiles: ProfileList, remembered: Mapping[str, Any] | None, ctx: Context
+) -> tuple[Resolution, list[str]]:
+    """Resolve *remembered* options leniently: whatever is no longer valid falls back to the
+    default, each time with a notice. Raises only when even the defaults are invalid."""
+    notices: list[str] = []
+    options = dict(remembered or {})
+    visible = profiles.visible(ctx.user, ctx.groups)
+    slug = options.get("profile")
+    if slug not in (None, "") and not any(p.slug == slug for p in visible):
+        fallback = ProfileList.default_of(visible)
+        name = fallback.display_name if fallback else "none"
+        notices.append(
+            f"The profile {slug!r} you used last is no longer available; {name!r} is selected instead."
+        )
+        options = {}
+    profile = next((p for p in visible if p.slug == options.get("profile")), None)
+    if profile is not None:
+        for key, option in profile.profile_options.items():
+            if not option.remember:
+                options.pop(key, None)
+                options.pop(f"{key}{UNLISTED_SUFFIX}", None)
+    for _ in range(len(options) + 1):
+        try:
+            res = resolve(profiles, options, ctx)
+        except RequestError as exc:
+            culprit = exc.field.removesuffix(UNLISTED_SUFFIX)
+            dropped = [k for k in options if k.removesuffix(UNLISTED_SUFFIX) == culprit and k != "profile"]
+            if not dropped:
+                break
+            shown = options[dropped[0]]
+            for k in dropped:
+                del options[k]
+            notices.append(
+                f"Your last choice {shown!r} for {culprit!r} is no longer valid ({exc.reason}); "
+                "the default is used instead."
+            )
+            continue
+        res.notices = notices
+        return res, notices
+    notices.append("Your last choices are no longer valid; the defaults are used instead.")
+    res = resolve(profiles, {}, ctx)
+    res.notices = notices
+    return res, notices

@@ -1,0 +1,110 @@
+"""The mixin on spawner objects (no hub): per-profile backend and cluster, overrides applied and
+undone, notices in the progress stream, and how a start's options are told apart from stored ones."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from jupyterhub_hpc.profiles.mixin import ProfileOptionsError, explicit_options
+from jupyterhub_hpc.profiles.spawners import ProfilesLocalProcessSpawner, ProfilesSlurmSpawner
+from jupyterhub_hpc.request import RequestError
+
+USER = SimpleNamespace(
+    name="hpcuser1", groups=[SimpleNamespace(name="jupyterhub-users")], url="/user/hpcuser1/"
+)
+
+PROFILES = [
+    {"display_name": "Here", "slug": "here", "default": True},
+    {
+        "display_name": "Cluster B GPU",
+        "slug": "b",
+        "cluster": "cluster-b",
+        "spawner_override": {"partition": "gpu", "gpus": 1, "environment": {"SITE": "b", "KEEP": None}},
+    },
+    {"display_name": "Local test", "slug": "local", "backend": "local"},
+]
+
+
+def slurm_spawner(**kw: Any) -> ProfilesSlurmSpawner:
+    return ProfilesSlurmSpawner(user=USER, profile_list=PROFILES, profile_live_limits=False, **kw)
+
+
+async def test_a_profile_picks_backend_and_cluster_without_a_child_spawner() -> None:
+    spawner = slurm_spawner(environment={"KEEP": "x", "OTHER": "y"})
+    await spawner.apply_profile({"profile": "b"})
+    assert (spawner.backend, spawner.cluster) == ("slurm", "cluster-b")
+    assert spawner.scheduler.cluster == "cluster-b"
+    request = spawner.job_request()
+    assert (request.partition, request.gpus) == ("gpu", 1)
+    assert "--clusters=cluster-b" in spawner.scheduler.submit_argv(request)
+    # dict traits are merged, None deletes a key
+    assert spawner.environment == {"OTHER": "y", "SITE": "b"}
+    spawner.clear_state()  # JupyterHub calls it after stop and before the next start
+    assert (spawner.cluster, spawner.partition, spawner.gpus) == ("", "", 0)
+    assert spawner.environment == {"KEEP": "x", "OTHER": "y"}
+    await spawner.apply_profile({"profile": "local"})
+    assert spawner.scheduler.name == "local"
+    spawner.clear_state()
+    assert spawner.scheduler.name == "slurm"
+
+
+async def test_invalid_options_raise_an_http_400_naming_the_field() -> None:
+    spawner = slurm_spawner()
+    spawner.handler = SimpleNamespace()  # a page handler: the options come with this start
+    with pytest.raises(ProfileOptionsError) as info:
+        await spawner.apply_profile({"profile": "b", "gpus": 2})
+    assert isinstance(info.value, web.HTTPError) and info.value.status_code == 400
+    assert info.value.field == "gpus" and "unknown option" in info.value.jupyterhub_message
+    assert spawner.partition == ""  # nothing was applied
+
+
+async def test_stored_options_fall_back_and_the_notice_is_a_progress_event() -> None:
+    spawner = ProfilesLocalProcessSpawner(user=USER, profile_list=[PROFILES[0]])
+    spawner.handler = None  # no request: an admin or internal start with the stored options
+    res = await spawner.apply_profile({"profile": "retired"})
+    assert res is not None and res.profile.slug == "here"
+    assert spawner.user_options == {"profile": "here"}
+    events = []
+    async for event in spawner.progress():
+        events.append(event["message"])
+    assert "'retired' you used last is no longer available" in events[0]
+    assert len(events) == 2  # then LocalProcessSpawner's own
+
+
+def api_handler(body: bytes) -> APIHandler:
+    handler = APIHandler.__new__(APIHandler)
+    handler.request = SimpleNamespace(body=body)
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("handler", "explicit"),
+    [
+        (None, False),  # admin start from inside the hub
+        (SimpleNamespace(), True),  # the spawn form or a spawn link
+        (api_handler(b""), False),  # POST .../server without a body
+        (api_handler(b'{"user_options": null, "display_name": "x"}'), False),
+        (api_handler(b'{"user_options": {"profile": "a"}}'), True),
+        (api_handler(b'{"profile": "a"}'), True),  # 5.x-style body
+        (api_handler(b"{}"), False),
+    ],
+)
+def test_options_of_this_start_or_stored_ones(handler: Any, explicit: bool) -> None:
+    assert explicit_options(handler) is explicit
+
+
+async def test_without_profiles_the_spawner_is_plain_hpc_spawner() -> None:
+    spawner = ProfilesSlurmSpawner(user=USER, allowed_user_options=["cpus"], user_options={"cpus": 3})
+    assert await spawner.render_profiles_form() == ""
+    assert spawner.job_request().cpus == 3
+    spawner.user_options = {"memory": "1G"}
+    with pytest.raises(RequestError, match="cannot be set by users"):
+        spawner.job_request()
+    spawner.handler = SimpleNamespace()
+    with pytest.raises(ProfileOptionsError, match="takes no options"):
+        await spawner.apply_profile({"cpus": 3})
