@@ -44,7 +44,7 @@ DEMO_USER = "hpcdemo"
 #: The hub's configuration: constant text, everything variable comes from the settings file.
 CONFIG = r"""
 import json, os
-from jupyterhub_hpc.handlers import api_handlers
+from jupyterhub_hpc.profiles.handlers import all_handlers
 
 s = json.load(open(os.environ["JUPYTERHUB_HPC_DEMO_SETTINGS"]))
 work = s["workdir"]
@@ -59,18 +59,21 @@ c.JupyterHub.pid_file = os.path.join(work, "jupyterhub.pid")
 c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = s["password"]
 c.Authenticator.allowed_users = {s["user"]}
-c.JupyterHub.extra_handlers = api_handlers
-c.JupyterHub.cleanup_servers = True
+c.JupyterHub.extra_handlers = all_handlers
+# JupyterHub's own setting: keep jobs when the hub stops (what a cluster wants); the demo
+# itself cancels whatever is left when you press Ctrl-C
+c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cleanup_proxy = True
 c.Spawner.default_url = "/lab"
 c.HPCSpawner.job_name = s["job_name"]
 if s["backend"] == "local":
-    c.JupyterHub.spawner_class = "local-hpc"
+    c.JupyterHub.spawner_class = "local-hpc-profiles"
     c.LocalHPCSpawner.local_state_dir = s["state_dir"]
     c.LocalHPCSpawner.local_max_running = s["max_servers"]
     c.HPCSpawner.job_output = os.path.join(s["log_dir"], "{username}-{job_id}.log")
 else:
-    c.JupyterHub.spawner_class = "slurm"
+    c.JupyterHub.spawner_class = "slurm-profiles"
+c.ProfilesHPCSpawner.profile_list = s["profiles"]
 if not s["root"]:
     c.HPCSpawner.submit_prefix = []
     c.HPCSpawner.cancel_prefix = []
@@ -99,6 +102,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="local backend: servers that run at once; more wait in the queue (default 4)",
     )
+
+
+def demo_profiles(backend: str) -> list[dict[str, Any]]:
+    """Example profiles: what a site's ``profile_list`` looks like (see docs/profiles.md)."""
+    small = {
+        "display_name": "Small: 1 core, 1 GB, 1 hour",
+        "slug": "small",
+        "description": "For a quick look.",
+        "default": True,
+        "spawner_override": {"cpus": 1, "memory": "1G", "walltime": "01:00:00"},
+    }
+    custom: dict[str, Any] = {
+        "display_name": "Custom",
+        "slug": "custom",
+        "description": "Choose cores, memory and time (the limits are enforced by the hub).",
+        "profile_options": {
+            "cpus": {
+                "type": "integer",
+                "display_name": "CPU cores",
+                "job_field": "cpus",
+                "min": 1,
+                "max": 2,
+                "default": 1,
+            },
+            "memory": {
+                "type": "memory",
+                "display_name": "Memory",
+                "min": "256M",
+                "max": "2G",
+                "default": "1G",
+            },
+            "walltime": {
+                "type": "walltime",
+                "display_name": "Time limit",
+                "max": "04:00:00",
+                "default": "02:00:00",
+            },
+        },
+    }
+    if backend == "slurm":
+        custom["profile_options"]["partition"] = {
+            "type": "partition",
+            "display_name": "Partition",
+            "choices": {
+                "debug": {"display_name": "debug", "default": True},
+                "short": {"display_name": "short (5 minutes)"},
+            },
+        }
+    return [small, custom]
 
 
 def _free_port() -> int:
@@ -183,6 +235,7 @@ class Demo:
             "log_dir": str(self.log_dir),
             "max_servers": self.args.max_servers,
             "job_name": self.job_name,
+            "profiles": demo_profiles(self.args.backend),
             "root": self.root,
         }
         path = self.workdir / "settings.json"
@@ -233,6 +286,8 @@ class Demo:
                 f"    user:     {self.user}",
                 f"    password: {self.password}",
                 f"Each server runs as {where}, as {self.user}, and opens JupyterLab.",
+                "Profiles on the spawn page: "
+                + "; ".join(p["display_name"] for p in demo_profiles(self.args.backend)),
                 f"Files of this demo: {self.workdir} (hub log: {self.hub_log.name})",
                 "Press Ctrl-C to stop the hub, its servers and their jobs.",
                 "",

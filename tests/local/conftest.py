@@ -3,6 +3,7 @@ reach, the scheduler's own command line, and hubs that use ``spawner_class = "lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -105,6 +106,10 @@ FAST: dict[str, Any] = {
 
 @pytest.fixture
 def local_hub_factory(queue: LocalQueue, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    # the hubs' own files (tokens, database) stay private, next to the queue rather than in
+    # tmp_path, which a concurrent pytest session may prune; their logs are copied there at the end
+    private = queue.root / "hubs"
+    private.mkdir(mode=0o700)
     hubs: list[Hub] = []
 
     def make(**spawner: Any) -> Hub:
@@ -115,10 +120,12 @@ def local_hub_factory(queue: LocalQueue, tmp_path: Path) -> Iterator[Callable[..
             "job_output": str(queue.log_dir / "{username}-{job_id}.log"),
             **spawner,
         }
-        hub = Hub(tmp_path / f"hub{len(hubs)}", spawner=settings, spawner_class="local-hpc")
+        hub = Hub(private / f"hub{len(hubs)}", spawner=settings, spawner_class="local-hpc")
         hubs.append(hub)
         return hub
 
     yield make
-    for hub in hubs:
+    for n, hub in enumerate(hubs):
         hub.kill_all()
+        with contextlib.suppress(OSError):
+            shutil.copy(hub.log_path, tmp_path / f"hub{n}.log")

@@ -128,6 +128,14 @@ def login_and_open_lab(page: Page, url: str, user: str, password: str) -> None:
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.click("#login_submit")
+    start_from_form(page)
+
+
+def start_from_form(page: Page) -> None:
+    """The demo's example profiles: pick "Custom", set 512M, start; JupyterLab loads."""
+    page.get_by_role("radio", name="Custom").check()
+    page.locator("#hpc-custom-memory").fill("512M")
+    page.get_by_role("button", name="Start").click()
     # the spawn page follows the job, then JupyterLab itself loads
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     assert "/lab" in page.url, page.url
@@ -166,6 +174,7 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
     url, user, password = out.field("URL"), out.field("user"), out.field("password")
     workdir = Path(re.search(r"Files of this demo: (\S+)", "\n".join(out.lines)).group(1))  # type: ignore[union-attr]
     assert url == f"http://127.0.0.1:{port}/"
+    assert "Profiles on the spawn page: Small: 1 core, 1 GB, 1 hour; Custom" in out.lines
     hub_pid = next(pid for pid in _pids() if str(workdir / "jupyterhub_config.py") in _cmdline(pid))
     root = _uid(hub_pid) == 0
     # as root, the servers run as a Unix user of the demo; otherwise as the user who runs it
@@ -191,7 +200,7 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
             assert job_states() == ["CANCELLED"]
             # start it again, and leave it running for Ctrl-C to clean up
             page.click("#start")
-            page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+            start_from_form(page)
             assert job_states() == ["CANCELLED", "RUNNING"]
         finally:
             browser.close()

@@ -14,11 +14,17 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import default
 
+from ..local_spawner import LocalHPCSpawner
 from ..request import JobRequest
 from ..spawner import HPCSpawner
 from .mixin import ProfilesMixin
 
-__all__ = ["ProfilesHPCSpawner", "ProfilesLocalProcessSpawner", "ProfilesSlurmSpawner"]
+__all__ = [
+    "ProfilesHPCSpawner",
+    "ProfilesLocalHPCSpawner",
+    "ProfilesLocalProcessSpawner",
+    "ProfilesSlurmSpawner",
+]
 
 
 class ProfilesHPCSpawner(ProfilesMixin, HPCSpawner):
@@ -49,6 +55,11 @@ class ProfilesSlurmSpawner(ProfilesHPCSpawner):
     @default("backend")
     def _default_backend(self) -> str:
         return "slurm"
+
+
+class ProfilesLocalHPCSpawner(ProfilesHPCSpawner, LocalHPCSpawner):
+    """Local batch jobs with profiles (``c.JupyterHub.spawner_class = "local-hpc-profiles"``),
+    the demo's spawner."""
 
 
 class ProfilesLocalProcessSpawner(ProfilesMixin, LocalProcessSpawner):
