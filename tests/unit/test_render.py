@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jinja2
@@ -316,3 +318,14 @@ def test_template_found_in_extra_dirs(tmp_path: Path) -> None:
     assert render_script("site.sh.j2", {"value": "a;b"}, extra_dirs=[tmp_path]) == "x='a;b'\n"
     with pytest.raises(jinja2.TemplateNotFound):
         render_script("site.sh.j2", {"value": "a;b"})
+
+
+def test_a_terminated_job_writes_143_not_0(tmp_path: Path) -> None:
+    """scancel sends SIGTERM to the script and its children: the marker must not say 0."""
+    path = tmp_path / "job.sh"
+    path.write_text(SlurmBackend().render(JobRequest(), simple_job(command=["sleep", "30"])))
+    proc = subprocess.Popen(["bash", str(path)], cwd=tmp_path, stdout=subprocess.PIPE, start_new_session=True)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert out.decode().splitlines()[-1] == f"{EXIT_MARKER}143"

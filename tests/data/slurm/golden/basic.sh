@@ -15,6 +15,7 @@
 #SBATCH --licenses=matlab:1
 # Written by jupyterhub-hpc. Every value below is shell-quoted.
 trap 'status=$?; echo "jupyterhub-hpc-exit-status=${status}"' EXIT
+trap 'exit 143' TERM
 export JUPYTERHUB_USER=alice
 export JUPYTERHUB_API_URL=http://10.0.0.1:8081/hub/api
 export JUPYTERHUB_SERVICE_PREFIX=/user/alice/
