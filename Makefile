@@ -1,8 +1,13 @@
 # jupyterhub-hpc — machine setup and test entry points (Debian 12, run as root).
 #
-#   make test      install what is missing, build the venv, start Slurm + test users, run pytest
+#   make test      install what is missing, build the venvs, start the schedulers + test users, run pytest:
+#                  everything with JupyterHub 6 ($(VENV)), then the live Slurm end-to-end suite again with
+#                  JupyterHub 5.3 ($(VENV_JH53))
 #   make demo      install + venv, then `jupyterhub-hpc demo`
 #   make lint      ruff check, ruff format --check, mypy
+#   make bench     benchmarks/run.sh: jupyterhub-hpc vs batchspawner on the real Slurm, the scale run,
+#                  results in benchmarks/results/ (about 25 min; see docs/benchmarks.md)
+#   make bench-ours  issue 2's benchmark only (our spawner: phases, registered jobs, scale run)
 #
 # The venv is built from Debian's python (not a pyenv python under /root) and the package is installed
 # NON-editable: Slurm jobs run as ordinary users, who must be able to run the venv's python and
@@ -14,9 +19,12 @@ SHELL := /bin/bash
 VENV ?= /opt/jupyterhub-hpc/venv
 PYTHON_BASE ?= /usr/bin/python3
 PYTEST_ARGS ?=
+# the second JupyterHub of the test matrix: same Python, same package, JupyterHub 5.3.x
+VENV_JH53 ?= /opt/jupyterhub-hpc/venv-jh53
+JH53_REQUIREMENTS ?= "jupyterhub>=5.3,<5.4" "$(CURDIR)[test]"
 APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates
 
-.PHONY: all system-deps venv services test demo lint
+.PHONY: all system-deps venv venv-jh53 services test demo lint bench bench-ours
 
 all: test
 
@@ -40,31 +48,48 @@ system-deps:
 	  echo "system-deps: npm install -g configurable-http-proxy"; \
 	  npm install -g --no-fund --no-audit configurable-http-proxy; }
 
-venv: system-deps
+# $(call build-venv,DIR,REQUIREMENTS): DIR from $(PYTHON_BASE) (recreated if it was built from another
+# Python), then pip install REQUIREMENTS (the package non-editable), readable by the job users
+define build-venv
 	@umask 022; \
-	if [ -x "$(VENV)/bin/python" ]; then \
+	if [ -x "$(1)/bin/python" ]; then \
 	  want=$$("$(PYTHON_BASE)" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])'); \
-	  have=$$("$(VENV)/bin/python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])' 2>/dev/null || true); \
+	  have=$$("$(1)/bin/python" -c 'import sys; print(sys.base_prefix, sys.version_info[:2])' 2>/dev/null || true); \
 	  if [ "$$want" != "$$have" ]; then \
-	    echo "venv: $(VENV) was not built from $(PYTHON_BASE) ($$have); recreating"; rm -rf "$(VENV)"; \
+	    echo "venv: $(1) was not built from $(PYTHON_BASE) ($$have); recreating"; rm -rf "$(1)"; \
 	  fi; \
 	fi; \
-	if [ ! -x "$(VENV)/bin/python" ]; then \
-	  echo "venv: creating $(VENV) from $(PYTHON_BASE)"; \
-	  mkdir -p "$(dir $(VENV))"; chmod 0755 "$(dir $(VENV))"; \
-	  "$(PYTHON_BASE)" -m venv "$(VENV)"; \
+	if [ ! -x "$(1)/bin/python" ]; then \
+	  echo "venv: creating $(1) from $(PYTHON_BASE)"; \
+	  mkdir -p "$(dir $(1))"; chmod 0755 "$(dir $(1))"; \
+	  "$(PYTHON_BASE)" -m venv "$(1)"; \
 	fi
-	umask 022; "$(VENV)/bin/python" -m pip install --quiet --disable-pip-version-check "$(CURDIR)[test]"
-	@chmod -R a+rX "$(VENV)"
+	umask 022; "$(1)/bin/python" -m pip install --quiet --disable-pip-version-check $(2)
+	@chmod -R a+rX "$(1)"
+endef
+
+venv: system-deps
+	$(call build-venv,$(VENV),"$(CURDIR)[test]")
+
+venv-jh53: system-deps
+	$(call build-venv,$(VENV_JH53),$(JH53_REQUIREMENTS))
 
 services: system-deps
 	"$(CURDIR)/scripts/slurm.sh" start
+	"$(CURDIR)/scripts/slurm-multinode.sh" start
 	"$(CURDIR)/scripts/gridengine.sh" start
 	"$(CURDIR)/scripts/oar.sh" start
 	"$(CURDIR)/scripts/test-users.sh"
+	VENV="$(VENV)" "$(CURDIR)/scripts/test-sudoers.sh"
 
-test: system-deps venv services
-	"$(VENV)/bin/python" -m pytest -v tests $(PYTEST_ARGS)
+# Both runs always run; make fails if either failed. The JupyterHub 5.3 run takes about 3 minutes.
+test: system-deps venv venv-jh53 services
+	@rc=0; \
+	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
+	"$(VENV_JH53)/bin/python" -m pytest -v tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): tests"; \
+	"$(VENV)/bin/python" -m pytest -v tests $(PYTEST_ARGS) || rc=$$?; \
+	exit $$rc
 
 demo: system-deps venv
 	"$(VENV)/bin/jupyterhub-hpc" demo
@@ -73,3 +98,10 @@ lint: venv
 	"$(VENV)/bin/ruff" check src tests
 	"$(VENV)/bin/ruff" format --check src tests
 	"$(VENV)/bin/mypy" src
+
+# not `venv`: it reinstalls the package non-editable; benchmarks/setup.sh checks that $(VENV) exists
+bench: services
+	VENV="$(VENV)" "$(CURDIR)/benchmarks/run.sh"
+
+bench-ours: services
+	VENV="$(VENV)" "$(CURDIR)/benchmarks/run.sh" --ours-only

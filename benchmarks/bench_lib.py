@@ -30,10 +30,12 @@ BENCH_VENV = Path(os.environ.get("BENCH_VENV", "/opt/jupyterhub-hpc/bench-venv")
 #: the spawn-time, N=1/5, queued and failure scenarios use an ordinary partition (one core per job)
 PARTITION = os.environ.get("BENCH_PARTITION", "debug")
 #: N=20 servers and N=10/50 sleep jobs need more job slots than the node's 8 CPUs: a partition with
-#: OverSubscribe=FORCE:8 (setup.sh creates it at run time). Slurm never lets jobs of such a partition
+#: OverSubscribe=FORCE (setup.sh creates it at run time). Slurm never lets jobs of such a partition
 #: share a node with jobs of an ordinary one, so those scenarios wait for a quiet machine and stop
 #: early when they hold up anybody else's job (see ``wait_quiet`` and ``blocked_foreign_jobs``)
 SHARED_PARTITION = os.environ.get("BENCH_SHARED_PARTITION", "benchshared")
+#: jobs per core there: 20 light servers per spawner (both hubs at once) + 50 sleep jobs on 8 cores
+SHARE = 12
 SLURMCTLD_LOG = Path(os.environ.get("SLURMCTLD_LOG", "/var/log/slurm/slurmctld.log"))
 HUB_ROOT = Path(os.environ.get("BENCH_HUB_ROOT", "/tmp/jupyterhub-hpc-bench"))
 LIGHT_SERVER = HERE / "lightserver.py"
@@ -42,7 +44,9 @@ LIGHT_SERVER = HERE / "lightserver.py"
 BENCH_USERS = [f"benchuser{i}" for i in range(1, 21)]
 FAIL_USERS = ["benchfail1", "benchfail2"]
 STATUS_USER = "benchstat"
-ALL_BENCH_USERS = [*BENCH_USERS, *FAIL_USERS, STATUS_USER]
+#: owner of the sleep jobs of the registered-jobs run, and the account its watcher queries as
+REGISTERED_USER = "benchstat2"
+ALL_BENCH_USERS = [*BENCH_USERS, *FAIL_USERS, STATUS_USER, REGISTERED_USER]
 #: squeue = one REQUEST_FED_INFO + one REQUEST_JOB_INFO (several ids) or REQUEST_JOB_INFO_SINGLE
 JOB_INFO_TYPES = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE")
 STATUS_TYPES = (*JOB_INFO_TYPES, "REQUEST_FED_INFO")
@@ -95,10 +99,26 @@ class RpcCounts:
 _SDIAG_ROW = re.compile(r"^\s+(\S+)\s+\(\s*\d+\)\s+count:(\d+)")
 
 
+def ctld_run(argv: list[str], patience: float = 120) -> str:
+    """``run`` for a command that needs slurmctld: retried while the controller is down (another
+    engineer's outage test stops it now and then)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return run(argv)
+        except subprocess.CalledProcessError:
+            if time.monotonic() > deadline:
+                raise
+            log(f"{argv[0]} failed (slurmctld down?); trying again")
+            time.sleep(3)
+
+
 def sdiag() -> RpcCounts:
     counts = RpcCounts(taken=time.time())
     section: dict[str, int] | None = None
-    for line in run(["sdiag"]).splitlines():
+    output = ctld_run(["sdiag"])
+    counts.taken = time.time()
+    for line in output.splitlines():
         if line.startswith("Data since"):
             counts.since = line.split(":", 1)[1].strip()
         elif line.startswith("Remote Procedure Call statistics by message type"):
@@ -115,7 +135,7 @@ def sdiag() -> RpcCounts:
 
 
 def sdiag_reset() -> None:
-    run(["sdiag", "--reset"])
+    ctld_run(["sdiag", "--reset"])
 
 
 def rpcs_per_call(user: str, argv: list[str], calls: int = 10) -> dict[str, Any]:
@@ -128,6 +148,8 @@ def rpcs_per_call(user: str, argv: list[str], calls: int = 10) -> dict[str, Any]
     if after.since != before.since:
         raise CountersReset("sdiag's counters were reset during the calibration")
     rpcs = after.by_user.get(user, 0) - before.by_user.get(user, 0)
+    if rpcs < calls:  # at least one RPC per squeue: some of them did not reach slurmctld
+        raise CountersReset(f"only {rpcs} RPCs for {calls} calls: slurmctld was not answering")
     return {"argv": argv, "as": user, "calls": calls, "rpcs": rpcs, "rpcs_per_call": rpcs / calls}
 
 
@@ -166,14 +188,14 @@ def ensure_shared_partition() -> None:
     """(Re-)create the shared partition: created at run time, it is lost when slurmctld restarts
     (another engineer's outage test does that)."""
     if subprocess.run(["scontrol", "show", "partition", SHARED_PARTITION], capture_output=True).returncode:
-        log(f"creating partition {SHARED_PARTITION} (OverSubscribe=FORCE:8, run-time only)")
+        log(f"creating partition {SHARED_PARTITION} (OverSubscribe=FORCE:{SHARE}, run-time only)")
         run(
             [
                 "scontrol",
                 "create",
                 f"PartitionName={SHARED_PARTITION}",
                 "Nodes=ALL",
-                "OverSubscribe=FORCE:8",
+                f"OverSubscribe=FORCE:{SHARE}",
                 "MaxTime=02:00:00",
                 "Hidden=YES",
                 "State=UP",
@@ -213,9 +235,11 @@ def wait_quiet(max_wait: float) -> bool:
     return True
 
 
-def cancel_bench_jobs() -> None:
-    """Cancel the live jobs of the benchmark accounts, and nobody else's."""
+def cancel_bench_jobs(exclude: Iterable[str] = ()) -> None:
+    """Cancel the live jobs of the benchmark accounts (but ``exclude``), and nobody else's."""
     for user in ALL_BENCH_USERS:
+        if user in exclude:
+            continue
         subprocess.run(["scancel", f"--user={user}"], check=False, capture_output=True)
 
 

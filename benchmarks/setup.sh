@@ -5,14 +5,17 @@
 #     /usr/bin/python3 (job users must be able to run it): batchspawner 1.3.0 from PyPI, matplotlib,
 #     and exactly the JupyterHub / jupyter_server / JupyterLab versions of our venv ($VENV), so both
 #     spawners start the same Jupyter;
-#   - the accounts benchuser1..20 (server owners), benchfail1/2 (failing spawns) and benchstat
-#     (our watcher runs squeue as this user, so sdiag counts its RPCs apart): `useradd -m`, only if
-#     missing; they are left in place afterwards;
+#   - the accounts benchuser1..20 (server owners), benchfail1/2 (failing spawns), benchstat (our
+#     hub's watcher runs squeue as this user, so sdiag counts its RPCs apart) and benchstat2 (the same
+#     for the registered-jobs run, which also owns its sleep jobs): `useradd -m`, only if missing;
+#     they are left in place afterwards;
 #   - the Slurm partition $BENCH_SHARED_PARTITION (default benchshared) over all nodes with
-#     OverSubscribe=FORCE:8, Hidden, created at run time with `scontrol create` (not written to
-#     slurm.conf; run.sh deletes it at the end): the test node declares 8 CPUs, and 20 servers (and
-#     50 sleep jobs for the registered-jobs run) need more job slots than that. Every other scenario
-#     runs in the ordinary partition $BENCH_PARTITION (default debug).
+#     OverSubscribe=FORCE:12, Hidden, created at run time with `scontrol create` (not written to
+#     slurm.conf; run.sh deletes it at the end): the test node declares 8 CPUs, and 2 x 20 servers
+#     plus 50 sleep jobs need more job slots than that. Every other scenario runs in the ordinary
+#     partition $BENCH_PARTITION (default debug). Slurm never lets jobs of a FORCE partition share a
+#     node with jobs of an ordinary one: that stage waits for a quiet node and stops as soon as
+#     anybody else's job waits for it.
 set -euo pipefail
 
 VENV=${VENV:-/opt/jupyterhub-hpc/venv}
@@ -50,7 +53,7 @@ fi
 chmod -R a+rX "$BENCH_VENV"
 
 # -- accounts -----------------------------------------------------------------------------------------
-for u in $(seq -f 'benchuser%g' 1 20) benchfail1 benchfail2 benchstat; do
+for u in $(seq -f 'benchuser%g' 1 20) benchfail1 benchfail2 benchstat benchstat2; do
   if ! id -u "$u" >/dev/null 2>&1; then
     log "creating user $u"
     useradd -m -s /bin/bash "$u"

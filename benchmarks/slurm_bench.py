@@ -1,25 +1,34 @@
 """Side-by-side scenarios on the real Slurm: jupyterhub-hpc's SlurmSpawner ("ours") and
-batchspawner 1.3.0, each behind its own real JupyterHub 6 + configurable-http-proxy.
+batchspawner 1.3.0, each behind its own real JupyterHub 6 + configurable-http-proxy (both hubs run
+for the whole benchmark), plus issue 2's registered-jobs run with a standalone watcher.
 
-    python benchmarks/slurm_bench.py [--spawners ours,batchspawner] [--scenarios ...] [--window S]
+    python benchmarks/slurm_bench.py [--spawners ours,batchspawner[,ours-readywait]] [--scenarios ...]
 
-Scenarios (all by default), per spawner, in this order:
+Scenarios (all by default). In the ordinary partition, one spawner after the other:
 
-``phases``   5 single spawns of a real ``jupyterhub-singleuser``, one after the other: spawn time
-             split into submit / queue / job start / server start / hub overhead, then the stop
-             time (DELETE until the job has left the live queue) of each.
-``idle``     N = 1 and 5 real servers, then N = 20 light servers (``lightserver.py``): status RPCs
-             per minute while they sit idle, counted by slurmctld (``sdiag``, reset first).
-``queued``   5 spawns held in the queue with ``--begin=now+3600``: status RPCs per minute.
-``failure``  a job that exits (code 3) before its server starts, at once and after 5 s: time
-             until the hub reports the failure, and the message the user gets.
+``phases``     5 single spawns of a real ``jupyterhub-singleuser``: spawn time split into submit /
+               queue / job start / server start / hub overhead; then the stop time of each (DELETE
+               until the job has left Slurm's live queue).
+``idle``       N = 1, then 5 real idle servers: status RPCs per minute, counted by slurmctld
+               (``sdiag`` per-user counters, reset first).
+``queued``     5 spawns held in the queue with ``--begin=now+3600``: status RPCs per minute.
+``failure``    a job that exits (code 3) before its server starts, at once and after 5 s: time
+               until the hub reports the failure, and the message the user gets.
+``registered`` one QueueWatcher (defaults: 30 s interval) with N = 1 registered sleep job.
 
-Writes ``results/slurm_<spawner>.json``. Run as root, through ``run.sh``.
+``shared`` (needs a quiet node): in a run-time partition with OverSubscribe=FORCE, N = 20 light
+servers (``lightserver.py``) on BOTH hubs at once, and the registered run with N = 10, then 50
+sleep jobs, all counted in the same windows (each by its own accounts). A guard stops the stage as
+soon as somebody else's job waits for the node (Slurm does not mix such jobs with ordinary ones).
+
+Writes ``results/slurm_<spawner>.json`` and ``results/registered_ours.json``. Run as root,
+through ``run.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +45,7 @@ from bench_lib import (
     LIGHT_SERVER,
     OUR_VENV,
     PARTITION,
+    REGISTERED_USER,
     SHARED_PARTITION,
     STATUS_TYPES,
     STATUS_USER,
@@ -55,6 +65,7 @@ from bench_lib import (
     median,
     metric_value,
     rpcs_per_call,
+    run,
     sdiag,
     sdiag_reset,
     wait_for,
@@ -76,11 +87,16 @@ class Kind:
     name: str
 
     @property
+    def ours(self) -> bool:
+        """Our spawner (or the ``ours-readywait`` experiment built on it)."""
+        return self.name.startswith("ours")
+
+    @property
     def venv(self) -> Path:
-        return OUR_VENV if self.name == "ours" else BENCH_VENV
+        return OUR_VENV if self.ours else BENCH_VENV
 
     def base_config(self) -> dict[str, Any]:
-        if self.name == "ours":
+        if self.ours:
             return {
                 "partition": PARTITION,
                 "memory": REAL_MEMORY,
@@ -107,7 +123,7 @@ class Kind:
     ) -> dict[str, Any]:
         """Per-user settings of one scenario."""
         knobs: dict[str, Any] = {}
-        ours = self.name == "ours"
+        ours = self.ours
         if hold:
             knobs["job_extra_directives" if ours else "req_options"] = [HOLD] if ours else HOLD
         if light:
@@ -124,7 +140,7 @@ class Kind:
 
     def status_argv(self, job_ids: list[str]) -> list[str]:
         """The status command this spawner runs for these jobs (for calibrating its RPC cost)."""
-        if self.name == "ours":
+        if self.ours:
             from jupyterhub_hpc.backends.slurm import SlurmBackend
 
             return SlurmBackend().status_argv(job_ids)
@@ -132,13 +148,14 @@ class Kind:
 
     def status_users(self, users: list[str]) -> list[str]:
         """The accounts whose RPCs are this spawner's status queries."""
-        return [STATUS_USER] if self.name == "ours" else users
+        return [STATUS_USER] if self.ours else users
 
     def log_patterns(self, user: str, job: str) -> dict[str, str]:
-        if self.name == "ours":
+        if self.ours:
+            returned = "server answered" if self.name == "ours-readywait" else "Starting Jupyter"
             return {
                 "port_reported": rf"^{user}: job {job} listens on port",
-                "start_returned": rf"^{user}: Starting Jupyter$",
+                "start_returned": rf"^{user}: {returned}$",
                 "hub_took": rf"^User {user} took [\d.]+ seconds to start",
             }
         return {
@@ -149,6 +166,14 @@ class Kind:
 
 
 # -- spawning and stopping -----------------------------------------------------------------------------
+class Aborted(RuntimeError):
+    """The shared-partition stage stopped: somebody else's job waits for the node."""
+
+
+#: set by the guard of the shared-partition stage
+ABORT = threading.Event()
+
+
 def spawn(hub: BenchHub, user: str, timeout: float = 240) -> dict[str, Any]:
     """POST a spawn and wait until the REST model says ready (polled every 50 ms)."""
     rec: dict[str, Any] = {"user": user}
@@ -166,6 +191,8 @@ def spawn(hub: BenchHub, user: str, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     seen = False
     while time.monotonic() < deadline:
+        if ABORT.is_set():
+            raise Aborted("another job waits for the node")
         server = hub.server(user)
         if server and server.get("ready"):
             rec["t_ready"] = time.time()
@@ -190,9 +217,17 @@ def spawn_retrying(hub: BenchHub, user: str, retries: int = 2) -> dict[str, Any]
     for attempt in range(retries + 1):
         try:
             return spawn(hub, user)
+        except Aborted:
+            raise
         except RuntimeError as exc:
             SPAWN_FAILURES.append(
-                {"user": user, "attempt": attempt + 1, "error": str(exc), "time": time.time()}
+                {
+                    "hub": hub.settings["spawner"],
+                    "user": user,
+                    "attempt": attempt + 1,
+                    "error": str(exc),
+                    "time": time.time(),
+                }
             )
             log(f"spawn failed, retrying: {exc}")
             time.sleep(1)
@@ -308,127 +343,236 @@ def scenario_phases(hub: BenchHub, kind: Kind, runs: int) -> dict[str, Any]:
     }
 
 
-def calibrate(kind: Kind, users: list[str], job_ids: list[str]) -> dict[str, Any]:
-    """RPCs per status command of this spawner, with the job ids it would ask about now."""
-    account = kind.status_users(users)[0]
-    for attempt in range(3):
-        try:
-            return rpcs_per_call(account, kind.status_argv(job_ids))
-        except CountersReset:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+# -- counting status RPCs --------------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """One thing whose status RPCs a window counts: a hub's spawner, or the standalone watcher."""
+
+    key: str
+    accounts: list[str]
+    per_call: dict[str, Any]
+    hub: BenchHub | None = None
+    watcher: WatcherThread | None = None
+
+    def queries(self) -> float | None:
+        """The watcher's own query counter (ours only)."""
+        if self.watcher is not None:
+            return float(self.watcher.watcher.queries)
+        if self.hub is not None and self.hub.settings["spawner"].startswith("ours"):
+            return metric_value(self.hub.metrics(), "jupyterhub_hpc_status_query_duration_seconds_count")
+        return None
 
 
-def count_window(
-    hub: BenchHub, kind: Kind, users: list[str], window: float, settle: float, guard: bool = False
-) -> dict[str, Any]:
-    """``count_window_once``, again (twice at most) when slurmctld restarted during the window."""
-    job_ids = []
-    for user in users:
-        job_ids.append(str(((hub.server(user) or {}).get("state") or {}).get("job_id", "")))
-    calibration = calibrate(kind, users, [j for j in job_ids if j])
-    for attempt in range(3):
-        try:
-            row = count_window_once(hub, kind, users, window, settle, guard, calibration["rpcs_per_call"])
-            row["calibration"] = calibration
-            row["attempt"] = attempt + 1
-            return row
-        except CountersReset as exc:
-            log(f"{kind.name} N={len(users)}: {exc}; counting again")
-    raise CountersReset("slurmctld's counters were reset during three windows in a row")
+def snapshot(probes: list[Probe]) -> dict[str, Any]:
+    return {"sdiag": sdiag(), "queries": {p.key: p.queries() for p in probes}, "conditions": conditions()}
 
 
-def count_window_once(
-    hub: BenchHub, kind: Kind, users: list[str], window: float, settle: float, guard: bool, per_call: float
-) -> dict[str, Any]:
-    """Reset sdiag, wait ``window`` seconds, and attribute the status RPCs to this spawner.
-    With ``guard``, end early as soon as somebody else's job waits for resources."""
-    time.sleep(settle)
-    before = conditions()
-    metrics0 = hub.metrics() if kind.name == "ours" else ""
-    sdiag_reset()
-    c0 = sdiag()
-    end = time.monotonic() + window
-    interrupted: list[str] = []
-    while time.monotonic() < end:
-        time.sleep(min(2.0, max(0.0, end - time.monotonic())))
-        if guard and (interrupted := blocked_foreign_jobs()):
-            break
-    c1 = sdiag()
-    metrics1 = hub.metrics() if kind.name == "ours" else ""
-    diff = c1.minus(c0)
+def window_row(probe: Probe, first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    diff = last["sdiag"].minus(first["sdiag"])
     minutes = diff.taken / 60
-    status_users = kind.status_users(users)
-    rpcs = sum(diff.by_user.get(u, 0) for u in status_users)
+    rpcs = sum(diff.by_user.get(a, 0) for a in probe.accounts)
+    per_call = probe.per_call["rpcs_per_call"]
     row: dict[str, Any] = {
-        "n": len(users),
         "window_s": diff.taken,
-        "status_accounts": status_users,
+        "status_accounts": probe.accounts,
         # every RPC slurmctld counted for the accounts that run the status command
         "status_rpcs": rpcs,
         "status_rpcs_per_min": rpcs / minutes,
-        # squeue runs: each sends exactly one REQUEST_JOB_INFO or REQUEST_JOB_INFO_SINGLE, plus
-        # REQUEST_FED_INFO / REQUEST_PARTITION_INFO depending on its options (see calibration)
+        # squeue runs: each sends one REQUEST_JOB_INFO or REQUEST_JOB_INFO_SINGLE plus, depending on
+        # its options, REQUEST_FED_INFO / REQUEST_PARTITION_INFO: divided by the measured RPCs per call
         "squeue_calls": rpcs / per_call,
         "squeue_calls_per_min": rpcs / per_call / minutes,
-        "rpcs_per_squeue": per_call,
-        "all_job_info_rpcs_per_min_machine_wide": sum(diff.by_type.get(t, 0) for t in STATUS_TYPES[:2])
-        / minutes,
+        "calibration": probe.per_call,
+        "job_info_rpcs_per_min_machine_wide": sum(diff.by_type.get(t, 0) for t in STATUS_TYPES[:2]) / minutes,
         "rpc_by_type": diff.by_type,
         "rpc_by_user": diff.by_user,
-        "conditions_before": before,
-        "conditions_after": conditions(),
+        "conditions_before": first["conditions"],
+        "conditions_after": last["conditions"],
     }
-    if interrupted:
-        row["interrupted_by_foreign_jobs"] = interrupted
-        log(f"{kind.name} N={len(users)}: window ended early, jobs {interrupted} of others were waiting")
-    if metrics0:
-        name = "jupyterhub_hpc_status_query_duration_seconds_count"
-        queries = metric_value(metrics1, name) - metric_value(metrics0, name)
-        row["watcher_queries"] = queries
-        row["watcher_queries_per_min"] = queries / minutes
-    log(
-        f"{kind.name} N={len(users)}: {row['squeue_calls_per_min']:.1f} squeue/min, "
-        f"{row['status_rpcs_per_min']:.1f} status RPCs/min over {diff.taken:.0f} s"
-    )
+    q0, q1 = first["queries"].get(probe.key), last["queries"].get(probe.key)
+    if q0 is not None and q1 is not None:
+        row["watcher_queries"] = q1 - q0
+        row["watcher_queries_per_min"] = (q1 - q0) / minutes
     return row
 
 
-def scenario_idle(hub: BenchHub, kind: Kind, window: float, quiet_wait: float) -> dict[str, Any]:
+def guarded_sleep(seconds: float, guard: bool) -> list[str]:
+    """Sleep; with ``guard``, return early with the jobs of others that wait for the node."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+        if guard and (blocked := blocked_foreign_jobs()):
+            return blocked
+        if ABORT.is_set():
+            return ["(guard)"]
+    return []
+
+
+def count(
+    probes: list[Probe], window: float, settle: float, guard: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Reset sdiag, wait ``window`` s, return a row per probe (again, at most twice, when slurmctld's
+    counters were reset meanwhile, e.g. by a slurmctld restart)."""
+    time.sleep(settle)
+    for attempt in range(3):
+        sdiag_reset()
+        first = snapshot(probes)
+        interrupted = guarded_sleep(window, guard)
+        last = snapshot(probes)
+        try:
+            rows = {p.key: window_row(p, first, last) for p in probes}
+        except CountersReset as exc:
+            log(f"{exc}; counting again")
+            continue
+        for row in rows.values():
+            row["attempt"] = attempt + 1
+            if interrupted:
+                row["interrupted_by_foreign_jobs"] = interrupted
+        for key, row in rows.items():
+            log(
+                f"{key}: {row['squeue_calls_per_min']:.1f} squeue/min, {row['status_rpcs_per_min']:.1f} "
+                f"status RPCs/min over {row['window_s']:.0f} s" + (" (cut short)" if interrupted else "")
+            )
+        return rows
+    raise CountersReset("slurmctld's counters were reset during three windows in a row")
+
+
+def job_ids_of(hub: BenchHub, users: list[str]) -> list[str]:
+    ids = [str(((hub.server(u) or {}).get("state") or {}).get("job_id", "")) for u in users]
+    return [j for j in ids if j]
+
+
+def hub_probe(kind: Kind, hub: BenchHub, users: list[str]) -> Probe:
+    """A probe for a hub's spawner, with the RPC cost of its status command measured now."""
+    accounts = kind.status_users(users)
+    return Probe(
+        f"{kind.name} N={len(users)}",
+        accounts,
+        calibrate(accounts[0], kind.status_argv(job_ids_of(hub, users))),
+        hub,
+    )
+
+
+def calibrate(account: str, argv: list[str]) -> dict[str, Any]:
+    for attempt in range(3):
+        try:
+            return rpcs_per_call(account, argv)
+        except CountersReset:
+            if attempt == 2:
+                raise
+            time.sleep(10)
+    raise AssertionError("unreachable")
+
+
+# -- the standalone watcher of the registered-jobs run (issue 2) -----------------------------------
+class WatcherThread:
+    """One QueueWatcher with its defaults (30 s interval) on its own event loop in a thread,
+    querying as REGISTERED_USER, which also owns the sleep jobs."""
+
+    def __init__(self) -> None:
+        from jupyterhub_hpc.backends.slurm import SlurmBackend
+        from jupyterhub_hpc.watcher import QueueWatcher
+
+        self.backend = SlurmBackend()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def make() -> QueueWatcher:
+            return QueueWatcher(self.backend, status_prefix=["sudo", "-n", "-u", REGISTERED_USER, "--"])
+
+        self.watcher = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
+        self.jobs: list[str] = []
+        self.running = 0
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def wrapper() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result()
+
+    def add_jobs(self, count: int, partition: str) -> None:
+        """Submit sleep jobs up to ``count``, wait until they run, register them."""
+        while len(self.jobs) < count:
+            out = run(
+                [
+                    "sudo",
+                    "-n",
+                    "-u",
+                    REGISTERED_USER,
+                    "--",
+                    "sbatch",
+                    "--parsable",
+                    f"--partition={partition}",
+                    "--mem=20M",
+                    "--time=00:30:00",
+                    "--output=/dev/null",
+                    "--job-name=bench-sleep",
+                    "--wrap=sleep 1800",
+                ]
+            )
+            self.jobs.append(out.strip().split(";")[0])
+        wait_for(
+            lambda: (
+                sum(1 for s in job_states(self.jobs).values() if s == "RUNNING") == len(self.jobs)
+                or ABORT.is_set()
+            ),
+            90,
+            what="the sleep jobs do not run",
+        )
+        self.running = sum(1 for s in job_states(self.jobs).values() if s == "RUNNING")
+        self.call(lambda: [self.watcher.register(j) for j in self.jobs])
+
+    def clear(self) -> None:
+        self.call(lambda: [self.watcher.unregister(j) for j in self.jobs])
+        if self.jobs:
+            run(["scancel", *self.jobs], check=False)
+        self.jobs = []
+
+    def probe(self) -> Probe:
+        per_call = calibrate(REGISTERED_USER, self.backend.status_argv(self.jobs))
+        return Probe(f"registered N={len(self.jobs)}", [REGISTERED_USER], per_call, watcher=self)
+
+    def stop(self) -> None:
+        self.clear()
+
+        async def shutdown() -> None:
+            self.watcher.stop()
+            await asyncio.sleep(0.1)  # let the cancelled task finish
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+# -- scenarios on the ordinary partition ---------------------------------------------------------------------
+def scenario_idle_small(hub: BenchHub, kind: Kind, window: float) -> dict[str, Any]:
+    """N = 1 and 5 idle jupyterhub-singleuser servers."""
     hub.per_user({})
     rows = []
     recs = spawn_many(hub, BENCH_USERS[:1])
-    rows.append({"server": "jupyterhub-singleuser", **count_window(hub, kind, BENCH_USERS[:1], window, 10)})
+    probe = hub_probe(kind, hub, BENCH_USERS[:1])
+    rows.append(
+        {
+            "n": 1,
+            "server": "jupyterhub-singleuser",
+            "partition": PARTITION,
+            **count([probe], window, 10)[probe.key],
+        }
+    )
     recs += spawn_many(hub, BENCH_USERS[1:5])
-    rows.append({"server": "jupyterhub-singleuser", **count_window(hub, kind, BENCH_USERS[:5], window, 10)})
-    stops5 = stop_many(hub, recs)
-    stops20: list[dict[str, Any]] = []
-    if wait_quiet(quiet_wait):
-        ensure_shared_partition()
-        hub.per_user({u: kind.knobs(light=True) for u in BENCH_USERS})
-        recs = spawn_many(hub, BENCH_USERS)
-        reach = [hub.reach(u) for u in BENCH_USERS[:3]]
-        rows.append(
-            {
-                "server": "lightserver.py",
-                "partition": SHARED_PARTITION,
-                "reach_status": reach,
-                **count_window(hub, kind, BENCH_USERS, window, 10, guard=True),
-            }
-        )
-        stops20 = stop_many(hub, recs)
-    else:
-        log(f"{kind.name} N=20 skipped: other jobs kept the node busy for {quiet_wait:.0f} s")
-        rows.append({"n": 20, "skipped": f"other jobs kept the node busy for {quiet_wait:.0f} s"})
-    return {
-        "rows": rows,
-        "stops_5_at_once": stops5,
-        "stops_20_at_once": stops20,
-        "stop_20_median": {
-            k: median([s[k] for s in stops20 if k in s]) for k in ("delete_response_s", "job_gone_s")
-        },
-    }
+    probe = hub_probe(kind, hub, BENCH_USERS[:5])
+    rows.append(
+        {
+            "n": 5,
+            "server": "jupyterhub-singleuser",
+            "partition": PARTITION,
+            **count([probe], window, 10)[probe.key],
+        }
+    )
+    stops = stop_many(hub, recs)
+    return {"rows": rows, "stops_5_at_once": stops}
 
 
 def scenario_queued(hub: BenchHub, kind: Kind, window: float) -> dict[str, Any]:
@@ -447,13 +591,18 @@ def scenario_queued(hub: BenchHub, kind: Kind, window: float) -> dict[str, Any]:
         60,
         what="the 5 held jobs are not pending",
     )
-    row = count_window(hub, kind, users, window, 3)
+    time.sleep(1)
+    accounts = kind.status_users(users)
+    probe = Probe(
+        f"{kind.name} 5 queued",
+        accounts,
+        calibrate(accounts[0], kind.status_argv(job_ids_of(hub, users))),
+        hub,
+    )
+    row = count([probe], window, 3)[probe.key]
     for t in posts:
         t.join(timeout=30)
-    recs = []
-    for u in users:
-        server = hub.server(u) or {}
-        recs.append({"user": u, "job_id": str((server.get("state") or {}).get("job_id", ""))})
+    recs = [{"user": u, "job_id": (job_ids_of(hub, [u]) or [""])[0]} for u in users]
     stops = stop_many(hub, recs)
     hub.per_user({})
     return {"row": row, "stops_pending": stops}
@@ -496,87 +645,253 @@ def scenario_failure(
     return rec
 
 
-def run_spawner(kind: Kind, scenarios: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    hub = BenchHub(
-        kind.name, kind.venv, "ours" if kind.name == "ours" else "batchspawner", kind.base_config()
-    )
-    result: dict[str, Any] = {
-        "spawner": kind.name,
-        "config": kind.base_config(),
-        "hub_log": str(hub.log_path),
-        "conditions_start": conditions(),
-    }
-    log(f"{kind.name}: starting the hub ({hub.root})")
-    hub.start()
-    background: threading.Thread | None = None
-    try:
-        for user in [*BENCH_USERS, *FAIL_USERS]:
-            hub.ensure_user(user)
-        if "failure" in scenarios and kind.name == "batchspawner":
-            # batchspawner reports this one only at start_timeout (300 s): run it alongside the
-            # other scenarios, as its own account (its RPCs are attributed to nobody else)
-            def slow_failure() -> None:
-                result["failure_after_5s"] = scenario_failure(hub, kind, FAIL_USERS[1], 5)
+def run_regular(
+    kind: Kind, hub: BenchHub, scenarios: list[str], args: argparse.Namespace, result: dict[str, Any]
+) -> threading.Thread | None:
+    """The scenarios that fit the ordinary partition, one spawner at a time. Returns the thread of
+    batchspawner's slow failure (it ends at start_timeout, 300 s: it runs alongside the rest)."""
+    background = None
+    if "failure" in scenarios and not kind.ours:
 
-            background = threading.Thread(target=slow_failure, daemon=True)
-            background.start()
-            time.sleep(15)  # its spawn is under way before the per-user file changes
-        steps: list[tuple[str, str, Callable[[], Any]]] = [
-            ("phases", "phases", lambda: scenario_phases(hub, kind, args.runs)),
-            ("idle", "idle", lambda: scenario_idle(hub, kind, args.window, args.quiet_wait)),
-            ("queued", "queued", lambda: scenario_queued(hub, kind, args.queued_window)),
-            ("failure", "failure_at_once", lambda: scenario_failure(hub, kind, FAIL_USERS[0], 0)),
-        ]
-        if background is None:
-            steps.append(
-                ("failure", "failure_after_5s", lambda: scenario_failure(hub, kind, FAIL_USERS[1], 5))
+        def slow_failure() -> None:
+            result["failure_after_5s"] = scenario_failure(hub, kind, FAIL_USERS[1], 5)
+
+        background = threading.Thread(target=slow_failure, daemon=True)
+        background.start()
+        time.sleep(15)  # its spawn has read its per-user settings before they change
+    steps: list[tuple[str, str, Callable[[], Any]]] = [
+        ("phases", "phases", lambda: scenario_phases(hub, kind, args.runs)),
+        ("idle", "idle", lambda: scenario_idle_small(hub, kind, args.window)),
+        ("queued", "queued", lambda: scenario_queued(hub, kind, args.queued_window)),
+        ("failure", "failure_at_once", lambda: scenario_failure(hub, kind, FAIL_USERS[0], 0)),
+    ]
+    if background is None:
+        steps.append(("failure", "failure_after_5s", lambda: scenario_failure(hub, kind, FAIL_USERS[1], 5)))
+    for scenario, key, step in steps:
+        if scenario in scenarios:
+            guarded_step(kind, hub, result, key, step)
+    return background
+
+
+def guarded_step(
+    kind: Kind, hub: BenchHub, result: dict[str, Any], key: str, step: Callable[[], Any]
+) -> None:
+    try:
+        result[key] = step()
+    except Exception as exc:  # keep the other scenarios' results
+        log(f"{kind.name} {key} failed: {exc!r}")
+        result.setdefault("errors", {})[key] = repr(exc)
+        for user in [*BENCH_USERS, FAIL_USERS[0]]:
+            hub.api("DELETE", f"/users/{user}/server")
+        time.sleep(5)
+        cancel_bench_jobs(exclude=[FAIL_USERS[1]])
+
+
+# -- the shared-partition stage ---------------------------------------------------------------------------
+def guard_thread(stop: threading.Event, seen: list[str]) -> None:
+    while not stop.wait(2):
+        blocked = blocked_foreign_jobs()
+        if blocked:
+            seen.extend(blocked)
+            ABORT.set()
+            return
+
+
+def run_shared(
+    hubs: list[tuple[Kind, BenchHub]], watcher: WatcherThread | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """N = 20 light servers per spawner (both hubs at once) and the registered run with N = 10, 50 sleep
+    jobs, in the shared partition, while nobody else uses the node."""
+    out: dict[str, Any] = {"partition": SHARED_PARTITION, "conditions_start": conditions()}
+    if not wait_quiet(args.quiet_wait):
+        out["skipped"] = f"other people's jobs kept the node busy for {args.quiet_wait:.0f} s"
+        log(f"shared stage skipped: {out['skipped']}")
+        return out
+    ensure_shared_partition()
+    ABORT.clear()
+    stop_guard, blocked = threading.Event(), []
+    threading.Thread(target=guard_thread, args=(stop_guard, blocked), daemon=True).start()
+    recs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for kind, hub in hubs:
+            hub.per_user({u: kind.knobs(light=True) for u in BENCH_USERS})
+            recs[kind.name] = spawn_many(hub, BENCH_USERS)
+            out.setdefault("reach_status", {})[kind.name] = [hub.reach(u) for u in BENCH_USERS[:3]]
+        probes = [hub_probe(kind, hub, BENCH_USERS) for kind, hub in hubs]
+        reg_a = reg_b = None
+        running_a = 0
+        if watcher is not None:
+            watcher.add_jobs(10, SHARED_PARTITION)
+            reg_a = watcher.probe()
+            running_a = watcher.running
+        time.sleep(10)
+        sdiag_reset()
+        first = snapshot(probes + ([reg_a] if reg_a else []))
+        cut_a = guarded_sleep(args.window, guard=False)
+        middle = middle_b = last = snapshot(probes + ([reg_a] if reg_a else []))
+        cut_b: list[str] = []
+        if watcher is not None and not cut_a:
+            watcher.add_jobs(50, SHARED_PARTITION)
+            reg_b = watcher.probe()
+            time.sleep(5)
+            middle_b = snapshot([*probes, reg_b])
+            cut_b = guarded_sleep(args.registered_window, guard=False)
+            last = snapshot([*probes, reg_b])
+        # the N = 20 rows count window A only: like every idle window it lasts a whole number of
+        # status intervals (90 s = 3 x 30 s), so a periodic count has no +-1 edge effect
+        rows: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for probe in probes:
+            rows[probe.key] = (
+                {"n": 20, "server": "lightserver.py", **window_row(probe, first, middle)},
+                cut_a,
             )
-        for scenario, key, step in steps:
-            if scenario not in scenarios:
-                continue
-            try:
-                result[key] = step()
-            except Exception as exc:  # keep the other scenarios' results
-                log(f"{kind.name} {key} failed: {exc!r}")
-                result.setdefault("errors", {})[key] = repr(exc)
-                cancel_bench_jobs()
-                for user in [*BENCH_USERS, *FAIL_USERS[:1]]:
-                    hub.api("DELETE", f"/users/{user}/server")
-        if background is not None:
-            log("waiting for batchspawner's failing spawn (it ends at start_timeout)")
-            background.join(timeout=480)
+        if reg_a is not None:
+            rows["registered_10"] = (
+                {"registered": 10, "running": running_a, **window_row(reg_a, first, middle)},
+                cut_a,
+            )
+        if reg_b is not None and watcher is not None:
+            rows["registered_50"] = (
+                {"registered": 50, "running": watcher.running, **window_row(reg_b, middle_b, last)},
+                cut_b,
+            )
+        for key, (row, cut) in rows.items():
+            if cut:
+                row["interrupted_by_foreign_jobs"] = cut
+            out[key] = row
+        if cut_a or cut_b or blocked:
+            out["interrupted_by_foreign_jobs"] = cut_a or cut_b or blocked
+        for key, row in out.items():
+            if isinstance(row, dict) and "squeue_calls_per_min" in row:
+                log(
+                    f"{key}: {row['squeue_calls_per_min']:.1f} squeue/min, {row['status_rpcs_per_min']:.1f} "
+                    f"status RPCs/min over {row['window_s']:.0f} s"
+                )
+    except (Aborted, CountersReset, TimeoutError) as exc:
+        out["error"] = repr(exc)
+        log(f"shared stage stopped: {exc!r}")
     finally:
-        result["spawn_failures"] = list(SPAWN_FAILURES)
-        SPAWN_FAILURES.clear()
-        result["conditions_end"] = conditions()
-        hub.stop()
-        cancel_bench_jobs()
-    return result
+        stop_guard.set()
+        if blocked:
+            out["interrupted_by_foreign_jobs"] = blocked
+        ABORT.clear()
+        if watcher is not None:
+            watcher.clear()
+        for kind, hub in hubs:
+            users = [u for u in BENCH_USERS if hub.server(u)]
+            stops = stop_many(hub, [{"user": u, "job_id": (job_ids_of(hub, [u]) or [""])[0]} for u in users])
+            out.setdefault("stops_20_at_once", {})[kind.name] = stops
+            hub.per_user({})
+        cancel_bench_jobs(exclude=[FAIL_USERS[1]])
+        out["conditions_end"] = conditions()
+    return out
+
+
+def run_registered_small(watcher: WatcherThread, window: float) -> dict[str, Any]:
+    """Registered N = 1 in the ordinary partition (no need for the shared one)."""
+    watcher.add_jobs(1, PARTITION)
+    probe = watcher.probe()
+    row = {"registered": 1, "running": watcher.running, **count([probe], window, 3)[probe.key]}
+    watcher.clear()
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spawners", default="ours,batchspawner")
-    parser.add_argument("--scenarios", default="phases,idle,queued,failure")
+    parser.add_argument(
+        "--spawners", default="ours,batchspawner", help="also: ours-readywait (an experiment, phases only)"
+    )
+    parser.add_argument("--scenarios", default="phases,idle,queued,failure,shared,registered")
     parser.add_argument("--runs", type=int, default=5, help="spawns for the phase split (median)")
     parser.add_argument("--window", type=float, default=90, help="seconds counted per idle scenario")
+    parser.add_argument("--queued-window", type=float, default=60, help="seconds counted, 5 queued spawns")
     parser.add_argument(
-        "--queued-window", type=float, default=60, help="seconds counted with 5 queued spawns"
+        "--registered-window", type=float, default=60, help="seconds counted per N, registered"
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=240,
-        help="longest wait for a quiet node before N=20 (else skipped)",
-    )
+    parser.add_argument("--quiet-wait", type=float, default=300, help="longest wait for a quiet node")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
     cancel_bench_jobs()
-    for name in args.spawners.split(","):
-        started = time.time()
-        result = run_spawner(Kind(name), scenarios, args)
+    kinds = [Kind(name) for name in args.spawners.split(",")]
+    hubs: list[tuple[Kind, BenchHub]] = []
+    results: dict[str, dict[str, Any]] = {}
+    backgrounds: list[threading.Thread] = []
+    watcher: WatcherThread | None = None
+    registered: dict[str, Any] = {"conditions_start": conditions(), "rows": []}
+    started = time.time()
+    try:
+        for kind in kinds:
+            hub = BenchHub(kind.name, kind.venv, kind.name, kind.base_config())
+            log(f"{kind.name}: starting the hub ({hub.root})")
+            hub.start()
+            for user in [*BENCH_USERS, *FAIL_USERS]:
+                hub.ensure_user(user)
+            hubs.append((kind, hub))
+            results[kind.name] = {
+                "spawner": kind.name,
+                "config": kind.base_config(),
+                "hub_log": str(hub.log_path),
+                "conditions_start": conditions(),
+            }
+        for kind, hub in hubs:
+            t0 = time.time()
+            # the experiment only changes how start() ends: only its spawn-time phases are of interest
+            only = ["phases"] if kind.name == "ours-readywait" else scenarios
+            background = run_regular(kind, hub, [s for s in only if s != "shared"], args, results[kind.name])
+            if background is not None:
+                backgrounds.append(background)
+            results[kind.name]["regular_duration_s"] = time.time() - t0
+        if "registered" in scenarios:
+            watcher = WatcherThread()
+            try:
+                registered["rows"].append(run_registered_small(watcher, args.registered_window))
+            except Exception as exc:
+                registered.setdefault("errors", {})["registered_1"] = repr(exc)
+                watcher.clear()
+        if "shared" in scenarios:
+            shared_hubs = [(k, h) for k, h in hubs if k.name in ("ours", "batchspawner")]
+            shared = run_shared(shared_hubs, watcher, args)
+            for kind, _ in shared_hubs:
+                results[kind.name]["shared"] = {
+                    "row": shared.get(f"{kind.name} N=20"),
+                    "stops_20_at_once": shared.get("stops_20_at_once", {}).get(kind.name, []),
+                    **{
+                        k: shared[k]
+                        for k in (
+                            "skipped",
+                            "error",
+                            "interrupted_by_foreign_jobs",
+                            "conditions_start",
+                            "conditions_end",
+                            "reach_status",
+                        )
+                        if k in shared
+                    },
+                }
+            for key in ("registered_10", "registered_50"):
+                if key in shared:
+                    registered["rows"].append(shared[key])
+            registered["shared_stage"] = {
+                k: shared[k] for k in ("skipped", "error", "interrupted_by_foreign_jobs") if k in shared
+            }
+        for background in backgrounds:
+            log("waiting for batchspawner's failing spawn (it ends at start_timeout, 300 s)")
+            background.join(timeout=480)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        for kind, hub in hubs:
+            results[kind.name]["spawn_failures"] = [f for f in SPAWN_FAILURES if f.get("hub") == kind.name]
+            results[kind.name]["conditions_end"] = conditions()
+            hub.stop()
+        cancel_bench_jobs()
+    for name, result in results.items():
         result["duration_s"] = time.time() - started
         write_json(f"slurm_{name}.json", result)
+    if "registered" in scenarios:
+        registered["conditions_end"] = conditions()
+        registered["duration_s"] = time.time() - started
+        write_json("registered_ours.json", registered)
 
 
 if __name__ == "__main__":

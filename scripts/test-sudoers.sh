@@ -5,6 +5,11 @@
 # SlurmSpawner): the account `jupyterhub` may run sbatch, scancel and tail, with exactly the arguments
 # the spawner uses, as members of `jupyterhub-users` (never root); the API token passes (env_keep) to
 # sbatch only. It replaces any earlier /etc/sudoers.d/jupyterhub-hpc-test. Idempotent.
+#
+# A second file, /etc/sudoers.d/jupyterhub-hpc-test-multinode, is generated the same way for the hubs of
+# the multi-node tests (tests/e2e/slurm_multinode_hub.py: scheduler_environment SLURM_CONF, so the rules
+# are `/usr/bin/env ^SLURM_CONF=... sbatch --parsable$` etc. with env_keep of the token on that exact
+# command), with its own alias names (sudo refuses an alias defined twice).
 set -euo pipefail
 
 VENV=${VENV:-/opt/jupyterhub-hpc/venv}
@@ -16,12 +21,23 @@ log() { echo "[test-sudoers.sh] $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root"; exit 1; }
 [ -x "$VENV/bin/jupyterhub-hpc" ] || { log "ERROR: $VENV/bin/jupyterhub-hpc missing (make venv)"; exit 1; }
 
-tmp=$(mktemp /etc/sudoers.d/.jupyterhub-hpc-test.XXXXXX)   # '.' in the name: sudo ignores it
+# install_generated FILE ARGS...: generate with `jupyterhub-hpc sudoers ARGS`, check it, replace FILE if it differs
+tmp=""
 trap 'rm -f "$tmp"' EXIT
-"$VENV/bin/jupyterhub-hpc" sudoers --hub-user "$HUB_USER" --group "$GROUP" --check > "$tmp"
-chmod 0440 "$tmp"
-visudo -cqf "$tmp"
-if ! cmp -s "$tmp" "$SUDOERS"; then
-  log "writing $SUDOERS"
-  mv "$tmp" "$SUDOERS"
-fi
+install_generated() {
+  local dest=$1; shift
+  tmp=$(mktemp /etc/sudoers.d/.jupyterhub-hpc-test.XXXXXX)   # '.' in the name: sudo ignores it
+  "$VENV/bin/jupyterhub-hpc" sudoers --hub-user "$HUB_USER" --group "$GROUP" --check "$@" > "$tmp"
+  chmod 0440 "$tmp"
+  visudo -cqf "$tmp"
+  if ! cmp -s "$tmp" "$dest"; then
+    log "writing $dest"
+    mv "$tmp" "$dest"
+  fi
+  rm -f "$tmp"
+}
+
+install_generated "$SUDOERS"
+install_generated "$SUDOERS-multinode" --alias JUPYTERHUB_HPC_MULTI \
+  --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm_multinode_hub.py")"
+visudo -cq

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -56,11 +57,11 @@ def hub_factory(tmp_path: Path) -> Iterator[object]:
 HUB_ACCOUNT = "jupyterhub"
 
 
-@pytest.fixture
-def nonroot_hub_factory(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
-    """Like ``hub_factory``, but each hub (and its proxy) runs as ``HUB_ACCOUNT``, in a
-    directory under that account's home (pytest's tmp_path is private to root). The hub
-    logs are copied to tmp_path at the end."""
+@contextlib.contextmanager
+def nonroot_hubs(log_dir: Path) -> Iterator[Callable[..., Hub]]:
+    """A factory of hubs that (with their proxy) run as ``HUB_ACCOUNT``, in directories
+    under that account's home (pytest's tmp_path is private to root). At the end the
+    hubs are stopped, their logs copied to ``log_dir`` and their directories removed."""
     account = pwd.getpwnam(HUB_ACCOUNT)
     base = Path(tempfile.mkdtemp(prefix="hubs-", dir=account.pw_dir))
     os.chown(base, account.pw_uid, account.pw_gid)
@@ -71,9 +72,18 @@ def nonroot_hub_factory(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
         hubs.append(hub)
         return hub
 
-    yield make
-    for n, hub in enumerate(hubs):
-        hub.kill_all()
-        if hub.log_path.exists():
-            shutil.copy(hub.log_path, tmp_path / f"hub{n}.log")
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield make
+    finally:
+        for n, hub in enumerate(hubs):
+            hub.kill_all()
+            if hub.log_path.exists():
+                shutil.copy(hub.log_path, log_dir / f"hub{n}.log")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def nonroot_hub_factory(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Like ``hub_factory``, but each hub runs as the unprivileged ``HUB_ACCOUNT``."""
+    with nonroot_hubs(tmp_path) as make:
+        yield make

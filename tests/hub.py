@@ -51,6 +51,8 @@ for key, value in settings.get("spawner", {}).items():
 for section, values in settings.get("config", {}).items():
     for key, value in values.items():
         setattr(getattr(c, section), key, value)
+if settings.get("config", {}).get("JupyterHub", {}).get("internal_ssl"):
+    c.ConfigurableHTTPProxy.api_url = settings["proxy_api_url"].replace("http:", "https:", 1)
 
 def per_user(spawner):
     """Test-only knobs per user (a held start, a failing prologue), read at each spawn."""

@@ -282,8 +282,11 @@ class HPCSpawnerOptions(Configurable):
     server_bind = Unicode(
         "",
         help="""
-        Address the server binds on the compute node. Empty: the address the
-        node's own host name resolves to (not ``0.0.0.0``).
+        Where the server listens on the compute node: an address, an interface
+        name (``"ib0"``: its IPv4 address on each node), or a host name in which
+        ``{hostname}`` is the node's own name (``"{hostname}-ib"``). Empty: the
+        address the node's own host name resolves to. Never ``0.0.0.0`` unless
+        written here. ``node_address`` must name the same interface for the hub.
         """,
     ).tag(config=True)
 
@@ -301,11 +304,13 @@ class HPCSpawnerOptions(Configurable):
 
     secret_env_names = List(
         Unicode(),
-        default_value=["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"],
+        default_value=["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_HPC_SSL_KEY"],
         help="""
         Environment variables that never go into the job script: they reach the
         job through the submit command's environment only (never a command line,
         a log or a file). Every other variable of ``Spawner.get_env()`` is written
-        into the script as a quoted ``export``.
+        into the script as a quoted ``export``. ``JUPYTERHUB_HPC_SSL_KEY`` carries
+        the server's private key with ``internal_ssl`` (:mod:`jupyterhub_hpc.certs`).
+        The sudoers rule for the submit command keeps exactly these (``env_keep``).
         """,
     ).tag(config=True)

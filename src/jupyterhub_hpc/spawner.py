@@ -27,9 +27,10 @@ from traitlets import default
 
 from .backends import Backend, JobScript, backend_class
 from .backends.base import parse_exit_marker
+from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError, expand_prefix, run_command, with_environment
 from .options import HPCSpawnerOptions
-from .progress import failure_message, queue_message
+from .progress import end_message, failure_message, queue_message
 from .request import JobRequest, RequestError
 from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queries, secrets_on_stdin
 from .states import JobState, JobStatus
@@ -77,6 +78,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     _event_signal: asyncio.Event | None = None
     _port_signal: asyncio.Event | None = None
     _start_time: float = 0.0
+    #: why the last running server's job ended (shown at the next spawn; kept by clear_state)
+    _last_end: str = ""
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
@@ -90,6 +93,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                 token_digest=self.job_token_digest,
                 port_job=self._port_job,
             )
+        if self._last_end:
+            state["last_end"] = self._last_end
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -102,8 +107,11 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             self.job_port = int(state.get("port") or 0)
             self.job_token_digest = str(state.get("token_digest") or "")
             self._port_job = str(state.get("port_job") or "")
+        self._last_end = str(state.get("last_end") or "")
 
     def clear_state(self) -> None:
+        # not _last_end: JupyterHub stores get_state() after clear_state, so the reason
+        # a server ended reaches the next spawner of this server (after a restart too)
         super().clear_state()
         self.job_id = self.job_host = self.job_backend = self.job_cluster = ""
         self.job_token_digest = self._port_job = ""
@@ -221,22 +229,32 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             "gpu_type": self.gpu_type or None,
         }
         options = dict(self.user_options or {})
-        for key in options:
+        for key, value in options.items():
             if key not in self.allowed_user_options:
                 raise RequestError(key, "this option cannot be set by users")
+            if value is None:
+                raise RequestError(key, "null is not a value")
         return JobRequest.from_mapping({**base, **options})
 
     def validated_request(self) -> JobRequest:
         """``job_request()`` with every validation problem an HTTP 400: the one place
-        where invalid user input becomes a client error (subclasses override
-        ``job_request``, not this). ``null`` is never a value."""
+        where a :class:`RequestError` becomes a client error (subclasses override
+        ``job_request``, not this)."""
         try:
-            for key, value in (self.user_options or {}).items():
-                if value is None:
-                    raise RequestError(str(key), "null is not a value")
             return self.job_request()
         except RequestError as exc:
             raise invalid_options(exc) from None
+
+    def get_env(self) -> dict[str, str]:
+        env: dict[str, str] = super().get_env()
+        if self.internal_ssl and self.cert_paths:
+            # the job cannot read the hub's certificate files: their contents travel with it
+            if SSL_KEY_ENV not in self.secret_env_names:
+                raise RuntimeError(f"internal_ssl needs {SSL_KEY_ENV} in secret_env_names")
+            for name in SSL_PATH_ENVS:
+                env.pop(name, None)
+            env.update(job_certificates(self.cert_paths))
+        return env
 
     def job_environment(self) -> tuple[dict[str, str], dict[str, str]]:
         """(environment written into the script, secrets passed to the submit process)."""
@@ -303,6 +321,9 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     async def start(self) -> str:
         self._events = []
         self._start_time = time.monotonic()
+        if self._last_end:
+            self._emit(f"Your previous server stopped: {self._last_end}", 0)
+            self._last_end = ""
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.validated_request()
@@ -433,7 +454,11 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         output = await self.read_job_output() if status.exit_code is None else ""
         code = await self._final_exit_code(status, output)
         self.watcher.unregister(self.job_id)
-        self.log.info("%s: job %s %s", self._log_name, self.job_id, status.state.value)
+        message = end_message(self.scheduler, self.job_id, status, code)
+        if message != self._last_end:
+            # once per job, whichever of JupyterHub's polls sees the end first
+            self._last_end = message
+            self.log.warning("%s: server stopped: %s", self._log_name, message)
         return 1 if code is None else code
 
     async def stop(self, now: bool = False) -> None:

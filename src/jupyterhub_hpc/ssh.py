@@ -245,44 +245,44 @@ def local_environment() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
-class _RemoteQueries:
-    """Mixed into a copy of a backend: its status and accounting queries run on the
-    submit host (the shared watcher runs them; it only sees the argv)."""
-
-    _ssh: SSHSettings
-    _ssh_prefix: tuple[str, ...]
-    _ssh_environment: tuple[tuple[str, str], ...]
-
-    def _over_ssh(self, argv: list[str]) -> list[str]:
-        return self._ssh.argv(remote_argv(self._ssh_prefix, argv, dict(self._ssh_environment)))
-
-    def key(self) -> tuple[str, ...]:
-        base: tuple[str, ...] = super().key()  # type: ignore[misc]
-        return (*base, f"ssh={self._ssh.user}@{self._ssh.host}:{self._ssh.port}", *self._ssh_prefix)
-
-    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        argv: list[str] = super().status_argv(job_ids)  # type: ignore[misc]
-        return self._over_ssh(argv)
-
-    def accounting_argv(self, job_ids: Sequence[str]) -> list[str] | None:
-        argv: list[str] | None = super().accounting_argv(job_ids)  # type: ignore[misc]
-        return None if argv is None else self._over_ssh(argv)
-
-
 _REMOTE_CLASSES: dict[type[Backend], type[Backend]] = {}
+
+
+def _remote_class(base: type[Backend]) -> type[Backend]:
+    """A subclass of ``base`` whose status and accounting queries run on the submit
+    host (the shared watcher runs them; it only sees their argv)."""
+
+    def over_ssh(self: Any, argv: list[str]) -> list[str]:
+        settings: SSHSettings = self._ssh
+        return settings.argv(remote_argv(self._ssh_prefix, argv, dict(self._ssh_environment)))
+
+    def key(self: Any) -> tuple[str, ...]:
+        settings: SSHSettings = self._ssh
+        where = f"ssh={settings.user}@{settings.host}:{settings.port}"
+        return (*base.key(self), where, *self._ssh_prefix)
+
+    def status_argv(self: Any, job_ids: Sequence[str]) -> list[str]:
+        return over_ssh(self, base.status_argv(self, job_ids))
+
+    def accounting_argv(self: Any, job_ids: Sequence[str]) -> list[str] | None:
+        argv = base.accounting_argv(self, job_ids)
+        return None if argv is None else over_ssh(self, argv)
+
+    methods = {"key": key, "status_argv": status_argv, "accounting_argv": accounting_argv}
+    return type(f"Remote{base.__name__}", (base,), methods)
 
 
 def remote_queries(
     backend: Backend, settings: SSHSettings, prefix: Sequence[str], environment: Mapping[str, str]
 ) -> Backend:
     """A copy of ``backend`` whose status and accounting commands run over SSH
-    behind ``prefix`` (``status_prefix``) with ``environment``."""
-    cls = type(backend)
-    remote_cls = _REMOTE_CLASSES.get(cls)
-    if remote_cls is None:
-        remote_cls = _REMOTE_CLASSES[cls] = type(f"Remote{cls.__name__}", (_RemoteQueries, cls), {})
+    behind ``prefix`` (``status_prefix``) with ``environment``; everything else
+    (parsers, name, template) is the backend's own."""
+    base = type(backend)
+    if base not in _REMOTE_CLASSES:
+        _REMOTE_CLASSES[base] = _remote_class(base)
     remote: Any = copy.copy(backend)
-    remote.__class__ = remote_cls
+    remote.__class__ = _REMOTE_CLASSES[base]
     remote._ssh = settings
     remote._ssh_prefix = tuple(prefix)
     remote._ssh_environment = tuple(sorted(environment.items()))

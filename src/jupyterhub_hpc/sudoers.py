@@ -50,6 +50,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _PATH = re.compile(r"^/[A-Za-z0-9_./+@-]+$")
 _LITERAL = re.compile(r"^[^\s#]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALIAS_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
 _ERE_SPECIAL = set(".[]()*+?{}|^$\\")
 #: sudo options a prefix may use; anything else (``-E``, ``-s``, ``-i``, ``--preserve-env``...) is refused
 _SUDO_OPTIONS = {"-n", "--non-interactive", "-u", "--user", "{username}", "--"}
@@ -204,8 +205,14 @@ def rules_for_spawner(
     return list(unique.values())
 
 
-def render_sudoers(hub_user: str, group: str, rules: Sequence[SudoRule], *, source: str = "") -> str:
-    """The sudoers file text granting ``hub_user`` exactly ``rules`` as members of ``group``."""
+def render_sudoers(
+    hub_user: str, group: str, rules: Sequence[SudoRule], *, source: str = "", alias: str = ALIAS
+) -> str:
+    """The sudoers file text granting ``hub_user`` exactly ``rules`` as members of ``group``.
+    ``alias`` prefixes the alias names: sudo refuses an alias defined twice, so files that
+    sit side by side in ``/etc/sudoers.d`` (e.g. one per cluster) each need their own."""
+    if not _ALIAS_NAME.match(alias):
+        raise SudoersError(f"alias {alias!r}: use upper-case letters, digits and '_', starting with a letter")
     for label, value in (("hub user", hub_user), ("group", group)):
         if not _NAME.match(value):
             raise SudoersError(f"{label} {value!r}: use letters, digits, '_', '.', '-'")
@@ -231,16 +238,16 @@ def render_sudoers(hub_user: str, group: str, rules: Sequence[SudoRule], *, sour
     if not rules:
         lines.append("# This configuration runs no command through sudo: nothing to grant.")
         return "\n".join(lines) + "\n"
-    lines.append(f"Runas_Alias {ALIAS}_USERS = %{group}, !root")
+    lines.append(f"Runas_Alias {alias}_USERS = %{group}, !root")
     aliases: dict[str, list[SudoRule]] = {}
     for rule in rules:
         aliases.setdefault(rule.purpose, []).append(rule)
     for purpose, members in aliases.items():
-        lines.append(f"Cmnd_Alias {ALIAS}_{purpose} = " + ", ".join(r.cmnd() for r in members))
+        lines.append(f"Cmnd_Alias {alias}_{purpose} = " + ", ".join(r.cmnd() for r in members))
     if secrets:
-        lines.append(f'Defaults!{ALIAS}_SUBMIT env_keep += "{" ".join(secrets)}"')
-    granted = ", ".join(f"{ALIAS}_{p}" for p in aliases)
-    lines.append(f"{hub_user} ALL = ({ALIAS}_USERS) NOPASSWD: {granted}")
+        lines.append(f'Defaults!{alias}_SUBMIT env_keep += "{" ".join(secrets)}"')
+    granted = ", ".join(f"{alias}_{p}" for p in aliases)
+    lines.append(f"{hub_user} ALL = ({alias}_USERS) NOPASSWD: {granted}")
     return "\n".join(lines) + "\n"
 
 
@@ -295,6 +302,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--secure-path", default=DEFAULT_SECURE_PATH, help="sudo's secure_path")
     parser.add_argument("--check", action="store_true", help="validate the result with visudo -cf")
+    parser.add_argument(
+        "--alias",
+        default=ALIAS,
+        help=f"prefix of the alias names (default {ALIAS}); give each generated file in "
+        "/etc/sudoers.d its own, e.g. one file per cluster (sudo refuses an alias defined twice)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         spawner = load_spawner(args.config, args.spawner_class)
         rules = rules_for_spawner(spawner, args.backend, secure_path=args.secure_path, commands=commands)
         source = f" from {args.config}" if args.config else ""
-        text = render_sudoers(args.hub_user, args.group, rules, source=source)
+        text = render_sudoers(args.hub_user, args.group, rules, source=source, alias=args.alias)
         if args.check:
             check_with_visudo(text)
     except SudoersError as exc:

@@ -69,7 +69,13 @@ SITE_PROFILES: list[dict[str, Any]] = [
         "description": "More memory, at most 5 minutes (partition short).",
         "spawner_override": {"partition": "short"},
         "profile_options": {
-            "memory": {"type": "memory", "display_name": "Memory", "min": "1G", "max": "7G", "default": "1G"},
+            "memory": {
+                "type": "memory",
+                "display_name": "Memory",
+                "min": "256M",
+                "max": "7G",
+                "default": "1G",
+            },
             "walltime": {"type": "walltime", "display_name": "Time limit", "default": "00:04:00"},
         },
     },

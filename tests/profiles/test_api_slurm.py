@@ -166,14 +166,14 @@ def test_spawn_link_with_opt_parameters(hub: Hub) -> None:
     assert r.status_code == (400 if jupyterhub.version_info >= (6,) else 200)
     assert "Invalid option &#39;walltime&#39;" in r.text or "Invalid option 'walltime'" in r.text
     assert hub.user_model("hpcuser2")["servers"] == {}
-    r = session.get(f"{hub.url}/hub/spawn?opt-profile=bigmem&opt-memory=1G&opt-walltime=3", timeout=60)
+    r = session.get(f"{hub.url}/hub/spawn?opt-profile=bigmem&opt-memory=300M&opt-walltime=3", timeout=60)
     assert r.status_code == 200, r.status_code
     server = wait_ready(hub, "hpcuser2")
-    assert server["user_options"] == {"profile": "bigmem", "memory": "1G", "walltime": "00:03:00"}
+    assert server["user_options"] == {"profile": "bigmem", "memory": "300M", "walltime": "00:03:00"}
     job = scontrol(job_id(hub, "hpcuser2"))
     assert (job["Partition"], job["MinMemoryNode"], job["TimeLimit"], job["NumCPUs"]) == (
         "short",
-        "1G",
+        "300M",
         "00:03:00",
         "1",
     )

@@ -106,5 +106,24 @@ async def test_without_profiles_the_spawner_is_plain_hpc_spawner() -> None:
     with pytest.raises(RequestError, match="cannot be set by users"):
         spawner.job_request()
     spawner.handler = SimpleNamespace()
-    with pytest.raises(ProfileOptionsError, match="takes no options"):
-        await spawner.apply_profile({"cpus": 3})
+    assert await spawner.apply_profile({"cpus": 3}) is None  # HPCSpawner's allowed_user_options apply
+    assert spawner.profile_resolution is None
+
+
+async def test_profile_list_may_be_an_async_callable_checked_at_each_call() -> None:
+    calls: list[str] = []
+
+    async def per_user(spawner: Any) -> list[dict[str, Any]]:
+        calls.append(spawner.user.name)
+        if spawner.environment.get("BROKEN"):
+            return [{"display_name": "X", "spawner_override": {"no_such_trait": 1}}]
+        return [{"display_name": f"For {spawner.user.name}", "slug": "mine"}]
+
+    spawner = ProfilesLocalProcessSpawner(user=USER, profile_list=per_user)
+    res = await spawner.resolve_profile({"profile": "mine"}, remembered=False)
+    assert res is not None and res.profile.display_name == "For hpcuser1" and calls == ["hpcuser1"]
+    assert "For hpcuser1" in await spawner.render_profiles_form()
+    spawner.environment = {"BROKEN": "1"}
+    with pytest.raises(web.HTTPError) as info:
+        await spawner.load_profiles()
+    assert info.value.status_code == 500 and "profile_list[0].overrides.no_such_trait" in str(info.value)

@@ -66,18 +66,17 @@ def uid_of(pid: int) -> int | None:
         return None
 
 
-def server_token(user: str) -> str:
-    """The API token in the environment of the user's running Jupyter server."""
-    import pwd
+def in_job(pid: int, job: str) -> bool:
+    """Is ``pid`` a process of Slurm job ``job`` (other tests may run servers too)?"""
+    return re.search(rb"(?:^|\0)SLURM_JOB_ID=" + job.encode() + rb"\0", proc_environ(pid)) is not None
 
-    uid = pwd.getpwnam(user).pw_uid
-    for pid in pids():
-        if uid_of(pid) != uid:
-            continue
-        match = re.search(rb"(?:^|\0)JUPYTERHUB_API_TOKEN=([^\0]+)", proc_environ(pid))
-        if match:
-            return match.group(1).decode()
-    raise AssertionError(f"no process of {user} has a JUPYTERHUB_API_TOKEN")
+
+def server_token(user: str, job: str) -> str:
+    """The API token in the environment of the user's Jupyter server of job ``job``."""
+    pid = server_pid(user, job)
+    match = re.search(rb"(?:^|\0)JUPYTERHUB_API_TOKEN=([^\0]+)", proc_environ(pid))
+    assert match, f"the server of job {job} has no JUPYTERHUB_API_TOKEN"
+    return match.group(1).decode()
 
 
 def pending_job(user: str, timeout: float = 60) -> str:
@@ -149,3 +148,54 @@ def settle(seconds: float) -> None:
 def cancel_test_jobs() -> None:
     for user in USERS:
         subprocess.run(["scancel", f"--user={user}", f"--name={JOB_NAME}"], check=False)
+
+
+def listening(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every listening TCP socket of process ``pid`` (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            if v6:
+                words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+                import ipaddress
+
+                address = str(ipaddress.IPv6Address(b"".join(words)))
+            else:
+                address = ".".join(str(b) for b in raw[::-1])
+            found.append((address, int(port_hex, 16)))
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def server_pid(user: str, job: str) -> int:
+    """The pid of the user's jupyterhub-singleuser process in job ``job``."""
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in pids():
+        if uid_of(pid) == uid and b"jupyterhub-singleuser" in cmdline(pid) and in_job(pid, job):
+            return pid
+    raise AssertionError(f"no jupyterhub-singleuser of {user} in job {job}")
+
+
+def cancel_test_jobs_of(user: str) -> None:
+    subprocess.run(["scancel", f"--user={user}", f"--name={JOB_NAME}"], check=True)

@@ -4,6 +4,9 @@ what sudo uses); the live behaviour under sudo is in test_sudo_live.py."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import re
 import subprocess
 import sys
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyterhub_hpc import cli
 from jupyterhub_hpc.sudoers import (
     SudoersError,
     check_with_visudo,
@@ -22,8 +26,18 @@ from jupyterhub_hpc.sudoers import (
 CLI = [str(Path(sys.executable).parent / "jupyterhub-hpc"), "sudoers"]
 
 
+@functools.cache
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, check=False)
+    """``jupyterhub-hpc sudoers ARGS``, in this process (cached: same arguments, same file);
+    the installed command itself is run in test_default_file_is_valid_and_minimal."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main(["sudoers", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return subprocess.CompletedProcess(["sudoers", *args], code, out.getvalue(), err.getvalue())
 
 
 def ere_match(regex: str, text: str) -> bool:
@@ -33,8 +47,11 @@ def ere_match(regex: str, text: str) -> bool:
 
 
 def test_default_file_is_valid_and_minimal() -> None:
-    result = generate("--group", "jupyterhub-users", "--check")
+    result = subprocess.run(
+        [*CLI, "--group", "jupyterhub-users", "--check"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
+    assert result.stdout == generate("--group", "jupyterhub-users").stdout
     text = result.stdout
     check_with_visudo(text)
     rules = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
@@ -44,7 +61,8 @@ def test_default_file_is_valid_and_minimal() -> None:
         "Cmnd_Alias JUPYTERHUB_HPC_CANCEL = /usr/bin/scancel ^[0-9]+$",
         "Cmnd_Alias JUPYTERHUB_HPC_READ = /usr/bin/tail "
         r"^-n [0-9]+ (/[^/[:space:]]+)+/\.jupyterhub-hpc-[0-9]+\.log$",
-        'Defaults!JUPYTERHUB_HPC_SUBMIT env_keep += "JPY_API_TOKEN JUPYTERHUB_API_TOKEN"',
+        "Defaults!JUPYTERHUB_HPC_SUBMIT env_keep += "
+        '"JPY_API_TOKEN JUPYTERHUB_API_TOKEN JUPYTERHUB_HPC_SSL_KEY"',
         "jupyterhub ALL = (JUPYTERHUB_HPC_USERS) NOPASSWD: "
         "JUPYTERHUB_HPC_SUBMIT, JUPYTERHUB_HPC_CANCEL, JUPYTERHUB_HPC_READ",
     ]
@@ -91,7 +109,8 @@ def test_rules_follow_the_hub_configuration(tmp_path: Path) -> None:
     config.write_text(
         "c.JupyterHub.spawner_class = 'slurm'\n"
         "c.SlurmSpawner.cluster = 'alpha'\n"
-        "c.SlurmSpawner.scheduler_commands = {'sbatch': '/opt/slurm/bin/sbatch', 'scancel': '/opt/slurm/bin/scancel'}\n"
+        "c.SlurmSpawner.scheduler_commands = "
+        "{'sbatch': '/opt/slurm/bin/sbatch', 'scancel': '/opt/slurm/bin/scancel'}\n"
         "c.SlurmSpawner.job_output = '/scratch/{username}/jupyter-{job_id}.out'\n"
         "c.SlurmSpawner.secret_env_names = ['JUPYTERHUB_API_TOKEN']\n"
     )
@@ -177,3 +196,11 @@ def test_local_backend_rules_are_exact(tmp_path: Path) -> None:
     state = re.escape(str(tmp_path / "state")).replace("\\-", "-")
     assert re.search(rf"jupyterhub-hpc-local \^--state-dir={state} submit\$", result.stdout), result.stdout
     assert re.search(r"jupyterhub-hpc-local \^--state-dir=\S+ cancel \[0-9\]\+\$", result.stdout)
+
+
+def test_the_documented_file_is_what_the_command_prints() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "slurm.md").read_text()
+    block = doc.split("For the default configuration it prints", 1)[1].split("```", 2)[1]
+    documented = [ln for ln in block.splitlines()[1:] if ln.strip()]
+    text = generate("--group", "jupyterhub-users").stdout
+    assert documented == [ln for ln in text.splitlines() if ln and not ln.startswith("#")]

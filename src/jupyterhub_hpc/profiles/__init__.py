@@ -12,9 +12,11 @@ Importing this package registers nothing and starts nothing. Public names:
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from .limits import configured_partition_fields
 from .model import ProfileConfigError, parse_profile_list
 
 __all__ = ["ProfileConfigError", "check_profiles"]
@@ -30,8 +32,6 @@ def _spawner_class(value: Any) -> type:
     module, _, attr = name.rpartition(".")
     if not module:
         raise ProfileConfigError("JupyterHub.spawner_class", f"cannot find spawner {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
@@ -42,7 +42,6 @@ def check_profiles(config: Any, spawner_class: Any = None) -> None:
     :class:`ProfileConfigError` naming the bad key; a callable ``profile_list`` is
     checked each time it is called instead.
     """
-    from .limits import _configured_fields
 
     cls = _spawner_class(spawner_class or config.JupyterHub.get("spawner_class"))
     values: dict[str, Any] = {}
@@ -60,6 +59,6 @@ def check_profiles(config: Any, spawner_class: Any = None) -> None:
         parse_profile_list(raw, trait_names)
     for name, limits in (values.get("partition_limits") or {}).items():
         try:
-            _configured_fields(str(name), limits)
+            configured_partition_fields(str(name), limits)
         except (ValueError, TypeError) as exc:
             raise ProfileConfigError(f"partition_limits.{name}", str(exc)) from None

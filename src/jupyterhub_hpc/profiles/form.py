@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..request import RequestError, format_walltime
+from ..request import RequestError
 from .limits import ClusterLimits, PartitionInfo
 from .model import CHOICE_TYPES, UNLISTED_KEY, UNLISTED_SUFFIX, Option, Profile, ProfileList
 from .validate import (
@@ -33,6 +33,7 @@ from .validate import (
     profile_target,
     resolve,
     visible_options,
+    wire_value,
 )
 
 __all__ = ["FIELD_PREFIX", "options_from_formdata", "render_form"]
@@ -61,13 +62,7 @@ def field_name(slug: str, key: str) -> str:
 
 
 def _number_text(option: Option, number: int | None) -> str:
-    if number is None:
-        return ""
-    if option.type == "memory":
-        return f"{number // 1024}G" if number % 1024 == 0 else f"{number}M"
-    if option.type == "walltime":
-        return format_walltime(number)
-    return str(number)
+    return "" if number is None else str(wire_value(option, number))
 
 
 def _option_view(

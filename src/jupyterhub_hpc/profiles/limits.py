@@ -24,6 +24,7 @@ __all__ = [
     "ClusterLimits",
     "LimitsCache",
     "PartitionInfo",
+    "configured_partition_fields",
     "get_limits_cache",
     "parse_gres",
     "parse_sacctmgr_associations",
@@ -268,7 +269,7 @@ class ClusterLimits:
         partitions = dict(self.partitions)
         for name, values in configured.items():
             base = partitions.get(name, PartitionInfo(name=name))
-            partitions[name] = replace(base, **_configured_fields(name, values))
+            partitions[name] = replace(base, **configured_partition_fields(name, values))
         return replace(self, partitions=partitions)
 
     def to_json(self) -> dict[str, Any]:
@@ -284,7 +285,7 @@ class ClusterLimits:
 _CONFIG_KEYS = {"max_walltime", "max_cpus", "max_memory", "max_gpus", "default", "up"}
 
 
-def _configured_fields(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+def configured_partition_fields(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(values) - _CONFIG_KEYS
     if unknown:
         raise ValueError(

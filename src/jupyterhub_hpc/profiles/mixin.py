@@ -26,13 +26,14 @@ from dataclasses import replace
 from inspect import isawaitable
 from typing import Any
 
+from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 from traitlets import Bool, Callable, Dict, Float, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..request import RequestError
 from .form import options_from_formdata, render_form
-from .limits import ClusterLimits, _configured_fields, get_limits_cache
+from .limits import ClusterLimits, configured_partition_fields, get_limits_cache
 from .model import ProfileConfigError, ProfileList, parse_profile_list
 from .schema import profiles_document
 from .validate import Context, Resolution, Target, profile_target, reconcile, resolve
@@ -72,8 +73,6 @@ def explicit_options(handler: Any) -> bool:
     reuse the stored ones (REST call without body, admin start)?"""
     if handler is None:
         return False
-    from jupyterhub.apihandlers.base import APIHandler
-
     if not isinstance(handler, APIHandler):
         return True  # the spawn form or a spawn link
     body = (handler.request.body or b"").strip()
@@ -179,7 +178,7 @@ class ProfilesMixin(LoggingConfigurable):
     def _validate_partition_limits(self, proposal: Any) -> Any:
         for name, values in proposal["value"].items():
             try:
-                _configured_fields(str(name), values)
+                configured_partition_fields(str(name), values)
             except (ValueError, TypeError) as exc:
                 raise TraitError(f"partition_limits: {exc}") from None
         return proposal["value"]
@@ -311,9 +310,7 @@ class ProfilesMixin(LoggingConfigurable):
         self.undo_profile_overrides()
         self.profile_resolution = resolution
         if resolution is None:
-            if user_options:
-                raise ProfileOptionsError(next(iter(user_options)), "this server takes no options")
-            return None
+            return None  # no profiles: the spawner's own handling of user_options applies
         for notice in resolution.notices:
             self.log.warning("%s: %s", self._log_name, notice)
         self.apply_profile_overrides(resolution.overrides)

@@ -32,7 +32,16 @@ from .model import (
     ProfileList,
 )
 
-__all__ = ["Context", "Resolution", "Target", "effective_bounds", "option_choices", "reconcile", "resolve"]
+__all__ = [
+    "Context",
+    "Resolution",
+    "Target",
+    "effective_bounds",
+    "option_choices",
+    "reconcile",
+    "resolve",
+    "wire_value",
+]
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,8 @@ class Resolution:
         return self.request
 
 
-def _fmt(option: Option, number: int) -> str | int:
-    """The canonical wire form of a typed number."""
+def wire_value(option: Option, number: int) -> str | int:
+    """The canonical ``user_options`` form of a typed number (``"4G"``, ``"01:30:00"``, ``4``)."""
     if option.type == "memory":
         return f"{number // 1024}G" if number % 1024 == 0 else f"{number}M"
     if option.type == "walltime":
@@ -239,12 +248,16 @@ def _parse_number(key: str, option: Option, raw: Any, base: Mapping[str, Any]) -
         raise RequestError(key, str(exc)) from None
     low, high = option.bound("min"), option.bound("max")
     if low is not None and number < low:
-        raise RequestError(key, f"must be at least {_fmt(option, low)} (got {_fmt(option, number)})")
+        raise RequestError(
+            key, f"must be at least {wire_value(option, low)} (got {wire_value(option, number)})"
+        )
     if high is not None and number > high:
-        raise RequestError(key, f"must be at most {_fmt(option, high)} (got {_fmt(option, number)})")
+        raise RequestError(
+            key, f"must be at most {wire_value(option, high)} (got {wire_value(option, number)})"
+        )
     if option.type == "integer" and (number - (low or 0)) % option.step:
         raise RequestError(key, f"must be in steps of {option.step} from {low or 0}")
-    wire = _fmt(option, number)
+    wire = wire_value(option, number)
     return _Parsed({key: wire}, number, _substitute(option.overrides, str(wire)))
 
 

@@ -14,17 +14,23 @@ replaces itself with the server command, which it tells the address through
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
 import socket
 import ssl
+import stat
+import struct
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
+
+from ..certs import write_job_certificates
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -42,6 +48,47 @@ def node_address() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+def interface_address(name: str) -> str:
+    """The IPv4 address of the network interface ``name`` (Linux ``SIOCGIFADDR``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+    return socket.inet_ntoa(packed[20:24])
+
+
+def bind_address(spec: str) -> str:
+    """Where the server listens: ``""`` the node's own address; an interface name
+    (``ib0``) that interface's IPv4 address; otherwise an address or a host name,
+    in which ``{hostname}`` is this node's name (``"{hostname}-ib"``)."""
+    if not spec:
+        return node_address()
+    if "/" not in spec and os.path.isdir(f"/sys/class/net/{spec}"):
+        return interface_address(spec)
+    return socket.gethostbyname(spec.replace("{hostname}", socket.gethostname()))
+
+
+def private_dir() -> str:
+    """This user's private directory on the node (0700), outside the home directory,
+    for Jupyter's runtime files (the server's info file holds its API token, kernels'
+    connection files their keys): ``$XDG_RUNTIME_DIR/jupyterhub-hpc`` or
+    ``$TMPDIR/jupyterhub-hpc-UID``, reused by the user's later jobs. Should that
+    path be anything else (a symlink, another owner, other modes), a new directory."""
+    uid = os.getuid()
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    if base and os.path.isdir(base) and os.stat(base).st_uid == uid:
+        path = os.path.join(base, "jupyterhub-hpc")
+    else:
+        base = tempfile.gettempdir()
+        path = os.path.join(base, f"jupyterhub-hpc-{uid}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and stat.S_IMODE(info.st_mode) == 0o700:
+        return path
+    return tempfile.mkdtemp(prefix=f"jupyterhub-hpc-{uid}-", dir=base)
 
 
 def pick_port(ip: str, port_range: tuple[int, int] | None) -> int:
@@ -118,7 +165,11 @@ def service_url(ip: str, port: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jupyterhub-hpc-singleuser", description=__doc__.split("\n")[0])
-    parser.add_argument("--ip", default="", help="address to bind (default: this node's address)")
+    parser.add_argument(
+        "--ip",
+        default="",
+        help="address, host name ({hostname} allowed) or interface to bind (default: the node's address)",
+    )
     parser.add_argument("--port-range", type=parse_range, default=None, help="LOW-HIGH")
     parser.add_argument(
         "--report-timeout",
@@ -137,12 +188,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     api_url = os.environ.get("JUPYTERHUB_API_URL", "")
     if not token or not api_url:
         raise SystemExit("jupyterhub-hpc-singleuser: JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL must be set")
-    ip = args.ip or node_address()
+    if write_job_certificates(os.environ, tempfile.mkdtemp(prefix="certs-", dir=private_dir())):
+        print("jupyterhub-hpc-singleuser: internal SSL certificates written", flush=True)
+    ip = bind_address(args.ip)
     port = pick_port(ip, args.port_range)
     print(f"jupyterhub-hpc-singleuser: using {ip}:{port} on {socket.gethostname()}", flush=True)
     report_port(api_url, token, port, timeout=args.report_timeout)
     env = dict(os.environ)
     env["JUPYTERHUB_SERVICE_URL"] = service_url(ip, port)
+    if not env.get("JUPYTER_RUNTIME_DIR"):
+        # not ~/.local/share/jupyter/runtime: keep the token-bearing files off the (shared) home
+        env["JUPYTER_RUNTIME_DIR"] = private_dir()
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 
