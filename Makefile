@@ -1,8 +1,8 @@
 # jupyterhub-hpc — machine setup and test entry points (Debian 12, run as root).
 #
 #   make test      install what is missing, build the venvs, start the schedulers + test users, run pytest:
-#                  everything with JupyterHub 6 ($(VENV)), then the live Slurm end-to-end suite again with
-#                  JupyterHub 5.3 ($(VENV_JH53))
+#                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), then everything
+#                  with JupyterHub 6 ($(VENV))
 #   make demo      install + venv, then `jupyterhub-hpc demo`
 #   make lint      ruff check, ruff format --check, mypy
 #   make bench     benchmarks/run.sh: jupyterhub-hpc vs batchspawner on the real Slurm, the scale run,
@@ -82,13 +82,19 @@ services: system-deps
 	"$(CURDIR)/scripts/test-users.sh"
 	VENV="$(VENV)" "$(CURDIR)/scripts/test-sudoers.sh"
 
-# Both runs always run; make fails if either failed. The JupyterHub 5.3 run takes about 3 minutes.
+# Every run runs; make fails if any failed. The multi-node Slurm tests (their own cluster and user, ~2 min,
+# mostly waiting for a walltime kill) run beside the JupyterHub 5.3 run (~3 min) instead of after it.
+MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py
 test: system-deps venv venv-jh53 services
-	@rc=0; \
+	@rc=0; multi_log=$$(mktemp); \
+	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) > "$$multi_log" 2>&1 & multi=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
-	"$(VENV_JH53)/bin/python" -m pytest -v tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	wait $$multi || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
+	cat "$$multi_log"; rm -f "$$multi_log"; \
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
-	"$(VENV)/bin/python" -m pytest -v tests $(PYTEST_ARGS) || rc=$$?; \
+	"$(VENV)/bin/python" -m pytest -v tests --ignore=$(MULTINODE_TESTS) $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 
 demo: system-deps venv

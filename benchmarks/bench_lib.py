@@ -207,7 +207,9 @@ def blocked_foreign_jobs() -> list[str]:
     """Other people's jobs waiting for resources (possibly held up by a shared-partition run)."""
     out = run(["squeue", "--noheader", "--states=PENDING", "--format=%i|%u|%r"], check=False)
     blocked = []
-    for line in out.split():
+    for line in out.splitlines():  # a reason may contain spaces
+        if line.count("|") < 2:
+            continue
         job, user, reason = line.split("|", 2)
         if user not in ALL_BENCH_USERS and reason in ("Resources", "Priority"):
             blocked.append(job)

@@ -38,6 +38,17 @@ def idle_row(result: dict[str, Any], n: int) -> dict[str, Any]:
     return {}
 
 
+def calls(row: dict[str, Any]) -> Any:
+    """squeue runs per minute: the watcher's own counter where there is one (ours), else slurmctld's
+    per-user RPCs divided by the measured RPCs per squeue (batchspawner)."""
+    if "watcher_queries_per_min" in row:
+        return row["watcher_queries_per_min"]
+    per_call = row.get("calibration", {}).get("rpcs_per_call")
+    if per_call and "status_rpcs_per_min" in row:
+        return row["status_rpcs_per_min"] / (round(per_call) or per_call)
+    return row.get("squeue_calls_per_min")
+
+
 def ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) and b else "n/a"
 
@@ -72,14 +83,14 @@ def status_table(ours: dict[str, Any], bs: dict[str, Any]) -> list[str]:
         ]
         notes = "; ".join(x for x in parts if x)
         lines.append(
-            f"| {n} idle server{'s' if n > 1 else ''} ({server}) | {fmt(o.get('squeue_calls_per_min'), 1)} "
-            f"| {fmt(b.get('squeue_calls_per_min'), 1)} | {fmt(o.get('status_rpcs_per_min'), 1)} "
+            f"| {n} idle server{'s' if n > 1 else ''} ({server}) | {fmt(calls(o), 1)} "
+            f"| {fmt(calls(b), 1)} | {fmt(o.get('status_rpcs_per_min'), 1)} "
             f"| {fmt(b.get('status_rpcs_per_min'), 1)} | {targets[n]} | {notes} |"
         )
     o, b = ours.get("queued", {}).get("row", {}), bs.get("queued", {}).get("row", {})
     lines.append(
-        f"| 5 spawns held in the queue | {fmt(o.get('squeue_calls_per_min'), 1)} "
-        f"| {fmt(b.get('squeue_calls_per_min'), 1)} | {fmt(o.get('status_rpcs_per_min'), 1)} "
+        f"| 5 spawns held in the queue | {fmt(calls(o), 1)} "
+        f"| {fmt(calls(b), 1)} | {fmt(o.get('status_rpcs_per_min'), 1)} "
         f"| {fmt(b.get('status_rpcs_per_min'), 1)} | ≤ 60 (batchspawner ~580) | {window_note(o)} |"
     )
     return lines
@@ -167,7 +178,8 @@ def registered_table(reg: dict[str, Any]) -> list[str]:
     for row in reg.get("rows", []):
         lines.append(
             f"| {row['registered']} ({row.get('running', '?')} running) "
-            f"| {fmt(row['watcher_queries_per_min'], 1)} | {fmt(row['squeue_calls_per_min'], 1)} "
+            f"| {fmt(row['watcher_queries_per_min'], 1)} "
+            f"| {fmt(row['status_rpcs_per_min'] / (round(row['calibration']['rpcs_per_call']) or 1), 1)} "
             f"| {fmt(row['status_rpcs_per_min'], 1)} | {window_note(row)} |"
         )
     return lines
@@ -208,8 +220,8 @@ def targets(ours: dict[str, Any], bs: dict[str, Any], scale: dict[str, Any]) -> 
             f"- {label}: **{value:.2f} {unit}** (target ≤ {limit:g}): {'met' if value <= limit else 'MISSED'}"
         )
 
-    o20 = idle_row(ours, 20).get("squeue_calls_per_min")
-    oq = ours.get("queued", {}).get("row", {}).get("squeue_calls_per_min")
+    o20 = calls(idle_row(ours, 20))
+    oq = calls(ours.get("queued", {}).get("row", {}))
     overhead = ours.get("phases", {}).get("median", {}).get("hub_overhead")
     spawner_part = ours.get("phases", {}).get("median", {}).get("hub_spawner_wait")
     lag = scale.get("pending_spawns", {}).get("loop_lag_ms", {}).get("p99")
@@ -242,6 +254,14 @@ def conditions(ours: dict[str, Any], bs: dict[str, Any], reg: dict[str, Any]) ->
             )
         for key, error in (result.get("errors") or {}).items():
             lines.append(f"  - scenario {key} did not finish: {error[:200]}")
+        for rerun in result.get("reruns", []):
+            start = rerun.get("conditions_start") or {}
+            which = ", ".join(rerun.get("scenarios") or ["registered", "shared"])
+            lines.append(
+                f"  - {which} re-run at {start.get('time')} "
+                f"(`run.sh --rerun-shared`), results merged; spawn failures retried: "
+                f"{len(rerun.get('spawn_failures') or [])}"
+            )
     return lines
 
 
@@ -256,11 +276,11 @@ def plot(ours: dict[str, Any], bs: dict[str, Any], reg: dict[str, Any]) -> Path 
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for name, result, color in (("batchspawner 1.3.0", bs, "tab:red"), ("jupyterhub-hpc", ours, "tab:blue")):
-        points = [(n, idle_row(result, n).get("squeue_calls_per_min")) for n in (1, 5, 20)]
+        points = [(n, calls(idle_row(result, n))) for n in (1, 5, 20)]
         points = [(n, v) for n, v in points if isinstance(v, (int, float))]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", color=color, label=f"{name}: N idle servers")
-        queued = result.get("queued", {}).get("row", {}).get("squeue_calls_per_min")
+        queued = calls(result.get("queued", {}).get("row", {}))
         if isinstance(queued, (int, float)):
             ax.scatter(
                 [5], [queued], marker="s", s=70, color=color, label=f"{name}: 5 spawns waiting in the queue"
@@ -305,6 +325,9 @@ def main() -> None:
         "counter exported at `/hub/metrics`.",
         "",
         "![status calls per minute](calls_per_minute.png)",
+        "",
+        "What these numbers mean, the causes of the missed targets and the defects they revealed: "
+        '[docs/benchmarks.md, "Findings"](../../docs/benchmarks.md#findings-of-the-latest-run).',
         "",
         "## Targets",
         "",

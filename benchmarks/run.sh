@@ -7,6 +7,9 @@
 #   benchmarks/run.sh --ours-only   issue 2's benchmark alone: our spawn-time phases, the registered-jobs
 #                                   run and the scale run (no batchspawner); the report then uses the
 #                                   batchspawner results already in results/ if there are any
+#   benchmarks/run.sh --rerun-shared  only the shared-partition stage (N = 20 servers, registered 10/50)
+#                                   and the registered N = 1 run, merged into the existing results
+#                                   (for when a busy machine cut that stage short)
 #
 # Setup (benchmarks/setup.sh, idempotent) builds the benchmark venv with batchspawner 1.3.0 and
 # matplotlib, creates the accounts benchuser1..20, benchfail1/2 and benchstat with `useradd -m` when
@@ -20,10 +23,12 @@ export BENCH_VENV=${BENCH_VENV:-/opt/jupyterhub-hpc/bench-venv}
 SHARED_PARTITION=${BENCH_SHARED_PARTITION:-benchshared}
 SPAWNERS=ours,batchspawner,ours-readywait
 SCENARIOS=phases,idle,queued,failure,registered,shared
+MERGE=
 case "${1:-}" in
   "") ;;
   --ours-only) SPAWNERS=ours; SCENARIOS=phases,registered,shared ;;
-  *) echo "usage: $0 [--ours-only]" >&2; exit 2 ;;
+  --rerun-shared) SPAWNERS=ours,batchspawner; SCENARIOS=registered,shared; MERGE=--merge ;;
+  *) echo "usage: $0 [--ours-only | --rerun-shared]" >&2; exit 2 ;;
 esac
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
@@ -43,8 +48,10 @@ trap cleanup EXIT
 started=$(date +%s)
 cd "$HERE"
 log "real Slurm: $SPAWNERS ($SCENARIOS)"
-"$VENV/bin/python" slurm_bench.py --spawners "$SPAWNERS" --scenarios "$SCENARIOS"
-log "scale run: 1000 jobs on the fake squeue"
-"$VENV/bin/python" scale.py
+"$VENV/bin/python" slurm_bench.py --spawners "$SPAWNERS" --scenarios "$SCENARIOS" $MERGE
+if [ -z "$MERGE" ]; then
+  log "scale run: 1000 jobs on the fake squeue"
+  "$VENV/bin/python" scale.py
+fi
 "$BENCH_VENV/bin/python" report.py >/dev/null
 log "done in $(( ($(date +%s) - started) / 60 )) min: $HERE/results/README.md"

@@ -19,7 +19,7 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .spawner import HPCSpawner
+from .spawner import HPCSpawner, PortReportTooEarly
 
 __all__ = ["PORT_ROUTE", "JobPortHandler", "api_handlers"]
 
@@ -55,6 +55,9 @@ class JobPortHandler(APIHandler):
             raise web.HTTPError(403, "this token belongs to no starting server")
         try:
             spawner.accept_port(port)
+        except PortReportTooEarly as exc:
+            # the launcher retries 503s with back-off
+            raise web.HTTPError(503, str(exc)) from None
         except ValueError as exc:
             self.log.warning("refused port report for %s: %s", spawner._log_name, exc)
             raise web.HTTPError(400, str(exc)) from None

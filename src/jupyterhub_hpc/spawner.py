@@ -41,6 +41,10 @@ __all__ = ["HPCSpawner", "SlurmSpawner", "token_digest"]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class PortReportTooEarly(ValueError):
+    """The job reported its port before the hub recorded the job id: ask it to retry."""
+
+
 def token_digest(token: str) -> str:
     """What the spawner keeps of its server's token (to recognise the job's callback)."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -74,6 +78,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     job_cluster: str = ""
     job_token_digest: str = ""
     _port_job: str = ""
+    #: the job id whose end the scheduler confirmed (stop() has nothing left to do)
+    _ended_job: str = ""
     _events: list[dict[str, Any]]
     _event_signal: asyncio.Event | None = None
     _port_signal: asyncio.Event | None = None
@@ -332,6 +338,9 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         self.job_token_digest = token_digest(self.api_token) if self.api_token else ""
         argv = self.scheduler.submit_argv(request)
         submit_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **secrets}
+        # before submitting: the job may start and report its port before sbatch returns
+        self.job_id = self.job_host = self._port_job = self._ended_job = ""
+        self.job_port = 0
         result = await self._run_scheduler(self.submit_prefix, argv, input=script, env=submit_env)
         job_id = self.scheduler.parse_submit(result)
         placed = self.scheduler.parse_submit_cluster(result)
@@ -339,7 +348,6 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             # job ids are per cluster: from now on every command about this job names it
             self.job_cluster = placed
         self.job_id = job_id
-        self.job_host, self.job_port, self._port_job = "", 0, ""
         self._persist_state()
         where = f" to partition {request.partition}" if request.partition else ""
         self._emit(f"Submitted job {job_id}{where}", 10)
@@ -370,6 +378,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                     if self.job_port:
                         self._emit("Starting Jupyter", 80)
                         self._persist_state()
+                        await self._wait_listening()
                         return self._server_url()
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.job_id} did not start its server in time")
@@ -384,6 +393,22 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                 if self._port_signal.is_set():
                     self._port_signal.clear()
                     watcher.refresh_soon()
+
+    async def _wait_listening(self) -> None:
+        """Return once the server accepts connections (checked every 0.1 s, for at most
+        ``http_timeout``), so that JupyterHub's own readiness check, which backs off
+        for seconds, succeeds at its first try. Returns early when the job ends (the
+        caller's next status check reports it) and never fails by itself."""
+        host = self.node_address.replace("{host}", self.job_host)
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline and not self.watcher.cached(self.job_id).state.is_final:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, self.job_port), 2)
+            except (OSError, asyncio.TimeoutError):
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
 
     async def read_job_output(self) -> str:
         """The last lines of the job's output file, read as the user ('' if unreadable)."""
@@ -407,6 +432,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         tail_lines = [ln for ln in output.splitlines() if not ln.startswith("jupyterhub-hpc-exit")]
         tail = "\n".join(tail_lines[-self.log_tail_lines :])
         self.watcher.unregister(self.job_id)
+        self._ended_job = self.job_id
         message = failure_message(
             self.scheduler, self.job_id, status, code, self._fill(self.job_output, self.job_id), tail
         )
@@ -429,6 +455,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         Raises ``ValueError`` with the reason otherwise."""
         low, high = self.port_bounds()
         if not self.job_id:
+            if self._spawn_pending:
+                raise PortReportTooEarly("the hub is still recording this job; retry")
             raise ValueError("no job is starting for this server")
         if self._port_job == self.job_id:
             raise ValueError("the port of this job was already reported")
@@ -454,6 +482,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         output = await self.read_job_output() if status.exit_code is None else ""
         code = await self._final_exit_code(status, output)
         self.watcher.unregister(self.job_id)
+        self._ended_job = self.job_id
         message = end_message(self.scheduler, self.job_id, status, code)
         if message != self._last_end:
             # once per job, whichever of JupyterHub's polls sees the end first
@@ -462,8 +491,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         return 1 if code is None else code
 
     async def stop(self, now: bool = False) -> None:
-        if not self.job_id:
-            return
+        if not self.job_id or self._ended_job == self.job_id:
+            return  # nothing to cancel: no job, or the scheduler already said it ended
         argv = self.scheduler.cancel_argv(self.job_id)
         result = await self._run_scheduler(self.cancel_prefix, argv)
         self.scheduler.parse_cancel(result)
