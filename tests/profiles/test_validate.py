@@ -342,8 +342,14 @@ def test_any_request_is_refused_with_a_reason_or_fits_every_limit(
     part = LIMITS.partitions[request.partition or "debug"]
     profile = res.profile
     assert profile.visible_to(context.user, context.groups)
+    # every key is kept, except empty ones and the "unlisted-choice" marker, which the
+    # normalised options carry as the write-in key alone
     assert set(options) - {"profile"} <= set(res.user_options) | {
         k for k, v in options.items() if v in (None, "")
+    } | {
+        k
+        for k, v in options.items()
+        if v == "unlisted-choice" and f"{k}--unlisted-choice" in res.user_options
     }
     assert part.max_walltime is None or request.walltime <= part.max_walltime
     assert request.cpus <= (part.cpus_per_node or 10**6) and request.memory <= (part.memory_per_node or 10**9)
