@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 __all__ = [
     "JobRequest",
@@ -128,7 +128,11 @@ def _no_bool(value: object) -> object:
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Count = Annotated[int, BeforeValidator(_no_bool)]
 Memory = Annotated[int, BeforeValidator(parse_memory_mib), Field(ge=1)]
-Walltime = Annotated[int, BeforeValidator(parse_walltime_seconds), Field(ge=60)]
+#: a year: longer limits are not what anybody means, and Slurm stores far larger ones wrongly
+MAX_WALLTIME = 365 * 86400
+Walltime = Annotated[int, BeforeValidator(parse_walltime_seconds), Field(ge=60, le=MAX_WALLTIME)]
+#: account and QoS names are case-insensitive to Slurm, which stores them in lower case
+LowerName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(str.lower)]
 
 
 class JobRequest(BaseModel):
@@ -143,8 +147,8 @@ class JobRequest(BaseModel):
 
     job_name: Name = "jupyterhub"
     partition: Name | None = None
-    account: Name | None = None
-    qos: Name | None = None
+    account: LowerName | None = None
+    qos: LowerName | None = None
     reservation: Name | None = None
     constraint: Annotated[str, Field(pattern=CONSTRAINT_PATTERN)] | None = None
     nodes: Count = Field(default=1, ge=1, le=10_000)

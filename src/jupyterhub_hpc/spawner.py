@@ -25,7 +25,7 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import default
 
-from .backends import Backend, JobScript, backend_class
+from .backends import Backend, JobScript, SubmitError, backend_class
 from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError, expand_prefix, run_command, with_environment
@@ -48,6 +48,13 @@ class PortReportTooEarly(ValueError):
 def token_digest(token: str) -> str:
     """What the spawner keeps of its server's token (to recognise the job's callback)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def refused_by_scheduler(exc: SubmitError) -> web.HTTPError:
+    """HTTP 400 for a valid request the scheduler refused at submission (a time limit over
+    the partition's, an unknown account...): the scheduler's own words, not a bare 500."""
+    text = "".join(ch if " " <= ch <= "~" else " " for ch in str(exc))[:500]
+    return web.HTTPError(400, "The scheduler refused the job: %s", text, reason="Refused by the scheduler")
 
 
 def invalid_options(exc: RequestError) -> web.HTTPError:
@@ -342,7 +349,11 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         self.job_id = self.job_host = self._port_job = self._ended_job = ""
         self.job_port = 0
         result = await self._run_scheduler(self.submit_prefix, argv, input=script, env=submit_env)
-        job_id = self.scheduler.parse_submit(result)
+        try:
+            job_id = self.scheduler.parse_submit(result)
+        except SubmitError as exc:
+            self._emit(f"The scheduler refused the job: {exc}", 100)
+            raise refused_by_scheduler(exc) from None
         placed = self.scheduler.parse_submit_cluster(result)
         if placed and placed != self.job_cluster:
             # job ids are per cluster: from now on every command about this job names it

@@ -96,6 +96,11 @@ def check(hub: Hub, options: dict[str, Any]) -> None:
         assert secutil.live_jobs(USER) == []
         wait_for(lambda: not hub.user_model(USER)["servers"], 10)
         return
+    if r.status_code == 400 and r.json()["message"].startswith("The scheduler refused the job: "):
+        # valid for us, refused by sbatch (e.g. a time limit over the partition's): no job either
+        assert secutil.live_jobs(USER) == []
+        wait_for(lambda: not hub.user_model(USER)["servers"], 10)
+        return
     assert r.status_code in (201, 202), (options, r.status_code, r.text[:300])
     job = secutil.pending_job(USER)
     try:
@@ -160,3 +165,16 @@ def test_a_valid_request_is_submitted_exactly(hub: Hub) -> None:
     }
     assert validated(options) is not None
     check(hub, options)
+
+
+def test_a_request_slurm_refuses_is_a_400_with_slurms_words(hub: Hub) -> None:
+    # valid for the hub, but over the short partition's MaxTime (5 min, EnforcePartLimits=ALL)
+    options = {"partition": "short", "walltime": "00:10:00"}
+    assert validated(options) is not None
+    r = hub.api("POST", f"/users/{USER}/server", json={"user_options": options})
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    message = r.json()["message"]
+    assert message.startswith("The scheduler refused the job: "), message
+    assert "time limit" in message.lower(), message
+    assert secutil.live_jobs(USER) == []
+    wait_for(lambda: not hub.user_model(USER)["servers"], 10)

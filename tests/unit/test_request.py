@@ -198,7 +198,16 @@ def test_defaults_are_explicit() -> None:
 @pytest.mark.parametrize("field", NAME_FIELDS)
 @pytest.mark.parametrize("value", ["debug", "gpu-a100", "proj_01.x", "a", "A+B:c@d%e", "x" * 128])
 def test_plain_names_are_accepted(field: str, value: str) -> None:
-    assert getattr(JobRequest.from_mapping({field: value}), field) == value
+    # Slurm stores account and QoS names in lower case: the request says what Slurm will show
+    expected = value.lower() if field in ("account", "qos") else value
+    assert getattr(JobRequest.from_mapping({field: value}), field) == expected
+
+
+def test_walltime_over_a_year_is_refused() -> None:
+    assert JobRequest.from_mapping({"walltime": "365-00:00:00"}).walltime == 365 * 86400
+    with pytest.raises(RequestError) as info:
+        JobRequest.from_mapping({"walltime": 98108615})
+    assert info.value.field == "walltime"
 
 
 @pytest.mark.parametrize("field", NAME_FIELDS)
@@ -270,7 +279,7 @@ def test_any_text_name_is_rejected_or_safe(field: str, value: str) -> None:
         assert error.field == field
     else:
         accepted = getattr(request, field)
-        assert accepted == value
+        assert accepted == (value.lower() if field in ("account", "qos") else value)
         assert SAFE_NAME.fullmatch(accepted), accepted
 
 
