@@ -53,7 +53,9 @@ def token_digest(token: str) -> str:
 def refused_by_scheduler(exc: SubmitError) -> web.HTTPError:
     """HTTP 400 for a valid request the scheduler refused at submission (a time limit over
     the partition's, an unknown account...): the scheduler's own words, not a bare 500."""
-    text = "".join(ch if " " <= ch <= "~" else " " for ch in str(exc))[:500]
+    text = "".join(ch if " " <= ch <= "~" else " " for ch in str(exc))
+    if len(text) > 500:  # the decisive line comes last (sbatch's, or ssh's after its banner)
+        text = "..." + text[-500:]
     return web.HTTPError(400, "The scheduler refused the job: %s", text, reason="Refused by the scheduler")
 
 
