@@ -172,11 +172,14 @@ class PBSBackend(Backend):
             out[job_id] = status or JobStatus(job_id=job_id, state=JobState.NOT_FOUND)
         return out
 
-    def parse_status(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        unknown = self._unknown_ids(result.stderr)
-        if not result.ok and not unknown:
+    def _nothing_listed(self, result: CommandResult) -> bool:
+        """True when qstat listed no job (every id unknown); raises when it failed otherwise."""
+        if not result.ok and not self._unknown_ids(result.stderr):
             raise QueryError(result.stderr.strip() or f"qstat exited {result.returncode}")
-        if not result.stdout.strip():
+        return not result.stdout.strip()
+
+    def parse_status(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        if self._nothing_listed(result):
             return self._match({}, job_ids)
         try:
             data = json.loads(result.stdout)
@@ -229,10 +232,7 @@ class TorqueBackend(PBSBackend):
         return [self.cmd("qstat"), "-x", *job_ids]
 
     def parse_status(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        unknown = self._unknown_ids(result.stderr)
-        if not result.ok and not unknown:
-            raise QueryError(result.stderr.strip() or f"qstat exited {result.returncode}")
-        if not result.stdout.strip():
+        if self._nothing_listed(result):
             return self._match({}, job_ids)
         try:
             root = ET.fromstring(result.stdout)
