@@ -43,38 +43,6 @@ if settings["spawner"] == "ours":
     c.JupyterHub.spawner_class = "slurm"
     c.JupyterHub.extra_handlers = api_handlers
     spawner_config = c.HPCSpawner
-elif settings["spawner"] == "ours-readywait":
-    # EXPERIMENT, not the shipped spawner: start() returns only once the server answers HTTP,
-    # checked every 0.1 s, so JupyterHub's own check (exponential back-off up to 5 s between
-    # tries, started as soon as start() returns) succeeds at its first try
-    import asyncio
-    import time
-
-    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-    from jupyterhub_hpc.handlers import api_handlers
-    from jupyterhub_hpc.spawner import SlurmSpawner
-
-    class ReadyWaitSpawner(SlurmSpawner):
-        async def _wait_for_server(self, timeout):
-            url = await super()._wait_for_server(timeout)
-            probe = url.rstrip("/") + self.server.base_url + "api"
-            deadline = time.monotonic() + self.http_timeout
-            client = AsyncHTTPClient()
-            while time.monotonic() < deadline:
-                try:
-                    response = await client.fetch(probe, raise_error=False, request_timeout=5)
-                    if response.code < 500:
-                        break
-                except (HTTPClientError, OSError):
-                    pass
-                await asyncio.sleep(0.1)
-            self.log.info("%s: server answered", self._log_name)
-            return url
-
-    c.JupyterHub.spawner_class = ReadyWaitSpawner
-    c.JupyterHub.extra_handlers = api_handlers
-    spawner_config = c.HPCSpawner
 else:
     c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
     spawner_config = c.SlurmSpawner

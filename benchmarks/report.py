@@ -108,20 +108,16 @@ PHASES = [
 ]
 
 
-def phase_table(ours: dict[str, Any], bs: dict[str, Any], ready: dict[str, Any]) -> list[str]:
+def phase_table(ours: dict[str, Any], bs: dict[str, Any]) -> list[str]:
     om, bm = ours.get("phases", {}).get("median", {}), bs.get("phases", {}).get("median", {})
-    rm = ready.get("phases", {}).get("median", {})
-    runs = [len(r.get("phases", {}).get("runs", [])) for r in (ours, bs, ready)]
+    runs = [len(r.get("phases", {}).get("runs", [])) for r in (ours, bs)]
     lines = [
-        f"| phase (median of {runs[0]} / {runs[1]} / {runs[2]} spawns, s) | ours | batchspawner "
-        "| ours / batchspawner | experiment: ours, start() waits for HTTP |",
-        "|---|---|---|---|---|",
+        f"| phase (median of {runs[0]} / {runs[1]} spawns, s) | ours | batchspawner | ours / batchspawner |",
+        "|---|---|---|---|",
     ]
     for key, label in PHASES:
-        lines.append(
-            f"| {label} | {fmt(om.get(key))} | {fmt(bm.get(key))} | {ratio(om.get(key), bm.get(key))} "
-            f"| {fmt(rm.get(key))} |"
-        )
+        o, b = om.get(key), bm.get(key)
+        lines.append(f"| {label} | {fmt(o)} | {fmt(b)} | {ratio(o, b)} |")
     return lines
 
 
@@ -256,10 +252,12 @@ def conditions(ours: dict[str, Any], bs: dict[str, Any], reg: dict[str, Any]) ->
             lines.append(f"  - scenario {key} did not finish: {error[:200]}")
         for rerun in result.get("reruns", []):
             start = rerun.get("conditions_start") or {}
-            which = ", ".join(rerun.get("scenarios") or ["registered", "shared"])
+            scenarios = rerun.get("scenarios") or ["registered", "shared"]
+            which = ", ".join(scenarios)
+            flag = "--rerun-phases" if scenarios == ["phases"] else "--rerun-shared"
             lines.append(
                 f"  - {which} re-run at {start.get('time')} "
-                f"(`run.sh --rerun-shared`), results merged; spawn failures retried: "
+                f"(`run.sh {flag}`), results merged; spawn failures retried: "
                 f"{len(rerun.get('spawn_failures') or [])}"
             )
     return lines
@@ -311,7 +309,6 @@ def plot(ours: dict[str, Any], bs: dict[str, Any], reg: dict[str, Any]) -> Path 
 
 def main() -> None:
     ours, bs = load("slurm_ours.json"), load("slurm_batchspawner.json")
-    ready = load("slurm_ours-readywait.json")
     reg, scale = load("registered_ours.json"), load("scale_ours.json")
     out = [
         "# Benchmark results",
@@ -339,7 +336,7 @@ def main() -> None:
         "",
         "## Spawn time by phase",
         "",
-        *phase_table(ours, bs, ready),
+        *phase_table(ours, bs),
         "",
         "## Stop and failure",
         "",

@@ -10,6 +10,8 @@
 #   benchmarks/run.sh --rerun-shared  only the shared-partition stage (N = 20 servers, registered 10/50)
 #                                   and the registered N = 1 run, merged into the existing results
 #                                   (for when a busy machine cut that stage short)
+#   benchmarks/run.sh --rerun-phases  only the spawn-time phases of both spawners, merged into the
+#                                   existing results (for when other work loaded the machine then)
 #
 # Setup (benchmarks/setup.sh, idempotent) builds the benchmark venv with batchspawner 1.3.0 and
 # matplotlib, creates the accounts benchuser1..20, benchfail1/2 and benchstat with `useradd -m` when
@@ -21,14 +23,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 export VENV=${VENV:-/opt/jupyterhub-hpc/venv}
 export BENCH_VENV=${BENCH_VENV:-/opt/jupyterhub-hpc/bench-venv}
 SHARED_PARTITION=${BENCH_SHARED_PARTITION:-benchshared}
-SPAWNERS=ours,batchspawner,ours-readywait
+SPAWNERS=ours,batchspawner
 SCENARIOS=phases,idle,queued,failure,registered,shared
 MERGE=
 case "${1:-}" in
   "") ;;
   --ours-only) SPAWNERS=ours; SCENARIOS=phases,registered,shared ;;
   --rerun-shared) SPAWNERS=ours,batchspawner; SCENARIOS=registered,shared; MERGE=--merge ;;
-  *) echo "usage: $0 [--ours-only | --rerun-shared]" >&2; exit 2 ;;
+  --rerun-phases) SPAWNERS=ours,batchspawner; SCENARIOS=phases; MERGE=--merge ;;
+  *) echo "usage: $0 [--ours-only | --rerun-shared | --rerun-phases]" >&2; exit 2 ;;
 esac
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }

@@ -16,7 +16,8 @@ status command is the fake ``squeue`` reading a JSON state file with the 1000 jo
    status commands per fast interval, and the loop's lag: a task asks to sleep 10 ms, again and
    again, and records how late it wakes (p50/p99/max);
 4. **release**: the 200 jobs turn RUNNING and each launcher's port report arrives
-   (``accept_port``): time until all 200 ``_wait_for_server`` calls returned their URL.
+   (``accept_port``; one local listener plays the 200 servers, as ``start()`` returns only once
+   its server accepts connections): time until all 200 ``_wait_for_server`` calls returned their URL.
 
 Writes ``results/scale_ours.json``.
 """
@@ -82,6 +83,8 @@ def make_spawner(i: int, interval: float) -> HPCSpawner:
         status_interval=interval,
         status_fast_interval=1.0,
         command_timeout=30.0,
+        # the fake queue names the node "vm": every server "runs" on this machine
+        node_address="127.0.0.1",
     )
     spawner.job_id = str(FIRST_ID + i)
     spawner.job_backend = "slurm"
@@ -216,11 +219,15 @@ async def run(args: argparse.Namespace, state: Path, log_path: Path) -> dict[str
     )
 
     # 4. release ----------------------------------------------------------------------------------
+    # start() returns once the server accepts connections: one listener stands in for all 200
+    listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
     write_state(state, args.jobs, 0)
     released = time.monotonic()
-    for i, spawner in enumerate(waiting):
-        spawner.accept_port(20000 + i)
+    for spawner in waiting:
+        spawner.accept_port(port)
     urls = await asyncio.wait_for(asyncio.gather(*waits), 60)
+    listener.close()
     result["release"] = {
         "spawns": len(urls),
         "all_returned_s": time.monotonic() - released,

@@ -2,7 +2,7 @@
 batchspawner 1.3.0, each behind its own real JupyterHub 6 + configurable-http-proxy (both hubs run
 for the whole benchmark), plus issue 2's registered-jobs run with a standalone watcher.
 
-    python benchmarks/slurm_bench.py [--spawners ours,batchspawner[,ours-readywait]] [--scenarios ...]
+    python benchmarks/slurm_bench.py [--spawners ours,batchspawner] [--scenarios ...]
 
 Scenarios (all by default). In the ordinary partition, one spawner after the other:
 
@@ -90,7 +90,7 @@ class Kind:
 
     @property
     def ours(self) -> bool:
-        """Our spawner (or the ``ours-readywait`` experiment built on it)."""
+        """Our spawner."""
         return self.name.startswith("ours")
 
     @property
@@ -154,10 +154,9 @@ class Kind:
 
     def log_patterns(self, user: str, job: str) -> dict[str, str]:
         if self.ours:
-            returned = "server answered" if self.name == "ours-readywait" else "Starting Jupyter"
             return {
                 "port_reported": rf"^{user}: job {job} listens on port",
-                "start_returned": rf"^{user}: {returned}$",
+                "start_returned": rf"^{user}: Starting Jupyter$",
                 "hub_took": rf"^User {user} took [\d.]+ seconds to start",
             }
         return {
@@ -806,9 +805,7 @@ def run_registered_small(watcher: WatcherThread, window: float) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--spawners", default="ours,batchspawner", help="also: ours-readywait (an experiment, phases only)"
-    )
+    parser.add_argument("--spawners", default="ours,batchspawner", help="comma-separated: ours, batchspawner")
     parser.add_argument("--scenarios", default="phases,idle,queued,failure,shared,registered")
     parser.add_argument("--runs", type=int, default=5, help="spawns for the phase split (median)")
     parser.add_argument("--window", type=float, default=90, help="seconds counted per idle scenario")
@@ -846,9 +843,8 @@ def main() -> None:
             }
         for kind, hub in hubs:
             t0 = time.time()
-            # the experiment only changes how start() ends: only its spawn-time phases are of interest
-            only = ["phases"] if kind.name == "ours-readywait" else scenarios
-            background = run_regular(kind, hub, [s for s in only if s != "shared"], args, results[kind.name])
+            regular = [s for s in scenarios if s != "shared"]
+            background = run_regular(kind, hub, regular, args, results[kind.name])
             if background is not None:
                 backgrounds.append(background)
             results[kind.name]["regular_duration_s"] = time.time() - t0

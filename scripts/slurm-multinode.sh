@@ -16,6 +16,9 @@
 #   sudo -u USER -- env SLURM_CONF=/var/lib/jupyterhub-hpc-slurm-multi/etc/slurm.conf sbatch ...
 #   (the spawner: c.HPCSpawner.scheduler_environment = {"SLURM_CONF": ".../etc/slurm.conf"})
 #
+# Accounting: slurmdbd with a private MariaDB (scripts/slurmdbd.sh, port PORT_BASE+2, database on +3),
+# AccountingStorageEnforce=associations,limits,qos; accounts physics/chemistry, QoS normal/long/debug and the
+# associations of hpcuser3 and hpcuser4 are created there.
 # Layout: nodes cpu1..cpu3 and gpu1 (2 CPUs, 2000 MB each; slurmd ports PORT_BASE+84..+87); partitions
 # `debug` (default, cpu[1-3]), `short` (cpu[1-3], MaxTime=00:01:00, so a walltime kill is quick), `gpu`
 # (gpu1 with Gres=gpu:tesla:2: two clones of /dev/null, so slurmd sets CUDA_VISIBLE_DEVICES).
@@ -155,7 +158,10 @@ EnforcePartLimits=ALL
 MinJobAge=300
 KillWait=5
 ReturnToService=2
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=$((PORT_BASE + 2))
+AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 StateSaveLocation=$BASE/state
@@ -288,6 +294,7 @@ do_start() {
   write_file "$CONF" "$(render_conf)" && changed=1
   write_file "$GRES" "NodeName=gpu1 Name=gpu Type=tesla File=$BASE/dev/fakegpu[0-1]" && changed=1
   start_munge
+  "$(dirname "$(readlink -f "$0")")/slurmdbd.sh" start   # accounting: before slurmctld (it enforces associations)
   if [ $changed = 1 ] && { alive "$CTLD_PID" slurmctld >/dev/null || [ -n "$(running_nodes)" ]; }; then
     log "config changed: restarting slurmctld and the slurmd's"
     stop_nodes
@@ -315,6 +322,7 @@ do_stop() {
   fi
   stop_nodes
   stop_daemon "$CTLD_PID" slurmctld
+  "$(dirname "$(readlink -f "$0")")/slurmdbd.sh" stop
 }
 
 do_status() {
@@ -332,6 +340,6 @@ case "${1:-start}" in
   start) do_start ;;
   stop) do_stop ;;
   status) do_status ;;
-  -h|--help|help) sed -n '2,29p' "$0" ;;
+  -h|--help|help) sed -n '2,32p' "$0" ;;
   *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
 esac

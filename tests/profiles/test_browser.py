@@ -1,7 +1,7 @@
 """The spawn form in real headless Chromium (Debian's), against a real hub and the real Slurm:
 pick a profile with the keyboard, change options, see the partition's walltime limit enforced by
 the page and by the server, submit; Slurm gets exactly the requested partition, CPUs, memory,
-time limit and GPU."""
+time limit and GPU. Afterwards the form shows each profile's own last choices."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from hub import Hub
 
 from .conftest import SITE_PROFILES
-from .hubs import FAST, cancel, job_id, make_hub, scontrol, stop_all, wait_ready
+from .hubs import FAST, cancel, job_id, make_hub, options_body, scontrol, stop_all, wait_ready
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
@@ -53,6 +53,13 @@ def page() -> Iterator[Page]:
 
 
 def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Page) -> None:
+    # an earlier server of this user with the CPU profile (its choices are remembered)
+    hub.ensure_user(USER)
+    earlier = {"profile": "cpu", "cpus": 3, "walltime": "00:45:00"}
+    assert hub.api("POST", f"/users/{USER}/server", json=options_body(earlier)).status_code in (201, 202)
+    wait_ready(hub, USER)
+    stop_all(hub, [USER])
+
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", USER)
     page.fill("#password_input", hub.password)
@@ -61,6 +68,7 @@ def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Pag
 
     cpu_radio = page.get_by_role("radio", name="CPU (interactive)")
     expect(cpu_radio).to_be_checked()
+    expect(page.get_by_label("CPU cores").first).to_have_value("3")
     gpus = page.get_by_label("GPUs")
     expect(gpus).to_be_hidden()  # options of unselected profiles are hidden
     # keyboard: arrow keys move through the radio group
@@ -122,3 +130,13 @@ def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Pag
     assert job["TimeLimit"] == "00:20:00"
     assert job["TresPerNode"] == "gres:gpu:tesla:1"
     assert job["JobState"] == "RUNNING"
+
+    # stopped, the form opens on the GPU profile with its last choices; the CPU profile keeps its own
+    stop_all(hub, [USER])
+    page.goto(f"{hub.url}/hub/spawn")
+    expect(page.get_by_role("radio", name="GPU")).to_be_checked()
+    expect(page.locator("#hpc-gpu-walltime")).to_have_value("00:20:00")
+    expect(page.get_by_label("CPU cores").last).to_have_value("2")
+    page.get_by_role("radio", name="CPU (interactive)").check()
+    expect(page.get_by_label("CPU cores").first).to_have_value("3")
+    expect(page.locator("#hpc-cpu-walltime")).to_have_value("00:45:00")

@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyterhub_hpc.profiles.form import options_from_formdata, render_form
 from jupyterhub_hpc.profiles.model import parse_profile_list
-from jupyterhub_hpc.profiles.validate import reconcile, resolve
+from jupyterhub_hpc.profiles.validate import reconcile, reconcile_each, remembered_choices, resolve
 
 from .conftest import SITE_PROFILES
 from .test_validate import PROFILES, ctx
@@ -92,6 +92,47 @@ def test_prefill_from_remembered_options_and_a_visible_notice() -> None:
     html = render(remembered={"profile": "retired", "gpus": 9})
     assert "no longer available" in html and 'role="status"' in html
     assert re.search(r'value="cpu"[^>]*checked', html.replace("\n", " "))
+
+
+def test_every_profile_is_prefilled_from_its_own_memory() -> None:
+    context = ctx()
+    last = {"profile": "gpu", "gpus": 2, "walltime": "02:00:00"}
+    memory = {
+        "cpu": {"profile": "cpu", "cpus": 3, "walltime": "00:45:00"},
+        "gpu": last,
+        "retired": {"profile": "retired"},
+    }
+    prefill, notices = reconcile(PROFILES, last, context)
+    others, more = reconcile_each(PROFILES, memory, context, skip="gpu")
+    assert set(others) == {"cpu"} and notices == more == []
+    html = render_form(PROFILES, context, prefill, [], remembered=others)
+    flat = html.replace("\n", " ")
+    assert re.search(r'value="gpu"[^>]*checked', flat)
+    assert 'name="profile-option-gpu--walltime" id="hpc-gpu-walltime" value="02:00:00"' in html
+    assert 'name="profile-option-cpu--walltime" id="hpc-cpu-walltime" value="00:45:00"' in html
+    assert re.search(r'name="profile-option-cpu--cpus" id="hpc-cpu-cpus" value="3"', html)
+    # a stale memory of another profile falls back to its default, with a notice naming the profile
+    others, more = reconcile_each(PROFILES, {"cpu": {"cpus": 10_000}}, context)
+    assert others["cpu"].user_options["cpus"] != 10_000
+    assert len(more) == 1 and more[0].startswith("CPU (interactive): Your last choice 10000 for 'cpus'")
+
+
+def test_what_is_remembered_leaves_out_options_marked_not_to_remember() -> None:
+    profiles = parse_profile_list(
+        [
+            {
+                "display_name": "P",
+                "slug": "p",
+                "profile_options": {
+                    "image": {"display_name": "Image", "choices": {"a": {"display_name": "A"}}},
+                    "note": {"type": "text", "display_name": "Note", "remember": False},
+                },
+            }
+        ]
+    )
+    res = resolve(profiles, {"profile": "p", "image": "a", "note": "just today"}, ctx())
+    assert res.user_options["note"] == "just today"
+    assert remembered_choices(res) == {"profile": "p", "image": "a"}
 
 
 def test_bounds_follow_the_partition_and_the_table_shows_availability() -> None:

@@ -54,6 +54,32 @@ def test_sinfo_hand_written_multinode_sample() -> None:
     assert not maint.up and maint.idle_nodes == 0 and maint.idle_cpus == 0
 
 
+def test_recorded_multinode_cluster_with_accounting() -> None:
+    parts = parse_sinfo_nodes(data("live-multi-sinfo-node.txt"))
+    debug, short, gpu = parts["debug"], parts["short"], parts["gpu"]
+    assert debug.default and (debug.nodes, debug.idle_nodes, debug.idle_cpus, debug.cpus_per_node) == (
+        3,
+        3,
+        6,
+        2,
+    )
+    assert short.max_walltime == 60 and short.default_walltime == 60
+    assert (gpu.nodes, dict(gpu.gpus_per_node), gpu.idle_gpus, gpu.max_walltime) == (
+        1,
+        {"tesla": 2},
+        2,
+        4 * 3600,
+    )
+    assoc = parse_sacctmgr_associations(data("live-multi-sacctmgr-assoc.txt"))
+    # the rows of accounts (no user) are not users; root has its own association
+    assert set(assoc) == {"root", "hpcuser3", "hpcuser4"}
+    assert assoc["hpcuser3"].accounts == ("chemistry", "physics") and assoc["hpcuser3"].qos == (
+        "long",
+        "normal",
+    )
+    assert assoc["hpcuser4"].accounts == ("physics",) and assoc["hpcuser4"].qos == ("normal",)
+
+
 def test_sacctmgr_hand_written_associations() -> None:
     assoc = parse_sacctmgr_associations(data("sacctmgr-assoc.HAND-WRITTEN.txt"))
     assert set(assoc) == {"hpcuser1", "hpcuser2", "hpcuser3"}

@@ -119,3 +119,82 @@ def test_local_process_profiles_apply_undo_and_fall_back(hub: Hub) -> None:
     assert server_environ(hub)["HPC_PROFILE"] == "small"
     log = hub.log_tail(400)
     assert "no longer available" in log
+
+
+def selected_values(html: str, slug: str) -> dict[str, str]:
+    """The value each field of profile *slug* shows on the spawn page (what the browser posts),
+    and under "checked profile" the profile whose radio button is checked."""
+    from html.parser import HTMLParser
+
+    prefix = f"profile-option-{slug}--"
+    values: dict[str, str] = {}
+
+    class Fields(HTMLParser):
+        select = ""
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            name = a.get("name") or ""
+            if tag == "select" and name.startswith(prefix):
+                self.select = name[len(prefix) :]
+            elif tag == "option" and self.select and "selected" in a:
+                values[self.select] = a.get("value") or ""
+            elif tag == "input" and name == "profile" and "checked" in a:
+                values["checked profile"] = a.get("value") or ""
+            elif tag == "input" and name.startswith(prefix):
+                values[name[len(prefix) :]] = a.get("value") or ""
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "select":
+                self.select = ""
+
+    Fields().feed(html)
+    return values
+
+
+def test_each_profile_remembers_its_own_choices_across_a_hub_restart(hub: Hub) -> None:
+    hub.ensure_user(USER)
+    for options in ({"profile": "small", "ui": "tree"}, {"profile": "large", "cores": 2}):
+        r = hub.api("POST", f"/users/{USER}/server", json=options_body(options))
+        assert r.status_code in (201, 202), r.text
+        wait_ready(hub, USER, timeout=90)
+        stop_all(hub, [USER])
+    hub.stop()
+    hub.start()
+
+    doc = hub.api("GET", f"/hpc/users/{USER}/profiles").json()
+    assert doc["remembered"] == {"profile": "large", "cores": 2}
+    assert doc["remembered_by_profile"] == {
+        "small": {"profile": "small", "ui": "tree"},
+        "large": {"profile": "large", "cores": 2},
+    }
+    page = login(hub, USER).get(f"{hub.url}/hub/spawn", timeout=30).text
+    # the last start's profile is selected; the other profile shows ITS last choice, not its default
+    assert selected_values(page, "small") == {"checked profile": "large", "ui": "tree"}
+    assert selected_values(page, "large") == {"checked profile": "large", "cores": "2"}
+
+    # the admin retires the "tree" choice: the form falls back to the default with a notice
+    hub.stop()
+    lab_only = {
+        **SMALL,
+        "profile_options": {
+            "ui": {
+                **SMALL["profile_options"]["ui"],
+                "choices": {"lab": SMALL["profile_options"]["ui"]["choices"]["lab"]},
+            }
+        },
+    }
+    reconfigure(hub, config([lab_only, LARGE]))
+    hub.start()
+    page = login(hub, USER).get(f"{hub.url}/hub/spawn", timeout=30).text
+    assert selected_values(page, "small") == {"checked profile": "large", "ui": "lab"}
+    assert "Small: Your last choice &#39;tree&#39; for &#39;ui&#39; is no longer valid" in page
+    # a start of the other profile still works and remembers both
+    r = hub.api("POST", f"/users/{USER}/server", json=options_body({"profile": "small"}))
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, USER, timeout=90)
+    stop_all(hub, [USER])
+    doc = hub.api("GET", f"/hpc/users/{USER}/profiles").json()
+    assert doc["remembered_by_profile"]["small"] == {"profile": "small", "ui": "lab"}
+    assert doc["remembered_by_profile"]["large"] == {"profile": "large", "cores": 2}
+    assert doc["notices"] == []

@@ -31,7 +31,8 @@ PROFILES = [
 
 
 def slurm_spawner(**kw: Any) -> ProfilesSlurmSpawner:
-    return ProfilesSlurmSpawner(user=USER, profile_list=PROFILES, profile_live_limits=False, **kw)
+    kw.setdefault("profile_list", PROFILES)
+    return ProfilesSlurmSpawner(user=USER, profile_live_limits=False, **kw)
 
 
 async def test_a_profile_picks_backend_and_cluster_without_a_child_spawner() -> None:
@@ -127,3 +128,62 @@ async def test_profile_list_may_be_an_async_callable_checked_at_each_call() -> N
     with pytest.raises(web.HTTPError) as info:
         await spawner.load_profiles()
     assert info.value.status_code == 500 and "profile_list[0].overrides.no_such_trait" in str(info.value)
+
+
+async def test_choices_per_profile_survive_clear_state_and_ride_in_the_state() -> None:
+    spawner = slurm_spawner()
+    spawner.handler = SimpleNamespace()
+    await spawner.apply_profile({"profile": "b"})
+    await spawner.apply_profile({"profile": "here"})
+    spawner.clear_state()  # a stop: the job is forgotten, the choices are not
+    state = spawner.get_state()
+    assert state["profile_choices"] == {"b": {"profile": "b"}, "here": {"profile": "here"}}
+    fresh = slurm_spawner()
+    fresh.load_state(state)
+    assert fresh.profile_memory == state["profile_choices"]
+    # a state written by something else does not break the spawner: it is ignored
+    for junk in ("text", ["b"], {"b": "not a dict"}, None):
+        odd = slurm_spawner()
+        odd.load_state({"profile_choices": junk})
+        assert odd.profile_memory == {}
+    # a profile the admin removed is forgotten at the next start
+    spawner.profile_list = PROFILES[:1]
+    await spawner.apply_profile({"profile": "here"})
+    assert spawner.profile_memory == {"here": {"profile": "here"}}
+
+
+async def test_a_profiles_scheduler_address_rides_with_its_job_across_a_restart() -> None:
+    other = {
+        "display_name": "Other cluster",
+        "slug": "other",
+        "spawner_override": {
+            "scheduler_environment": {"SLURM_CONF": "/etc/other/slurm.conf"},
+            "scheduler_commands": {"squeue": "/opt/other/bin/squeue"},
+            "job_output": "{home}/.other-{job_id}.log",
+        },
+    }
+    spawner = slurm_spawner(profile_list=[*PROFILES, other], scheduler_environment={"SITE": "a"})
+    assert spawner.scheduler.cmd("squeue") == "squeue"
+    await spawner.apply_profile({"profile": "other"})
+    assert spawner.scheduler.cmd("squeue") == "/opt/other/bin/squeue"  # not the cached backend
+    assert spawner.watcher.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
+    spawner.job_id = "42"
+    state = spawner.get_state()
+    assert state["profile_job_address"] == {
+        "scheduler_commands": {"squeue": "/opt/other/bin/squeue"},
+        "scheduler_environment": {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"},
+        "job_output": "{home}/.other-{job_id}.log",
+    }
+    # a restarted hub: a fresh spawner with the admin's configuration loads the state
+    restarted = slurm_spawner(profile_list=[*PROFILES, other], scheduler_environment={"SITE": "a"})
+    restarted.load_state(state)
+    assert restarted.job_id == "42"
+    assert restarted.watcher.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
+    assert restarted.scheduler.cmd("squeue") == "/opt/other/bin/squeue"
+    assert restarted.job_output == "{home}/.other-{job_id}.log"
+    restarted.clear_state()  # the job ended: the configuration is back
+    assert restarted.scheduler_environment == {"SITE": "a"} and restarted.scheduler.cmd("squeue") == "squeue"
+    assert "profile_job_address" not in restarted.get_state()
+    # without a job (a stopped server) there is no address to keep
+    spawner.job_id = ""
+    assert "profile_job_address" not in spawner.get_state()

@@ -373,3 +373,31 @@ def test_remembered_options_never_fail(options: dict[str, Any]) -> None:
     assert request.partition in LIMITS.partitions
     if notices:
         assert all(isinstance(n, str) and n for n in notices)
+
+
+def test_an_option_without_default_starts_from_the_admins_value_within_its_range() -> None:
+    profiles = parse_profile_list(
+        [
+            {
+                "display_name": "G",
+                "slug": "g",
+                "spawner_override": {"partition": "gpu", "walltime": "01:00:00"},
+                "profile_options": {
+                    "gpus": {
+                        "type": "integer",
+                        "display_name": "GPUs",
+                        "job_field": "gpus",
+                        "min": 1,
+                        "max": 2,
+                    },
+                    "cpus": {"type": "integer", "display_name": "Cores", "job_field": "cpus", "max": 8},
+                },
+            }
+        ]
+    )
+    res = resolve(profiles, {"profile": "g"}, ctx())
+    # the admin asks for no GPU (gpus = 0): this profile's least is 1; the admin's 1 core is kept
+    assert (res.user_options["gpus"], res.user_options["cpus"]) == (1, BASE["cpus"])
+    assert resolve(profiles, {"profile": "g", "gpus": 2}, ctx()).user_options["gpus"] == 2
+    with pytest.raises(RequestError, match="at least 1"):
+        resolve(profiles, {"profile": "g", "gpus": 0}, ctx())

@@ -171,6 +171,8 @@ def _option_view(
 def _profile_view(
     profiles: ProfileList, profile: Profile, ctx: Context, prefill: Resolution | None, selected: bool
 ) -> dict[str, Any]:
+    """One profile's part of the form, its fields pre-filled from *prefill* (this profile's
+    remembered choices) or else from its defaults."""
     target = profile_target(profile, ctx)
     limits = ctx.limits_for(target)
     problem = ""
@@ -223,13 +225,21 @@ def render_form(
     template_paths: Sequence[str] = (),
     api_url: str = "",
     refresh_seconds: float = 0,
+    remembered: Mapping[str, Resolution] | None = None,
 ) -> str:
-    """The HTML of the options form (to be placed inside JupyterHub's spawn form)."""
+    """The HTML of the options form (to be placed inside JupyterHub's spawn form).
+
+    *prefill* is the selected profile with its choices (the last start's); *remembered*
+    holds the other profiles' own last choices by slug (each pre-fills its fields).
+    """
     visible = profiles.visible(ctx.user, ctx.groups)
     chosen = (
         prefill.profile.slug if prefill is not None else getattr(ProfileList.default_of(visible), "slug", "")
     )
-    views = [_profile_view(profiles, p, ctx, prefill, p.slug == chosen) for p in visible]
+    by_slug = {**(remembered or {})}
+    if prefill is not None:
+        by_slug[prefill.profile.slug] = prefill
+    views = [_profile_view(profiles, p, ctx, by_slug.get(p.slug), p.slug == chosen) for p in visible]
     data = {
         "profiles": {
             v["slug"]: {

@@ -2,7 +2,9 @@
 
 It plugs into JupyterHub's own hooks, the same in 5.3 and 6.x:
 
-* ``options_form`` renders the profile form (pre-filled from the last options);
+* ``options_form`` renders the profile form: the last start's profile selected, and
+  every profile pre-filled with its own last valid choices (kept in the spawner's
+  state, which JupyterHub stores across servers of this name and hub restarts);
 * ``options_from_form`` / ``options_from_query`` turn form fields and spawn links
   (``/hub/spawn?opt-profile=gpu&opt-cpus=4``) into flat ``user_options``;
 * ``apply_user_options`` validates them (:func:`~.validate.resolve`) and applies the
@@ -27,6 +29,7 @@ from inspect import isawaitable
 from typing import Any
 
 from jupyterhub.apihandlers.base import APIHandler
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Bool, Callable, Dict, Float, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
@@ -36,11 +39,27 @@ from .form import options_from_formdata, render_form
 from .limits import ClusterLimits, configured_partition_fields, get_limits_cache
 from .model import ProfileConfigError, ProfileList, parse_profile_list
 from .schema import profiles_document
-from .validate import Context, Resolution, Target, profile_target, reconcile, resolve
+from .validate import (
+    Context,
+    Resolution,
+    Target,
+    profile_target,
+    reconcile,
+    reconcile_each,
+    remembered_choices,
+    resolve,
+)
 
 __all__ = ["ProfileOptionsError", "ProfilesMixin"]
 
 API_ROUTE = "api/hpc/profiles"
+#: the key of the per-profile remembered choices in the spawner's state
+STATE_KEY = "profile_choices"
+#: traits that say where a job lives (besides backend and cluster, which the spawner keeps
+#: itself). When a profile set them, their values go into the state with the job, so that
+#: after a hub restart poll() and stop() reach the job on the scheduler it was submitted to.
+JOB_ADDRESS_TRAITS = ("scheduler_commands", "scheduler_environment", "ssh_host", "job_output")
+ADDRESS_KEY = "profile_job_address"
 
 
 class ProfileOptionsError(web.HTTPError):
@@ -243,6 +262,59 @@ class ProfilesMixin(LoggingConfigurable):
         stored = orm.user_options if orm is not None else self.user_options
         return dict(stored or {})
 
+    # -- remembered choices per profile ---------------------------------------------------------
+    @property
+    def profile_memory(self) -> dict[str, dict[str, Any]]:
+        """The last valid choices per profile slug (only options with ``remember: true``)."""
+        return self.__dict__.setdefault("_profile_memory", {})  # type: ignore[no-any-return]
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()  # type: ignore[misc]
+        if self.profile_memory:
+            state[STATE_KEY] = copy.deepcopy(self.profile_memory)
+        saved = self.__dict__.get("_profile_saved", {})
+        address = {n: copy.deepcopy(getattr(self, n)) for n in JOB_ADDRESS_TRAITS if n in saved}
+        if address and state.get("job_id"):
+            state[ADDRESS_KEY] = address
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
+        stored = state.get(STATE_KEY)
+        memory = self.profile_memory
+        memory.clear()
+        if isinstance(stored, dict):  # written by get_state(); anything else is ignored
+            memory.update({str(k): dict(v) for k, v in stored.items() if isinstance(v, dict)})
+        address = state.get(ADDRESS_KEY)
+        if state.get("job_id") and isinstance(address, dict):
+            # the job's scheduler, as its profile set it; clear_state() restores the configuration
+            saved = self.__dict__.setdefault("_profile_saved", {})
+            for name in JOB_ADDRESS_TRAITS:
+                if name in address and self.has_trait(name):
+                    original = copy.deepcopy(getattr(self, name))
+                    try:
+                        setattr(self, name, address[name])
+                    except TraitError as exc:
+                        self.log.warning("%s: ignoring the stored %s: %s", self._log_name, name, exc)
+                        continue
+                    saved.setdefault(name, original)
+
+    def remember_choices(self, resolution: Resolution, profiles: ProfileList) -> None:
+        """Keep this start's choices as its profile's memory (forgetting profiles that no
+        longer exist) and write them to the hub database now: a start that fails still
+        remembers what was asked."""
+        memory = self.profile_memory
+        memory[resolution.profile.slug] = remembered_choices(resolution)
+        for slug in [s for s in memory if profiles.by_slug(s) is None]:
+            del memory[slug]
+        orm = getattr(self, "orm_spawner", None)
+        if orm is None:
+            return
+        orm.state = {**(orm.state or {}), STATE_KEY: copy.deepcopy(memory)}
+        session = object_session(orm)
+        if session is not None:
+            session.commit()
+
     # -- JupyterHub's hooks ---------------------------------------------------------------
     @default("options_form")
     def _default_options_form(self) -> Any:
@@ -276,13 +348,16 @@ class ProfilesMixin(LoggingConfigurable):
             prefill, notices = reconcile(profiles, self.stored_user_options(), ctx)
         except RequestError as exc:
             prefill, notices = None, [f"The default choices are currently not valid: {exc}"]
+        skip = prefill.profile.slug if prefill is not None else ""
+        others, more = reconcile_each(profiles, self.profile_memory, ctx, skip=skip)
         hub = getattr(self, "hub", None)
         base = getattr(hub, "base_url", "/hub/") if hub is not None else "/hub/"
         return render_form(
             profiles,
             ctx,
             prefill,
-            notices,
+            [*notices, *more],
+            remembered=others,
             template_paths=self.profile_form_template_paths,
             api_url=f"{base}{API_ROUTE}",
             refresh_seconds=self.profile_availability_refresh,
@@ -314,6 +389,9 @@ class ProfilesMixin(LoggingConfigurable):
         for notice in resolution.notices:
             self.log.warning("%s: %s", self._log_name, notice)
         self.apply_profile_overrides(resolution.overrides)
+        profiles = await self.load_profiles()
+        if profiles is not None:
+            self.remember_choices(resolution, profiles)
         # what is stored (and pre-fills the next form) is the normalised, valid request
         self.user_options = dict(resolution.user_options)
         orm = getattr(self, "orm_spawner", None)
@@ -372,9 +450,14 @@ class ProfilesMixin(LoggingConfigurable):
         try:
             remembered, notices = reconcile(profiles, self.stored_user_options(), ctx)
             stored: dict[str, Any] | None = remembered.user_options
+            skip = remembered.profile.slug
         except RequestError as exc:
-            stored, notices = None, [str(exc)]
-        return profiles_document(profiles, ctx, stored, notices)
+            stored, notices, skip = None, [str(exc)], ""
+        others, more = reconcile_each(profiles, self.profile_memory, ctx, skip=skip)
+        by_profile = {slug: res.user_options for slug, res in others.items()}
+        if stored is not None:
+            by_profile[skip] = stored
+        return profiles_document(profiles, ctx, stored, [*notices, *more], by_profile)
 
 
 async def _render_options_form(spawner: ProfilesMixin) -> str:

@@ -105,9 +105,15 @@ def profile_schema(
 
 
 def profiles_document(
-    profiles: ProfileList, ctx: Context, remembered: dict[str, Any] | None, notices: list[str]
+    profiles: ProfileList,
+    ctx: Context,
+    remembered: dict[str, Any] | None,
+    notices: list[str],
+    remembered_by_profile: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What ``GET /hub/api/hpc/profiles`` returns for the caller."""
+    """What ``GET /hub/api/hpc/profiles`` returns for the caller: the visible profiles with
+    resolved limits and JSON Schemas, the last start's options (``remembered``), each
+    profile's own last choices (``remembered_by_profile``) and notices on stale ones."""
     visible = profiles.visible(ctx.user, ctx.groups)
     default = ProfileList.default_of(visible)
     entries, schemas, limits_json = [], [], {}
@@ -147,5 +153,6 @@ def profiles_document(
         "schema": {"$schema": SCHEMA_DIALECT, "oneOf": schemas},
         "limits": limits_json,
         "remembered": remembered,
+        "remembered_by_profile": remembered_by_profile or {},
         "notices": notices,
     }

@@ -39,6 +39,8 @@ __all__ = [
     "effective_bounds",
     "option_choices",
     "reconcile",
+    "reconcile_each",
+    "remembered_choices",
     "resolve",
     "wire_value",
 ]
@@ -235,18 +237,22 @@ def _parse_name(key: str, option: Option, raw: Any) -> _Parsed | None:
 
 
 def _parse_number(key: str, option: Option, raw: Any, base: Mapping[str, Any]) -> _Parsed:
+    low, high = option.bound("min"), option.bound("max")
     if raw is None or raw == "":
         if option.default is not None:
             raw = option.default
         elif option.target_field and base.get(option.target_field) is not None:
+            # the admin's value, brought into the option's range (GPUs 1-2 when the admin has 0)
             raw = base[option.target_field]
+            if option.type == "integer" and isinstance(raw, int) and not isinstance(raw, bool):
+                raw = max(raw, low) if low is not None else raw
+                raw = min(raw, high) if high is not None else raw
         else:
-            raw = option.bound("min") or 0
+            raw = low or 0
     try:
         number = option.parse_number(raw)
     except ValueError as exc:
         raise RequestError(key, str(exc)) from None
-    low, high = option.bound("min"), option.bound("max")
     if low is not None and number < low:
         raise RequestError(
             key, f"must be at least {wire_value(option, low)} (got {wire_value(option, number)})"
@@ -463,3 +469,30 @@ def reconcile(
     res = resolve(profiles, {}, ctx)
     res.notices = notices
     return res, notices
+
+
+def reconcile_each(
+    profiles: ProfileList, memory: Mapping[str, Mapping[str, Any]], ctx: Context, *, skip: str = ""
+) -> tuple[dict[str, Resolution], list[str]]:
+    """Each visible profile's own remembered choices (*memory*: slug → options), resolved
+    leniently like :func:`reconcile`; each notice names its profile. Profiles without a
+    memory, the profile *skip* (resolved by the caller) and hidden ones are left out."""
+    resolved: dict[str, Resolution] = {}
+    notices: list[str] = []
+    for profile in profiles.visible(ctx.user, ctx.groups):
+        choices = memory.get(profile.slug)
+        if profile.slug == skip or not choices:
+            continue
+        try:
+            res, found = reconcile(profiles, {**choices, "profile": profile.slug}, ctx)
+        except RequestError:
+            continue  # not even its defaults are valid: the form shows that problem already
+        resolved[profile.slug] = res
+        notices.extend(f"{profile.display_name}: {notice}" for notice in found)
+    return resolved, notices
+
+
+def remembered_choices(resolution: Resolution) -> dict[str, Any]:
+    """What is remembered of a start: its options without those marked ``remember: false``."""
+    forget = {k for k, o in resolution.profile.profile_options.items() if not o.remember}
+    return {k: v for k, v in resolution.user_options.items() if k.removesuffix(UNLISTED_SUFFIX) not in forget}
