@@ -24,6 +24,7 @@ import secutil
 from secutil import FAST
 
 from conftest import HUB_ACCOUNT, nonroot_hubs
+from hub import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -69,10 +70,23 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         job = str(secutil.server_state(hub, USER)["job_id"])  # type: ignore[index]
         token = secutil.server_token(USER, job)
         # a marker on a command line and in the hub log, like the places scanned for the token
-        marker_process = subprocess.Popen(["python3", "-c", "import time; time.sleep(300)", marker])
+        # (Debian's python by its path: a version manager's shim in PATH would be a script in between)
+        marker_process = subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(900)", marker])
+        wait_for(
+            lambda: marker.encode() in secutil.cmdline(marker_process.pid),
+            10,
+            message=f"the marker process did not start: {marker_process.poll()}",
+        )
         assert hub.api("GET", f"/users/{marker}").status_code == 404
         try:
-            yield {"hub": hub, "job": job, "token": token, "marker": marker, "sampled": sampled.seen}
+            yield {
+                "hub": hub,
+                "job": job,
+                "token": token,
+                "marker": marker,
+                "sampled": sampled.seen,
+                "marker_process": marker_process,
+            }
         finally:
             marker_process.kill()
             marker_process.wait()
@@ -93,6 +107,7 @@ def test_not_on_any_command_line(running: dict[str, Any]) -> None:
     token, marker = running["token"].encode(), running["marker"].encode()
     now = {secutil.cmdline(pid) for pid in secutil.pids()} - {b""}
     sampled: set[bytes] = running["sampled"]
+    assert running["marker_process"].poll() is None, "the marker process ended"
     assert len(now) > 20 and any(marker in line for line in now)
     # the sampling during the spawn saw the submit itself (sudo ... sbatch) and the job
     assert any(b"sbatch" in line for line in sampled), "the submit was not sampled"
