@@ -198,3 +198,27 @@ def test_each_profile_remembers_its_own_choices_across_a_hub_restart(hub: Hub) -
     assert doc["remembered_by_profile"]["small"] == {"profile": "small", "ui": "lab"}
     assert doc["remembered_by_profile"]["large"] == {"profile": "large", "cores": 2}
     assert doc["notices"] == []
+
+
+def test_a_new_named_server_starts_from_the_users_last_choices(tmp_path: Path) -> None:
+    settings = config([SMALL, LARGE])
+    settings["JupyterHub"] = {"allow_named_servers": True}
+    hub = make_hub(tmp_path / "hub", "localprocess-profiles", settings)
+    hub.start()
+    try:
+        hub.ensure_user(USER)
+        for options in ({"profile": "large", "cores": 2}, {"profile": "small", "ui": "tree"}):
+            r = hub.api("POST", f"/users/{USER}/server", json=options_body(options))
+            assert r.status_code in (201, 202), r.text
+            wait_ready(hub, USER, timeout=90)
+            stop_all(hub, [USER])
+        page = login(hub, USER).get(f"{hub.url}/hub/spawn/{USER}/second", timeout=30)
+        assert page.status_code == 200
+        # nothing was started on "second": the default profile is selected, and every profile
+        # shows what the user last chose for it (on the default server)
+        assert selected_values(page.text, "small") == {"checked profile": "small", "ui": "tree"}
+        assert selected_values(page.text, "large")["cores"] == "2"
+        assert "no longer" not in page.text
+    finally:
+        stop_all(hub, [USER])
+        hub.kill_all()

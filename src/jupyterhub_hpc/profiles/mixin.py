@@ -299,6 +299,23 @@ class ProfilesMixin(LoggingConfigurable):
                         continue
                     saved.setdefault(name, original)
 
+    def remembered_profiles(self) -> dict[str, dict[str, Any]]:
+        """What pre-fills the form: this server's memory per profile, completed from the
+        user's other servers (the most recently active first), so that a new named server
+        starts from the user's last choices rather than from the defaults."""
+        merged = {slug: dict(options) for slug, options in self.profile_memory.items()}
+        orm_user = getattr(self.user, "orm_user", None)
+        own = getattr(self, "orm_spawner", None)
+        others = [s for s in dict(getattr(orm_user, "orm_spawners", None) or {}).values() if s is not own]
+        others.sort(key=lambda s: s.last_activity.timestamp() if s.last_activity else 0.0, reverse=True)
+        for orm in others:
+            stored = (orm.state or {}).get(STATE_KEY)
+            if isinstance(stored, dict):
+                for slug, options in stored.items():
+                    if isinstance(options, dict):
+                        merged.setdefault(str(slug), dict(options))
+        return merged
+
     def remember_choices(self, resolution: Resolution, profiles: ProfileList) -> None:
         """Keep this start's choices as its profile's memory (forgetting profiles that no
         longer exist) and write them to the hub database now: a start that fails still
@@ -339,24 +356,39 @@ class ProfilesMixin(LoggingConfigurable):
     def _default_apply_user_options(self) -> Any:
         return _apply_user_options
 
+    def profile_prefill(
+        self, profiles: ProfileList, ctx: Context
+    ) -> tuple[Resolution | None, dict[str, Resolution], list[str]]:
+        """The form's pre-fill: the selected profile with its choices (this server's last
+        start, else the default profile), every other profile's remembered choices, and
+        the notices on whatever fell back to a default."""
+        stored = self.stored_user_options()
+        try:
+            prefill: Resolution | None
+            prefill, notices = reconcile(profiles, stored, ctx)
+        except RequestError as exc:
+            prefill, notices = None, [f"The default choices are currently not valid: {exc}"]
+        # a server's own last start wins over its memory; a server never started (a new named
+        # server) shows the default profile with the user's last choices for it, if any
+        skip = prefill.profile.slug if prefill is not None and stored else ""
+        others, more = reconcile_each(profiles, self.remembered_profiles(), ctx, skip=skip)
+        if prefill is not None and not stored and prefill.profile.slug in others:
+            prefill = others.pop(prefill.profile.slug)
+        return prefill, others, [*notices, *more]
+
     async def render_profiles_form(self) -> str:
         profiles = await self.load_profiles()
         if profiles is None:
             return ""
         ctx = await self.profile_context(profiles)
-        try:
-            prefill, notices = reconcile(profiles, self.stored_user_options(), ctx)
-        except RequestError as exc:
-            prefill, notices = None, [f"The default choices are currently not valid: {exc}"]
-        skip = prefill.profile.slug if prefill is not None else ""
-        others, more = reconcile_each(profiles, self.profile_memory, ctx, skip=skip)
+        prefill, others, notices = self.profile_prefill(profiles, ctx)
         hub = getattr(self, "hub", None)
         base = getattr(hub, "base_url", "/hub/") if hub is not None else "/hub/"
         return render_form(
             profiles,
             ctx,
             prefill,
-            [*notices, *more],
+            notices,
             remembered=others,
             template_paths=self.profile_form_template_paths,
             api_url=f"{base}{API_ROUTE}",
@@ -447,17 +479,12 @@ class ProfilesMixin(LoggingConfigurable):
         if profiles is None:
             return None
         ctx = await self.profile_context(profiles)
-        try:
-            remembered, notices = reconcile(profiles, self.stored_user_options(), ctx)
-            stored: dict[str, Any] | None = remembered.user_options
-            skip = remembered.profile.slug
-        except RequestError as exc:
-            stored, notices, skip = None, [str(exc)], ""
-        others, more = reconcile_each(profiles, self.profile_memory, ctx, skip=skip)
+        prefill, others, notices = self.profile_prefill(profiles, ctx)
         by_profile = {slug: res.user_options for slug, res in others.items()}
-        if stored is not None:
-            by_profile[skip] = stored
-        return profiles_document(profiles, ctx, stored, [*notices, *more], by_profile)
+        stored = prefill.user_options if prefill is not None else None
+        if prefill is not None:
+            by_profile[prefill.profile.slug] = prefill.user_options
+        return profiles_document(profiles, ctx, stored, notices, by_profile)
 
 
 async def _render_options_form(spawner: ProfilesMixin) -> str:
