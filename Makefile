@@ -94,7 +94,7 @@ test: system-deps venv venv-jh53 services
 	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
 	cat "$$multi_log"; rm -f "$$multi_log"; \
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
-	"$(VENV)/bin/python" -m pytest -v tests --ignore=$(MULTINODE_TESTS) $(PYTEST_ARGS) || rc=$$?; \
+	"$(VENV)/bin/python" -m pytest -v --durations=15 tests --ignore=$(MULTINODE_TESTS) $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 
 demo: system-deps venv
