@@ -17,7 +17,7 @@
 # cluster's own files: etc/slurmdbd.conf (0600, read by slurmdbd from the directory of SLURM_CONF),
 # mysql/ (the database files), run/, log/. The Debian MariaDB service of the machine is never used.
 #
-# The associations the tests rely on (tests/profiles/test_accounting.py, tests/e2e/test_slurm_multinode.py):
+# The associations the tests rely on (tests/profiles/test_two_clusters.py, tests/e2e/test_slurm_multinode.py):
 #   accounts physics, chemistry (and root's); QoS normal, long, debug
 #   hpcuser3: physics (default), chemistry; QoS normal (default), long
 #   hpcuser4: physics (default); QoS normal
