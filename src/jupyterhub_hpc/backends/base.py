@@ -98,6 +98,8 @@ class Backend(abc.ABC):
     job_id_placeholder: ClassVar[str] = "%j"
     #: default program names; ``commands`` in the constructor overrides them
     default_commands: ClassVar[Mapping[str, str]] = {}
+    #: texts in a failed cancel's output meaning the job is already gone (not an error)
+    cancel_gone_markers: ClassVar[tuple[str, ...]] = ()
     #: for schedulers that cannot put the job id into an output path (PBS): the job's
     #: environment variable holding its id; the script then redirects its own output
     job_id_variable: ClassVar[str | None] = None
@@ -156,9 +158,12 @@ class Backend(abc.ABC):
     def cancel_argv(self, job_id: str) -> list[str]: ...
 
     def parse_cancel(self, result: CommandResult) -> None:
-        """Raise when a cancel failed for a reason other than "already gone"."""
-        if not result.ok:
-            raise SubmitError(result.stderr.strip() or f"cancel exited {result.returncode}")
+        """Raise when a cancel failed for a reason other than "already gone": a text of
+        ``cancel_gone_markers`` in its output (standard output or error)."""
+        text = f"{result.stdout}\n{result.stderr}"
+        if result.ok or any(marker in text for marker in self.cancel_gone_markers):
+            return
+        raise SubmitError(text.strip() or f"{self.name} cancel exited {result.returncode}")
 
     def accounting_argv(self, job_ids: Sequence[str]) -> list[str] | None:
         """argv asking accounting about jobs that left the live queue; None if unsupported."""

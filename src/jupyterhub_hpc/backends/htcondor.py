@@ -81,6 +81,7 @@ class HTCondorBackend(Backend):
         "condor_history": "condor_history",
         "condor_rm": "condor_rm",
     }
+    cancel_gone_markers = ("Couldn't find", "already")
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         return self.stage_argv([self.cmd("condor_submit"), "-terse"], description=self.directive_prefix)
@@ -155,12 +156,6 @@ class HTCondorBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("condor_rm"), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        text = f"{result.stdout}\n{result.stderr}"
-        if result.ok or "Couldn't find" in text or "already" in text:
-            return
-        raise SubmitError(text.strip() or f"condor_rm exited {result.returncode}")
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [

@@ -78,6 +78,7 @@ class LocalBackend(Backend):
     job_id_placeholder = "%j"
     script_changes_directory = False  # --chdir
     default_commands = {PROGRAM: default_program()}
+    cancel_gone_markers = ("unknown job",)
 
     def __init__(
         self,
@@ -138,11 +139,6 @@ class LocalBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [*self._program(), "cancel", job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        if result.ok or "unknown job" in result.stderr:
-            return
-        super().parse_cancel(result)
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         return [

@@ -71,6 +71,7 @@ class LSFBackend(Backend):
     reasons = LSF_REASONS
     job_id_placeholder = "%J"
     default_commands = {"bsub": "bsub", "bjobs": "bjobs", "bkill": "bkill"}
+    cancel_gone_markers = ("already finished", "No matching job found")
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         return [self.cmd("bsub")]
@@ -130,12 +131,6 @@ class LSFBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("bkill"), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        text = f"{result.stdout}\n{result.stderr}"
-        if result.ok or "already finished" in text or "No matching job found" in text:
-            return
-        raise SubmitError(text.strip() or f"bkill exited {result.returncode}")
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [

@@ -69,6 +69,7 @@ class OARBackend(Backend):
     reasons = OAR_REASONS
     job_id_placeholder = "%jobid%"
     default_commands = {"oarsub": "oarsub", "oarstat": "oarstat", "oardel": "oardel"}
+    cancel_gone_markers = ("already killed", "is not running", "Terminated")
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         return self.stage_argv([self.cmd("oarsub"), "-S", "{script}"], env_file=True)
@@ -136,12 +137,6 @@ class OARBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("oardel"), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        text = f"{result.stdout}\n{result.stderr}"
-        if result.ok or "already killed" in text or "is not running" in text or "Terminated" in text:
-            return
-        raise SubmitError(text.strip() or f"oardel exited {result.returncode}")
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         # OAR has no memory request: cores (and their cpusets) are the unit

@@ -108,6 +108,7 @@ class PBSBackend(Backend):
     job_id_placeholder = "%j"
     job_id_variable = "PBS_JOBID"
     default_commands = {"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"}
+    cancel_gone_markers = ("Unknown Job Id", "finished", "in state C")
     limit_kills: ClassVar[Mapping[int, str]] = PBS_LIMIT_KILLS
 
     def submit_argv(self, request: JobRequest) -> list[str]:
@@ -191,12 +192,6 @@ class PBSBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("qdel"), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        text = result.stderr
-        if result.ok or "Unknown Job Id" in text or "finished" in text or "in state C" in text:
-            return
-        super().parse_cancel(result)
 
     def resource_directives(self, request: JobRequest) -> list[str]:
         select = f"select=1:ncpus={request.cpus}:mem={request.memory}mb"

@@ -80,6 +80,8 @@ class SGEBackend(Backend):
     reasons = SGE_REASONS
     job_id_placeholder = "$JOB_ID"
     default_commands = {"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"}
+    # qdel writes its answers, errors included, to standard output
+    cancel_gone_markers = ("does not exist",)
 
     def map_state(self, native: str) -> JobState:
         return parse_sge_state(native)[0]
@@ -129,13 +131,6 @@ class SGEBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("qdel"), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        # qdel writes its answers, errors included, to standard output
-        text = f"{result.stdout}\n{result.stderr}"
-        if result.ok or "does not exist" in text:
-            return
-        raise SubmitError(text.strip() or f"qdel exited {result.returncode}")
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [

@@ -127,6 +127,7 @@ class SlurmBackend(Backend):
     job_id_placeholder = "%j"
     script_changes_directory = False  # --chdir
     default_commands = {"sbatch": "sbatch", "squeue": "squeue", "scancel": "scancel", "sacct": "sacct"}
+    cancel_gone_markers = ("Invalid job id", "already completing")
 
     def _cluster_args(self) -> list[str]:
         return [f"--clusters={self.cluster}"] if self.cluster else []
@@ -196,11 +197,6 @@ class SlurmBackend(Backend):
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self.cmd("scancel"), *self._cluster_args(), job_id]
-
-    def parse_cancel(self, result: CommandResult) -> None:
-        if result.ok or "Invalid job id" in result.stderr or "already completing" in result.stderr:
-            return
-        super().parse_cancel(result)
 
     def accounting_argv(self, job_ids: Sequence[str]) -> list[str] | None:
         return [
