@@ -85,6 +85,16 @@ DEFAULT_JOB_FIELD: dict[str, str] = {
 }
 
 
+def _regex(value: str | None) -> str | None:
+    """A pattern from the configuration, refused (naming why) when it does not compile."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
 class ProfileConfigError(ValueError):
     """The admin's profile configuration is invalid; ``key`` is the dotted path of the culprit."""
 
@@ -153,12 +163,7 @@ class UnlistedChoice(_Overrides):
     @field_validator("validation_regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return _regex(value)
 
 
 class Condition(_Strict):
@@ -232,12 +237,7 @@ class Option(_Overrides):
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return _regex(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Option:
