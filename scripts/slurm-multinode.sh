@@ -39,7 +39,6 @@ GRES=$BASE/etc/gres.conf
 RUN=$BASE/run
 LOGDIR=$BASE/log
 CTLD_PID=$RUN/slurmctld.pid
-MUNGE_PID=/run/munge/munged.pid
 NODES="cpu1 cpu2 cpu3 gpu1"
 HOSTS_MARK="# jupyterhub-hpc slurm-multinode fake nodes"
 HOST=$(hostname)
@@ -47,50 +46,11 @@ export SLURM_CONF=$CONF
 
 log() { echo "[slurm-multinode.sh] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shared helpers: alive, stop_daemon, logtail, apt_install, start_munge (uses log and die above)
+# shellcheck source=lib/daemons.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/daemons.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root"
-
-# ---------------------------------------------------------------- process helpers
-# alive PIDFILE COMM -> prints the pid if that process runs and was started with *our* config
-# (the single-node cluster's daemons have the same names).
-alive() {
-  local p
-  [ -r "$1" ] || return 1
-  p=$(tr -dc 0-9 < "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/comm" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] || return 1
-  [[ "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)" == *"$CONF"* ]] || return 1
-  echo "$p"
-}
-
-# munged has no config of ours: recognised by its pid file and name only
-munge_alive() {
-  local p
-  [ -r "$MUNGE_PID" ] || return 1
-  p=$(tr -dc 0-9 < "$MUNGE_PID" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = munged ]
-}
-
-# stop_daemon PIDFILE COMM: SIGTERM, wait up to 30 s, then SIGKILL.
-stop_daemon() {
-  local p i
-  p=$(alive "$1" "$2") || { rm -f "$1"; return 0; }
-  log "stopping $2 (pid $p)"
-  kill "$p" 2>/dev/null || true
-  for i in $(seq 1 300); do
-    [ -d "/proc/$p" ] || { rm -f "$1"; return 0; }
-    sleep 0.1
-  done
-  log "$2 (pid $p) ignored SIGTERM; killing"
-  kill -9 "$p" 2>/dev/null || true
-  for i in $(seq 1 50); do [ -d "/proc/$p" ] || break; sleep 0.1; done
-  rm -f "$1"
-}
-
-logtail() {
-  local f
-  for f in "$@"; do [ -r "$f" ] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }; done
-  return 0
-}
 
 slurmd_pid() { echo "$RUN/slurmd-$1.pid"; }
 
@@ -102,37 +62,7 @@ install_packages() {
   done
   [ ${#missing[@]} = 0 ] && return 0
   log "installing slurm-wlm munge (missing: ${missing[*]})"
-  export DEBIAN_FRONTEND=noninteractive
-  compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -qq
-  apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null \
-    || { apt-get update -qq; apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; } \
-    || die "apt-get install slurm-wlm munge failed"
-}
-
-# The same munged as the single-node cluster (scripts/slurm.sh); started the same way if it is down.
-start_munge() {
-  if ! munge_alive; then
-    install -d -m 0700 -o munge -g munge /etc/munge
-    install -d -m 0711 -o munge -g munge /var/lib/munge
-    install -d -m 0700 -o munge -g munge /var/log/munge
-    install -d -m 0755 -o munge -g munge /run/munge
-    if [ ! -s /etc/munge/munge.key ]; then
-      log "creating /etc/munge/munge.key"
-      dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-    fi
-    chown munge:munge /etc/munge/munge.key
-    chmod 0400 /etc/munge/munge.key
-    rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock "$MUNGE_PID"
-    log "starting munged"
-    runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_PID" \
-      || { logtail /var/log/munge/munged.log; die "munged failed to start"; }
-  fi
-  local i
-  for i in $(seq 1 50); do
-    munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "munge -n | unmunge fails"
+  apt_install slurm-wlm munge
 }
 
 # ---------------------------------------------------------------- config
@@ -215,13 +145,13 @@ ensure_hosts() {
 ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 start_ctld() {
-  if ! alive "$CTLD_PID" slurmctld >/dev/null; then
+  if ! alive "$CTLD_PID" slurmctld "$CONF" >/dev/null; then
     log "starting slurmctld (port $PORT_BASE)"
     slurmctld -f "$CONF" || { logtail "$LOGDIR/slurmctld.log"; die "slurmctld failed to start"; }
   fi
   local end=$((SECONDS + WAIT_S))
   until ctld_up; do
-    if [ $SECONDS -ge $end ] || ! alive "$CTLD_PID" slurmctld >/dev/null; then
+    if [ $SECONDS -ge $end ] || ! alive "$CTLD_PID" slurmctld "$CONF" >/dev/null; then
       scontrol ping >&2 || true
       logtail "$LOGDIR/slurmctld.log"
       die "slurmctld is not answering (scontrol ping)"
@@ -243,7 +173,7 @@ start_nodes() {
   local n started="" since
   since=$(date +%s)
   for n in $NODES; do
-    if ! alive "$(slurmd_pid "$n")" slurmd >/dev/null; then
+    if ! alive "$(slurmd_pid "$n")" slurmd "$CONF" >/dev/null; then
       log "starting slurmd -N $n"
       slurmd -f "$CONF" -N "$n" || { logtail "$LOGDIR/slurmd-$n.log"; die "slurmd $n failed to start"; }
       started="$started $n"
@@ -265,7 +195,7 @@ start_nodes() {
           ready=0; scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true ;;
         *) ready=0 ;;
       esac
-      alive "$(slurmd_pid "$n")" slurmd >/dev/null || {
+      alive "$(slurmd_pid "$n")" slurmd "$CONF" >/dev/null || {
         logtail "$LOGDIR/slurmd-$n.log"; die "slurmd $n is not running"; }
     done
     [ $ready = 1 ] && return 0
@@ -281,7 +211,7 @@ start_nodes() {
 
 stop_nodes() {
   local n
-  for n in $NODES; do stop_daemon "$(slurmd_pid "$n")" slurmd & done
+  for n in $NODES; do stop_daemon "$(slurmd_pid "$n")" slurmd "$CONF" & done
   wait
 }
 
@@ -295,10 +225,10 @@ do_start() {
   write_file "$GRES" "NodeName=gpu1 Name=gpu Type=tesla File=$BASE/dev/fakegpu[0-1]" && changed=1
   start_munge
   "$(dirname "$(readlink -f "$0")")/slurmdbd.sh" start   # accounting: before slurmctld (it enforces associations)
-  if [ $changed = 1 ] && { alive "$CTLD_PID" slurmctld >/dev/null || [ -n "$(running_nodes)" ]; }; then
+  if [ $changed = 1 ] && { alive "$CTLD_PID" slurmctld "$CONF" >/dev/null || [ -n "$(running_nodes)" ]; }; then
     log "config changed: restarting slurmctld and the slurmd's"
     stop_nodes
-    stop_daemon "$CTLD_PID" slurmctld
+    stop_daemon "$CTLD_PID" slurmctld "$CONF"
   fi
   start_ctld
   start_nodes
@@ -306,11 +236,11 @@ do_start() {
 }
 
 running_nodes() {
-  local n; for n in $NODES; do alive "$(slurmd_pid "$n")" slurmd >/dev/null && echo "$n"; done; return 0
+  local n; for n in $NODES; do alive "$(slurmd_pid "$n")" slurmd "$CONF" >/dev/null && echo "$n"; done; return 0
 }
 
 do_stop() {
-  if alive "$CTLD_PID" slurmctld >/dev/null && ctld_up; then
+  if alive "$CTLD_PID" slurmctld "$CONF" >/dev/null && ctld_up; then
     local jobs
     jobs=$(squeue --noheader --format=%i 2>/dev/null | tr '\n' ' ')
     if [ -n "${jobs// /}" ]; then
@@ -321,15 +251,15 @@ do_stop() {
     fi
   fi
   stop_nodes
-  stop_daemon "$CTLD_PID" slurmctld
+  stop_daemon "$CTLD_PID" slurmctld "$CONF"
   "$(dirname "$(readlink -f "$0")")/slurmdbd.sh" stop
 }
 
 do_status() {
   local rc=0 p n
-  if p=$(alive "$CTLD_PID" slurmctld); then echo "slurmctld: running (pid $p)"; else echo "slurmctld: down"; rc=3; fi
+  if p=$(alive "$CTLD_PID" slurmctld "$CONF"); then echo "slurmctld: running (pid $p)"; else echo "slurmctld: down"; rc=3; fi
   for n in $NODES; do
-    if p=$(alive "$(slurmd_pid "$n")" slurmd); then echo "slurmd $n: running (pid $p)"; else echo "slurmd $n: down"; rc=3; fi
+    if p=$(alive "$(slurmd_pid "$n")" slurmd "$CONF"); then echo "slurmd $n: running (pid $p)"; else echo "slurmd $n: down"; rc=3; fi
   done
   if ctld_up; then sinfo --Node --long 2>&1 || true; else echo "scontrol ping: not UP"; rc=3; fi
   echo "SLURM_CONF=$CONF"

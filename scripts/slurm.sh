@@ -29,61 +29,18 @@ SLURMD_SPOOL=/var/spool/slurmd
 LOGDIR=/var/log/slurm
 CTLD_PID=$RUN/slurmctld.pid
 SLURMD_PID=$RUN/slurmd.pid
-MUNGE_PID=/run/munge/munged.pid
 WAIT_S=${SLURM_WAIT_S:-60}
 HOST=$(hostname)
 
 log() { echo "[slurm.sh] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shared helpers: alive, stop_daemon, logtail, apt_install, start_munge (uses log and die above)
+# shellcheck source=lib/daemons.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/daemons.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-# ---------------------------------------------------------------- process helpers
-# alive PIDFILE COMM -> prints the pid and succeeds if that process is running.
-alive() {
-  local p
-  [ -r "$1" ] || return 1
-  p=$(tr -dc 0-9 < "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/comm" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] || return 1
-  echo "$p"
-}
-
-# stop_daemon PIDFILE COMM: SIGTERM, wait up to 30 s, then SIGKILL.
-stop_daemon() {
-  local p i
-  p=$(alive "$1" "$2") || { rm -f "$1"; return 0; }
-  log "stopping $2 (pid $p)"
-  kill "$p" 2>/dev/null || true
-  for i in $(seq 1 300); do
-    [ -d "/proc/$p" ] || { rm -f "$1"; return 0; }
-    sleep 0.1
-  done
-  log "$2 (pid $p) ignored SIGTERM; killing"
-  kill -9 "$p" 2>/dev/null || true
-  for i in $(seq 1 50); do [ -d "/proc/$p" ] || break; sleep 0.1; done
-  rm -f "$1"
-}
-
-logtail() { # show the end of the given logs, for error messages
-  local f
-  for f in "$@"; do [ -r "$f" ] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }; done
-  return 0
-}
-
 # ---------------------------------------------------------------- install
-apt_updated=0
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-    apt-get update -qq; apt_updated=1
-  fi
-  if ! apt-get install -y -qq --no-install-recommends "$@" >/dev/null; then
-    [ $apt_updated = 1 ] && die "apt-get install $* failed"
-    apt-get update -qq; apt_updated=1
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
-  fi
-}
-
 install_packages() {
   local missing=() c
   for c in slurmctld slurmd sbatch scontrol munged munge unmunge sudo; do
@@ -92,41 +49,6 @@ install_packages() {
   [ ${#missing[@]} = 0 ] && return 0
   log "installing slurm-wlm munge sudo (missing: ${missing[*]})"
   apt_install slurm-wlm munge sudo
-}
-
-# ---------------------------------------------------------------- munge
-setup_munge() {
-  install -d -m 0700 -o munge -g munge /etc/munge
-  install -d -m 0711 -o munge -g munge /var/lib/munge
-  install -d -m 0700 -o munge -g munge /var/log/munge
-  install -d -m 0755 -o munge -g munge /run/munge
-  if [ ! -s /etc/munge/munge.key ]; then
-    log "creating /etc/munge/munge.key"
-    if command -v mungekey >/dev/null 2>&1; then
-      mungekey --create --keyfile=/etc/munge/munge.key --force
-    else
-      dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-    fi
-  fi
-  chown munge:munge /etc/munge/munge.key
-  chmod 0400 /etc/munge/munge.key
-}
-
-start_munge() {
-  if ! alive "$MUNGE_PID" munged >/dev/null; then
-    setup_munge
-    rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock "$MUNGE_PID"
-    log "starting munged"
-    runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_PID" \
-      || { logtail /var/log/munge/munged.log; die "munged failed to start"; }
-  fi
-  local i
-  for i in $(seq 1 50); do
-    munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  logtail /var/log/munge/munged.log
-  die "munge -n | unmunge fails"
 }
 
 # ---------------------------------------------------------------- config

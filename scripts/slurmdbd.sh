@@ -43,38 +43,15 @@ DB_PASS_FILE=$BASE/etc/slurmdbd.dbpass
 
 log() { echo "[slurmdbd.sh] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shared helpers: alive, stop_daemon, logtail, apt_install (uses log and die above)
+# shellcheck source=lib/daemons.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/daemons.sh"
 [ "$(id -u)" = 0 ] || die "must run as root"
-
-# pid_alive PIDFILE COMM -> the pid if that process runs (and was started with our files)
-pid_alive() {
-  local p
-  [ -r "$1" ] || return 1
-  p=$(tr -dc 0-9 < "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] || return 1
-  echo "$p"
-}
-
-stop_pid() {
-  local p i
-  p=$(pid_alive "$1" "$2") || { rm -f "$1"; return 0; }
-  log "stopping $2 (pid $p)"
-  kill "$p" 2>/dev/null || true
-  for i in $(seq 1 300); do [ -d "/proc/$p" ] || { rm -f "$1"; return 0; }; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
-  rm -f "$1"
-}
-
-logtail() { local f; for f in "$@"; do [ -r "$f" ] && { echo "--- tail $f" >&2; tail -n 20 "$f" >&2; }; done; return 0; }
 
 install_packages() {
   command -v slurmdbd >/dev/null && [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null && return 0
   log "installing mariadb-server slurmdbd"
-  export DEBIAN_FRONTEND=noninteractive
-  # the package's own service must not start (no systemd here anyway)
-  compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt-get update -qq
-  apt-get install -y -qq --no-install-recommends mariadb-server slurmdbd >/dev/null \
-    || { apt-get update -qq; apt-get install -y -qq --no-install-recommends mariadb-server slurmdbd >/dev/null; } \
-    || die "apt-get install mariadb-server slurmdbd failed"
+  apt_install mariadb-server slurmdbd
 }
 
 sql() { mariadb --socket="$DB_SOCKET" -u root --batch --skip-column-names "$@"; }
@@ -88,7 +65,7 @@ start_db() {
     mariadb-install-db --user=mysql --datadir="$DATADIR" --auth-root-authentication-method=socket \
       --skip-test-db > "$LOGDIR/mariadb-install.log" 2>&1 || { logtail "$LOGDIR/mariadb-install.log"; die "mariadb-install-db failed"; }
   fi
-  if ! pid_alive "$DB_PID" mariadbd >/dev/null; then
+  if ! alive "$DB_PID" mariadbd >/dev/null; then
     log "starting mariadbd (127.0.0.1:$DB_PORT)"
     runuser -u mysql -- /usr/sbin/mariadbd --no-defaults --datadir="$DATADIR" --socket="$DB_SOCKET" \
       --pid-file="$DB_PID" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
@@ -137,15 +114,15 @@ start_dbd() {
     changed=1
   fi
   chmod 0600 "$DBD_CONF"
-  [ $changed = 1 ] && stop_pid "$DBD_PID" slurmdbd
-  if ! pid_alive "$DBD_PID" slurmdbd >/dev/null; then
+  [ $changed = 1 ] && stop_daemon "$DBD_PID" slurmdbd
+  if ! alive "$DBD_PID" slurmdbd >/dev/null; then
     log "starting slurmdbd (port $DBD_PORT)"
     # slurmdbd reads slurmdbd.conf from the directory of SLURM_CONF (exported above)
     slurmdbd || { logtail "$LOGDIR/slurmdbd.log"; die "slurmdbd failed to start"; }
   fi
   local end=$((SECONDS + WAIT_S))
   until sacctmgr --immediate --noheader --parsable2 list cluster format=Cluster >/dev/null 2>&1; do
-    if [ $SECONDS -ge $end ] || ! pid_alive "$DBD_PID" slurmdbd >/dev/null; then
+    if [ $SECONDS -ge $end ] || ! alive "$DBD_PID" slurmdbd >/dev/null; then
       logtail "$LOGDIR/slurmdbd.log"; die "slurmdbd does not answer (sacctmgr list cluster)"
     fi
     sleep 0.3
@@ -191,13 +168,13 @@ do_start() {
 }
 
 do_stop() {
-  stop_pid "$DBD_PID" slurmdbd
-  stop_pid "$DB_PID" mariadbd
+  stop_daemon "$DBD_PID" slurmdbd
+  stop_daemon "$DB_PID" mariadbd
 }
 
 do_status() {
   local rc=0
-  pid_alive "$DB_PID" mariadbd >/dev/null && sql -e 'SELECT 1' >/dev/null 2>&1 \
+  alive "$DB_PID" mariadbd >/dev/null && sql -e 'SELECT 1' >/dev/null 2>&1 \
     && echo "mariadbd: running" || { echo "mariadbd: down"; rc=3; }
   sacctmgr --noheader --parsable2 list cluster format=Cluster >/dev/null 2>&1 \
     && echo "slurmdbd: running" || { echo "slurmdbd: down"; rc=3; }
