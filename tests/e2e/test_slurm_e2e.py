@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -120,8 +121,13 @@ def test_job_starting_while_hub_is_down_connects_later(hub_factory: Callable[...
     hub.kill()
     release(job)
     wait_for(lambda: slurm_jobs("hpcuser3").get(job) == "RUNNING", 30, message="job did not start")
-    log = f"/home/hpcuser3/.jupyterhub-hpc-{job}.log"
-    wait_for(lambda: "hub not reachable" in open(log).read(), 30, message="launcher did not retry")
+    # slurmd creates the job's output file a moment after squeue says RUNNING
+    log = Path(f"/home/hpcuser3/.jupyterhub-hpc-{job}.log")
+    wait_for(
+        lambda: log.exists() and "hub not reachable" in log.read_text(errors="replace"),
+        30,
+        message="launcher did not retry",
+    )
     hub.start()
     hub.wait_ready("hpcuser3", timeout=120)
     assert_reachable(hub, "hpcuser3")
