@@ -154,16 +154,17 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     def scheduler(self) -> Backend:
         """The scheduler backend of this spawner's job (or of its next one): rebuilt when
         backend, cluster or ``scheduler_commands`` change (a profile may set them)."""
-        cached: Backend | None = getattr(self, "_backend_obj", None)
-        if (
-            cached is None
-            or cached.name != (self.job_backend or self.backend)
-            or cached.cluster != (self.job_cluster or self.cluster)
-            or cached.commands != {**cached.default_commands, **self.scheduler_commands}
-        ):
-            cached = self.make_backend(cluster=self.job_cluster or None)
-            self._backend_obj = cached
-        return cached
+        # the values the backend is built from: name, cluster, commands
+        built_from = (
+            self.job_backend or self.backend,
+            self.job_cluster or self.cluster,
+            dict(self.scheduler_commands),
+        )
+        cached: tuple[Any, Backend] | None = getattr(self, "_backend_cache", None)
+        if cached is None or cached[0] != built_from:
+            cached = (built_from, self.make_backend(cluster=self.job_cluster or None))
+            self._backend_cache = cached
+        return cached[1]
 
     @property
     def watcher(self) -> QueueWatcher:
