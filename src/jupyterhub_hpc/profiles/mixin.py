@@ -402,6 +402,11 @@ class ProfilesMixin(LoggingConfigurable):
         profiles = await self.load_profiles()
         if profiles is None:
             return None
+        return await self._resolve_in(profiles, user_options, remembered=remembered)
+
+    async def _resolve_in(
+        self, profiles: ProfileList, user_options: Mapping[str, Any], *, remembered: bool
+    ) -> Resolution:
         ctx = await self.profile_context(profiles)
         try:
             if remembered:
@@ -413,17 +418,20 @@ class ProfilesMixin(LoggingConfigurable):
     async def apply_profile(self, user_options: Mapping[str, Any]) -> Resolution | None:
         """Validate this start's options and apply the profile to the spawner."""
         remembered = not explicit_options(getattr(self, "handler", None))
-        resolution = await self.resolve_profile(dict(user_options or {}), remembered=remembered)
+        profiles = await self.load_profiles()  # once per start: a callable list is called once
+        resolution = (
+            None
+            if profiles is None
+            else await self._resolve_in(profiles, dict(user_options or {}), remembered=remembered)
+        )
         self.undo_profile_overrides()
         self.profile_resolution = resolution
-        if resolution is None:
+        if profiles is None or resolution is None:
             return None  # no profiles: the spawner's own handling of user_options applies
         for notice in resolution.notices:
             self.log.warning("%s: %s", self._log_name, notice)
         self.apply_profile_overrides(resolution.overrides)
-        profiles = await self.load_profiles()
-        if profiles is not None:
-            self.remember_choices(resolution, profiles)
+        self.remember_choices(resolution, profiles)
         # what is stored (and pre-fills the next form) is the normalised, valid request
         self.user_options = dict(resolution.user_options)
         orm = getattr(self, "orm_spawner", None)
