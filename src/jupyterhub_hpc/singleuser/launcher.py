@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ..certs import write_job_certificates
+from ..certs import SSL_KEY_ENV, write_job_certificates
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -188,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     api_url = os.environ.get("JUPYTERHUB_API_URL", "")
     if not token or not api_url:
         raise SystemExit("jupyterhub-hpc-singleuser: JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL must be set")
-    if write_job_certificates(os.environ, tempfile.mkdtemp(prefix="certs-", dir=private_dir())):
+    private = private_dir()
+    if SSL_KEY_ENV in os.environ:  # internal_ssl: the job carries its server's certificates
+        write_job_certificates(os.environ, tempfile.mkdtemp(prefix="certs-", dir=private))
         print("jupyterhub-hpc-singleuser: internal SSL certificates written", flush=True)
     ip = bind_address(args.ip)
     port = pick_port(ip, args.port_range)
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env["JUPYTERHUB_SERVICE_URL"] = service_url(ip, port)
     if not env.get("JUPYTER_RUNTIME_DIR"):
         # not ~/.local/share/jupyter/runtime: keep the token-bearing files off the (shared) home
-        env["JUPYTER_RUNTIME_DIR"] = private_dir()
+        env["JUPYTER_RUNTIME_DIR"] = private
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 
