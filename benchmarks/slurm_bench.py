@@ -28,29 +28,18 @@ through ``run.sh``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench_lib import (
-    ACTIVE_STATES,
     BENCH_USERS,
-    BENCH_VENV,
     FAIL_USERS,
-    LIGHT_SERVER,
-    OUR_VENV,
     PARTITION,
-    REGISTERED_USER,
     RESULTS,
     SHARED_PARTITION,
-    STATUS_TYPES,
-    STATUS_USER,
     BenchHub,
     CountersReset,
     CtldLog,
@@ -60,218 +49,27 @@ from bench_lib import (
     ensure_shared_partition,
     hub_log_times,
     job_output_times,
-    job_states,
     job_stdout,
     jobs_of,
     log,
     median,
-    metric_value,
-    rpcs_per_call,
-    run,
-    sdiag,
     sdiag_reset,
     wait_for,
     wait_quiet,
     write_json,
 )
-
-#: the first line of both job scripts' prologue: when the batch script started on the node
-STAMP = 'echo "BENCH_JOB_START $(date +%s.%N)"'
-HOLD = "--begin=now+3600"
-REAL_MEMORY = "400M"
-LIGHT_MEMORY = "100M"
-
-
-@dataclass
-class Kind:
-    """How one spawner is configured for each scenario (the same resources for both)."""
-
-    name: str
-
-    @property
-    def ours(self) -> bool:
-        """Our spawner."""
-        return self.name.startswith("ours")
-
-    @property
-    def venv(self) -> Path:
-        return OUR_VENV if self.ours else BENCH_VENV
-
-    def base_config(self) -> dict[str, Any]:
-        if self.ours:
-            return {
-                "partition": PARTITION,
-                "memory": REAL_MEMORY,
-                "walltime": "01:00:00",
-                # squeue as a dedicated account: slurmctld counts our status RPCs apart from
-                # everything else on the machine (the default is squeue as the hub's own user)
-                "status_prefix": ["sudo", "-n", "-u", STATUS_USER, "--"],
-                "job_script_prologue": STAMP,
-            }
-        # the working batchspawner set-up of the baseline (pain points P3-P5)
-        return {
-            "req_partition": PARTITION,
-            "req_memory": REAL_MEMORY,
-            "req_runtime": "01:00:00",
-            "req_prologue": f"export PATH={BENCH_VENV}/bin:$PATH\n{STAMP}",
-            "req_keepvars_extra": "PATH",
-            "batch_submit_cmd": "/usr/bin/sbatch --parsable",
-            "batch_query_cmd": "/usr/bin/squeue -h -j {job_id} -o '%T %B'",
-            "batch_cancel_cmd": "/usr/bin/scancel {job_id}",
-        }
-
-    def knobs(
-        self, *, hold: bool = False, light: bool = False, fail_after: float | None = None
-    ) -> dict[str, Any]:
-        """Per-user settings of one scenario."""
-        knobs: dict[str, Any] = {}
-        ours = self.ours
-        if hold:
-            knobs["job_extra_directives" if ours else "req_options"] = [HOLD] if ours else HOLD
-        if light:
-            knobs["cmd"] = [str(LIGHT_SERVER)]
-            knobs["memory" if ours else "req_memory"] = LIGHT_MEMORY
-            knobs["partition" if ours else "req_partition"] = SHARED_PARTITION
-        if fail_after is not None:
-            fail = f"sleep {fail_after:g}\nexit 3" if fail_after else "exit 3"
-            if ours:
-                knobs["job_script_prologue"] = f"{STAMP}\n{fail}"
-            else:
-                knobs["req_prologue"] = f"export PATH={BENCH_VENV}/bin:$PATH\n{STAMP}\n{fail}"
-        return knobs
-
-    def status_argv(self, job_ids: list[str]) -> list[str]:
-        """The status command this spawner runs for these jobs (for calibrating its RPC cost)."""
-        if self.ours:
-            from jupyterhub_hpc.backends.slurm import SlurmBackend
-
-            return SlurmBackend().status_argv(job_ids)
-        return ["/usr/bin/squeue", "-h", "-j", job_ids[0], "-o", "%T %B"]
-
-    def status_users(self, users: list[str]) -> list[str]:
-        """The accounts whose RPCs are this spawner's status queries."""
-        return [STATUS_USER] if self.ours else users
-
-    def log_patterns(self, user: str, job: str) -> dict[str, str]:
-        if self.ours:
-            return {
-                "port_reported": rf"^{user}: job {job} listens on port",
-                "start_returned": rf"^{user}: Starting Jupyter$",
-                "hub_took": rf"^User {user} took [\d.]+ seconds to start",
-            }
-        return {
-            "port_reported": rf"POST /hub/api/batchspawner \({user}@",
-            "start_returned": rf"^Notebook server job {job} started at",
-            "hub_took": rf"^User {user} took [\d.]+ seconds to start",
-        }
-
-
-# -- spawning and stopping -----------------------------------------------------------------------------
-class Aborted(RuntimeError):
-    """The shared-partition stage stopped: somebody else's job waits for the node."""
-
-
-#: set by the guard of the shared-partition stage
-ABORT = threading.Event()
-
-
-def spawn(hub: BenchHub, user: str, timeout: float = 240) -> dict[str, Any]:
-    """POST a spawn and wait until the REST model says ready (polled every 50 ms)."""
-    rec: dict[str, Any] = {"user": user}
-    done = threading.Event()
-
-    def post() -> None:
-        try:
-            rec["post_status"] = hub.api("POST", f"/users/{user}/server", json={}).status_code
-        finally:
-            rec["post_returned"] = time.time()
-            done.set()
-
-    rec["t_post"] = time.time()
-    threading.Thread(target=post, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    seen = False
-    while time.monotonic() < deadline:
-        if ABORT.is_set():
-            raise Aborted("another job waits for the node")
-        server = hub.server(user)
-        if server and server.get("ready"):
-            rec["t_ready"] = time.time()
-            rec["job_id"] = str((server.get("state") or {}).get("job_id", ""))
-            return rec
-        seen = seen or bool(server)
-        if done.is_set() and not server and (seen or rec.get("post_status", 0) >= 400):
-            raise RuntimeError(f"{user}'s spawn failed (POST {rec.get('post_status')}); see {hub.log_path}")
-        time.sleep(0.05)
-    raise TimeoutError(f"{user}'s server not ready in {timeout} s; see {hub.log_path}")
-
-
-#: spawns sent at once. With 20 at once, 10 of ours failed in a trial run: the job's launcher
-#: reported its port before the busy hub had recorded the job id, and the hub refused it (400);
-#: see docs/benchmarks.md. Both spawners get the same treatment.
-PARALLEL_SPAWNS = 4
-SPAWN_FAILURES: list[dict[str, Any]] = []
-
-
-def spawn_retrying(hub: BenchHub, user: str, retries: int = 2) -> dict[str, Any]:
-    """``spawn``, again after a failed spawn (each failure is kept in SPAWN_FAILURES)."""
-    for attempt in range(retries + 1):
-        try:
-            return spawn(hub, user)
-        except Aborted:
-            raise
-        except RuntimeError as exc:
-            SPAWN_FAILURES.append(
-                {
-                    "hub": hub.settings["spawner"],
-                    "user": user,
-                    "attempt": attempt + 1,
-                    "error": str(exc),
-                    "time": time.time(),
-                }
-            )
-            log(f"spawn failed, retrying: {exc}")
-            time.sleep(1)
-    raise RuntimeError(f"{user}: {retries + 1} spawns failed")
-
-
-def spawn_many(hub: BenchHub, users: list[str]) -> list[dict[str, Any]]:
-    with ThreadPoolExecutor(min(PARALLEL_SPAWNS, len(users))) as pool:
-        return list(pool.map(lambda u: spawn_retrying(hub, u), users))
-
-
-def stop_many(hub: BenchHub, recs: list[dict[str, Any]], timeout: float = 120) -> list[dict[str, Any]]:
-    """DELETE every server at once; per server: time until DELETE answered, until its job left
-    Slurm's live queue, and until the hub forgot the server."""
-    out: dict[str, dict[str, Any]] = {
-        r["user"]: {"user": r["user"], "job_id": r.get("job_id", "")} for r in recs
-    }
-
-    def delete(user: str) -> None:
-        out[user]["t_delete"] = time.time()
-        out[user]["delete_status"] = hub.api("DELETE", f"/users/{user}/server").status_code
-        out[user]["delete_response_s"] = time.time() - out[user]["t_delete"]
-
-    threads = [threading.Thread(target=delete, args=(u,), daemon=True) for u in out]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = job_states(r["job_id"] for r in out.values() if r["job_id"] and "job_gone_s" not in r)
-        now = time.time()
-        for r in out.values():
-            if "t_delete" in r and "job_gone_s" not in r and states.get(r["job_id"], "") not in ACTIVE_STATES:
-                r["job_gone_s"] = now - r["t_delete"]
-                r["final_state"] = states.get(r["job_id"], "(gone)")
-        if all("job_gone_s" in r for r in out.values()):
-            break
-        time.sleep(0.05)
-    for t in threads:
-        t.join(timeout=60)
-    for r in out.values():
-        wait_for(lambda u=r["user"]: hub.server(u) is None, 60, what=f"{r['user']}'s server not gone")
-        r["hub_gone_s"] = time.time() - r["t_delete"]
-    return list(out.values())
+from rpc_count import (
+    Probe,
+    WatcherThread,
+    calibrate,
+    count,
+    guarded_sleep,
+    hub_probe,
+    job_ids_of,
+    snapshot,
+    window_row,
+)
+from spawners import ABORT, SPAWN_FAILURES, Aborted, Kind, spawn, spawn_many, stop_many
 
 
 # -- scenarios -------------------------------------------------------------------------------------------
@@ -342,211 +140,6 @@ def scenario_phases(hub: BenchHub, kind: Kind, runs: int) -> dict[str, Any]:
             for k in ("delete_response_s", "job_gone_s", "hub_gone_s")
         },
     }
-
-
-# -- counting status RPCs --------------------------------------------------------------------------------
-@dataclass
-class Probe:
-    """One thing whose status RPCs a window counts: a hub's spawner, or the standalone watcher."""
-
-    key: str
-    accounts: list[str]
-    per_call: dict[str, Any]
-    hub: BenchHub | None = None
-    watcher: WatcherThread | None = None
-
-    def queries(self) -> float | None:
-        """The watcher's own query counter (ours only)."""
-        if self.watcher is not None:
-            return float(self.watcher.watcher.queries)
-        if self.hub is not None and self.hub.settings["spawner"].startswith("ours"):
-            return metric_value(self.hub.metrics(), "jupyterhub_hpc_status_query_duration_seconds_count")
-        return None
-
-
-def snapshot(probes: list[Probe]) -> dict[str, Any]:
-    return {"sdiag": sdiag(), "queries": {p.key: p.queries() for p in probes}, "conditions": conditions()}
-
-
-def window_row(probe: Probe, first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
-    diff = last["sdiag"].minus(first["sdiag"])
-    minutes = diff.taken / 60
-    rpcs = sum(diff.by_user.get(a, 0) for a in probe.accounts)
-    # a given squeue argv always sends the same number of RPCs; an odd extra one during the
-    # calibration (a retry) must not skew every count of the window
-    per_call = round(probe.per_call["rpcs_per_call"]) or probe.per_call["rpcs_per_call"]
-    row: dict[str, Any] = {
-        "window_s": diff.taken,
-        "status_accounts": probe.accounts,
-        # every RPC slurmctld counted for the accounts that run the status command
-        "status_rpcs": rpcs,
-        "status_rpcs_per_min": rpcs / minutes,
-        # squeue runs: each sends one REQUEST_JOB_INFO or REQUEST_JOB_INFO_SINGLE plus, depending on
-        # its options, REQUEST_FED_INFO / REQUEST_PARTITION_INFO: divided by the measured RPCs per call
-        "squeue_calls": rpcs / per_call,
-        "squeue_calls_per_min": rpcs / per_call / minutes,
-        "calibration": probe.per_call,
-        "job_info_rpcs_per_min_machine_wide": sum(diff.by_type.get(t, 0) for t in STATUS_TYPES[:2]) / minutes,
-        "rpc_by_type": diff.by_type,
-        "rpc_by_user": diff.by_user,
-        "conditions_before": first["conditions"],
-        "conditions_after": last["conditions"],
-    }
-    q0, q1 = first["queries"].get(probe.key), last["queries"].get(probe.key)
-    if q0 is not None and q1 is not None:
-        row["watcher_queries"] = q1 - q0
-        row["watcher_queries_per_min"] = (q1 - q0) / minutes
-    return row
-
-
-def guarded_sleep(seconds: float, guard: bool) -> list[str]:
-    """Sleep; with ``guard``, return early with the jobs of others that wait for the node."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        time.sleep(min(2.0, max(0.0, end - time.monotonic())))
-        if guard and (blocked := blocked_foreign_jobs()):
-            return blocked
-        if ABORT.is_set():
-            return ["(guard)"]
-    return []
-
-
-def count(
-    probes: list[Probe], window: float, settle: float, guard: bool = False
-) -> dict[str, dict[str, Any]]:
-    """Reset sdiag, wait ``window`` s, return a row per probe (again, at most twice, when slurmctld's
-    counters were reset meanwhile, e.g. by a slurmctld restart)."""
-    time.sleep(settle)
-    for attempt in range(3):
-        sdiag_reset()
-        first = snapshot(probes)
-        interrupted = guarded_sleep(window, guard)
-        last = snapshot(probes)
-        try:
-            rows = {p.key: window_row(p, first, last) for p in probes}
-        except CountersReset as exc:
-            log(f"{exc}; counting again")
-            continue
-        for row in rows.values():
-            row["attempt"] = attempt + 1
-            if interrupted:
-                row["interrupted_by_foreign_jobs"] = interrupted
-        for key, row in rows.items():
-            log(
-                f"{key}: {row['squeue_calls_per_min']:.1f} squeue/min, {row['status_rpcs_per_min']:.1f} "
-                f"status RPCs/min over {row['window_s']:.0f} s" + (" (cut short)" if interrupted else "")
-            )
-        return rows
-    raise CountersReset("slurmctld's counters were reset during three windows in a row")
-
-
-def job_ids_of(hub: BenchHub, users: list[str]) -> list[str]:
-    ids = [str(((hub.server(u) or {}).get("state") or {}).get("job_id", "")) for u in users]
-    return [j for j in ids if j]
-
-
-def hub_probe(kind: Kind, hub: BenchHub, users: list[str]) -> Probe:
-    """A probe for a hub's spawner, with the RPC cost of its status command measured now."""
-    accounts = kind.status_users(users)
-    return Probe(
-        f"{kind.name} N={len(users)}",
-        accounts,
-        calibrate(accounts[0], kind.status_argv(job_ids_of(hub, users))),
-        hub,
-    )
-
-
-def calibrate(account: str, argv: list[str]) -> dict[str, Any]:
-    for attempt in range(3):
-        try:
-            return rpcs_per_call(account, argv)
-        except CountersReset:
-            if attempt == 2:
-                raise
-            time.sleep(10)
-    raise AssertionError("unreachable")
-
-
-# -- the standalone watcher of the registered-jobs run (issue 2) -----------------------------------
-class WatcherThread:
-    """One QueueWatcher with its defaults (30 s interval) on its own event loop in a thread,
-    querying as REGISTERED_USER, which also owns the sleep jobs."""
-
-    def __init__(self) -> None:
-        from jupyterhub_hpc.backends.slurm import SlurmBackend
-        from jupyterhub_hpc.watcher import QueueWatcher
-
-        self.backend = SlurmBackend()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def make() -> QueueWatcher:
-            return QueueWatcher(self.backend, status_prefix=["sudo", "-n", "-u", REGISTERED_USER, "--"])
-
-        self.watcher = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
-        self.jobs: list[str] = []
-        self.running = 0
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        async def wrapper() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result()
-
-    def add_jobs(self, count: int, partition: str) -> None:
-        """Submit sleep jobs up to ``count``, wait until they run, register them."""
-        while len(self.jobs) < count:
-            out = run(
-                [
-                    "sudo",
-                    "-n",
-                    "-u",
-                    REGISTERED_USER,
-                    "--",
-                    "sbatch",
-                    "--parsable",
-                    f"--partition={partition}",
-                    "--mem=20M",
-                    "--time=00:30:00",
-                    "--output=/dev/null",
-                    "--job-name=bench-sleep",
-                    "--wrap=sleep 1800",
-                ]
-            )
-            self.jobs.append(out.strip().split(";")[0])
-        wait_for(
-            lambda: (
-                sum(1 for s in job_states(self.jobs).values() if s == "RUNNING") == len(self.jobs)
-                or ABORT.is_set()
-            ),
-            90,
-            what="the sleep jobs do not run",
-        )
-        self.running = sum(1 for s in job_states(self.jobs).values() if s == "RUNNING")
-        self.call(lambda: [self.watcher.register(j) for j in self.jobs])
-
-    def clear(self) -> None:
-        self.call(lambda: [self.watcher.unregister(j) for j in self.jobs])
-        if self.jobs:
-            run(["scancel", *self.jobs], check=False)
-        self.jobs = []
-
-    def probe(self) -> Probe:
-        per_call = calibrate(REGISTERED_USER, self.backend.status_argv(self.jobs))
-        return Probe(f"registered N={len(self.jobs)}", [REGISTERED_USER], per_call, watcher=self)
-
-    def stop(self) -> None:
-        self.clear()
-
-        async def shutdown() -> None:
-            self.watcher.stop()
-            await asyncio.sleep(0.1)  # let the cancelled task finish
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 # -- scenarios on the ordinary partition ---------------------------------------------------------------------
