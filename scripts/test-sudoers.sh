@@ -2,9 +2,10 @@
 # test-sudoers.sh — install the sudoers file the end-to-end tests' non-root hub runs under. Run as root.
 #
 # The file is what `jupyterhub-hpc sudoers` generates for the tests' configuration (the default
-# SlurmSpawner): the account `jupyterhub` may run sbatch, scancel and tail, with exactly the arguments
-# the spawner uses, as members of `jupyterhub-users` (never root); the API token passes (env_keep) to
-# sbatch only. It replaces any earlier /etc/sudoers.d/jupyterhub-hpc-test. Idempotent.
+# SlurmSpawner): the account `jupyterhub` may run sbatch, scancel and the venv's jupyterhub-hpc-read-output,
+# with exactly the arguments the spawner uses, as members of `jupyterhub-users` (never root); the API
+# token passes (env_keep) to sbatch only. It replaces any earlier /etc/sudoers.d/jupyterhub-hpc-test.
+# Idempotent.
 #
 # A second file, /etc/sudoers.d/jupyterhub-hpc-test-multinode, is generated the same way for the hubs of
 # the multi-node tests (tests/e2e/slurm_multinode_hub.py: scheduler_environment SLURM_CONF, so the rules
@@ -20,6 +21,7 @@ SUDOERS=/etc/sudoers.d/jupyterhub-hpc-test
 log() { echo "[test-sudoers.sh] $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root"; exit 1; }
 [ -x "$VENV/bin/jupyterhub-hpc" ] || { log "ERROR: $VENV/bin/jupyterhub-hpc missing (make venv)"; exit 1; }
+[ -x "$VENV/bin/jupyterhub-hpc-read-output" ] || { log "ERROR: $VENV/bin/jupyterhub-hpc-read-output missing (reinstall)"; exit 1; }
 
 # install_generated FILE ARGS...: generate with `jupyterhub-hpc sudoers ARGS`, check it, replace FILE if it differs
 tmp=""

@@ -197,7 +197,8 @@ class Demo:
         self.root = os.geteuid() == 0
         self.user = demo_user(args.user)
         self.password = args.password or secrets.token_urlsafe(9)
-        self.workdir = Path(tempfile.mkdtemp(prefix="jupyterhub-hpc-demo-"))
+        # without symbolic links: the output reader refuses a path through one
+        self.workdir = Path(tempfile.mkdtemp(prefix="jupyterhub-hpc-demo-")).resolve()
         # users' jobs must reach their state and log directories, nothing else here
         os.chmod(self.workdir, 0o711)
         self.state_dir = self.workdir / "jobs"

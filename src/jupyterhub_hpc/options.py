@@ -104,11 +104,36 @@ class HPCSpawnerOptions(Configurable):
         Unicode(),
         default_value=SUDO_AS_USER,
         help="""
-        argv put in front of ``tail`` when the hub reads the end of a job's output
-        file (for the failure message and the exit status of a job the scheduler
-        has forgotten). Like ``submit_prefix``.
+        argv put in front of ``output_reader`` when the hub reads the end of a
+        job's output file (for the failure message and the exit status of a job
+        the scheduler has forgotten). Like ``submit_prefix``.
         """,
     ).tag(config=True)
+
+    output_reader = List(
+        Unicode(),
+        help="""
+        The program that reads the end of a job's output file as the user
+        (behind ``read_prefix``), as an argv to which the hub appends
+        ``--lines N PATH``. Its first element must be an absolute path: the
+        sudoers rule names it exactly. Defaults to ``jupyterhub-hpc-read-output``
+        next to the hub's own Python; with ``ssh_host`` it runs on the submit
+        host, so it must exist there at this path. It refuses paths with ``..``,
+        ``.`` or empty components, symbolic links anywhere in the path, anything
+        but a regular file, and files the user does not own.
+        """,
+    ).tag(config=True)
+
+    @default("output_reader")
+    def _default_output_reader(self) -> list[str]:
+        return [os.path.join(os.path.dirname(sys.executable), "jupyterhub-hpc-read-output")]
+
+    @validate("output_reader")
+    def _valid_output_reader(self, proposal: Any) -> list[str]:
+        value: list[str] = list(proposal["value"])
+        if not value or not os.path.isabs(value[0]):
+            raise TraitError(f"output_reader: the first element must be an absolute path, not {value}")
+        return value
 
     status_prefix = List(
         Unicode(),

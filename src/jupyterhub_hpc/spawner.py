@@ -32,6 +32,7 @@ from .commands import CommandError, expand_prefix, run_command, with_environment
 from .options import HPCSpawnerOptions
 from .progress import end_message, failure_message, queue_message
 from .request import JobRequest, RequestError
+from .singleuser.read_output import MAX_LINES
 from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queries, secrets_on_stdin
 from .states import JobState, JobStatus
 from .watcher import QueueWatcher, WatcherSettings, get_watcher
@@ -428,16 +429,21 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             return
 
     async def read_job_output(self) -> str:
-        """The last lines of the job's output file, read as the user ('' if unreadable)."""
+        """The last lines of the job's output file, read as the user by ``output_reader``
+        (which refuses symbolic links, ``..`` and files of others; '' if unreadable)."""
         path = self._fill(self.job_output, self.job_id)
+        lines = min(max(self.log_tail_lines, 1) + 1, MAX_LINES)
         try:
             result = await self._run_as_user(
-                self.read_prefix, ["tail", "-n", str(max(self.log_tail_lines, 1) + 1), path]
+                self.read_prefix, [*self.output_reader, "--lines", str(lines), path]
             )
         except CommandError as exc:
             self.log.warning("cannot read %s: %s", path, exc)
             return ""
-        return result.stdout if result.ok else ""
+        if not result.ok:
+            self.log.info("cannot read %s: %s", path, result.stderr.strip()[-300:])
+            return ""
+        return str(result.stdout)
 
     async def _final_exit_code(self, status: JobStatus, output: str) -> int | None:
         marker = parse_exit_marker(output)

@@ -7,8 +7,11 @@ The hub account may run, without a password and only as a member of one group
   script arrives on standard input), and ``env_keep`` of the secret variables
   (``secret_env_names``: the server's API token) on this command only;
 - the cancel command, with a job id as its only free argument;
-- ``tail -n N FILE`` where FILE must be a job output file (``job_output`` with
-  ``{home}``, ``{username}`` and ``{job_id}`` as the only free parts).
+- the output reader (``output_reader``: ``jupyterhub-hpc-read-output --lines N
+  FILE``) where FILE must be a job output file (``job_output`` with ``{home}``,
+  ``{username}`` and ``{job_id}`` as the only free parts, none of which can be
+  empty, ``.`` or ``..``). The reader itself refuses symbolic links, anything but a
+  regular file and files the user does not own.
 
 Arguments are matched with sudoers regular expressions (sudo 1.9.10 or later),
 which match the whole argument string, so no extra argument can be appended.
@@ -43,8 +46,11 @@ DEFAULT_SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 ALIAS = "JUPYTERHUB_HPC"
 #: a job id (both backends refuse anything else at submit time)
 JOB_ID_RE = "[0-9]+"
-#: one path component of a home directory or a user name: no slash, no white space
-COMPONENT_RE = "[^/[:space:]]+"
+#: one path component of a home directory or a user name: no slash, no white space, and
+#: neither ``.`` nor ``..`` (one or two dots must be followed by something else)
+COMPONENT_RE = r"(\.?[^/[:space:].]|\.\.[^/[:space:]])[^/[:space:]]*"
+#: the line count of the output reader (the reader bounds it)
+LINES_RE = "[0-9]+"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _PATH = re.compile(r"^/[A-Za-z0-9_./+@-]+$")
@@ -126,6 +132,15 @@ def path_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def _check_output_path(pattern: str) -> None:
+    """Refuse a ``job_output`` the reader would refuse: not absolute, or with an
+    empty, ``.`` or ``..`` component written literally."""
+    sample = pattern.replace("{home}", "/h").replace("{username}", "u").replace("{job_id}", "1")
+    parts = sample.split("/")
+    if not sample.startswith("/") or any(p in ("", ".", "..") for p in parts[1:]):
+        raise SudoersError(f"job_output {pattern!r}: must be absolute, without empty, '.' or '..' components")
+
+
 def _check_prefix(prefix: Sequence[str], what: str) -> bool:
     """True when ``prefix`` runs the command through sudo as the user; False when
     the hub runs it itself (no rule needed). Refuses anything broader."""
@@ -190,13 +205,19 @@ def rules_for_spawner(
                 )
             )
     if _check_prefix(spawner.read_prefix, "read_prefix"):
-        output = path_regex(spawner.job_output)
+        _check_output_path(spawner.job_output)
+        reader = list(spawner.output_reader)
+        if not _PATH.match(reader[0]):
+            raise SudoersError(f"output_reader {reader[0]!r}: not an absolute path sudoers takes literally")
         rules.append(
             SudoRule(
                 "READ",
-                resolve_program("tail", secure_path, programs),
-                f"^-n {JOB_ID_RE} {output}$",
-                "read the end of a job's output file (failed spawns only)",
+                reader[0],
+                argv_regex(
+                    [*reader[1:], "--lines", "{lines}", "{path}"],
+                    {"{lines}": LINES_RE, "{path}": path_regex(spawner.job_output)},
+                ),
+                "read the end of a job's output file (failed jobs only)",
             )
         )
     unique: dict[str, SudoRule] = {}

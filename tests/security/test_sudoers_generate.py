@@ -24,6 +24,10 @@ from jupyterhub_hpc.sudoers import (
 )
 
 CLI = [str(Path(sys.executable).parent / "jupyterhub-hpc"), "sudoers"]
+#: the default ``output_reader``: the program next to the hub's (here: the tests') Python
+READER = str(Path(sys.executable).parent / "jupyterhub-hpc-read-output")
+#: what the {home}, {username} placeholders become: one or more components, none empty, '.' or '..'
+COMPONENT = r"(\.?[^/[:space:].]|\.\.[^/[:space:]])[^/[:space:]]*"
 
 
 @functools.cache
@@ -59,8 +63,8 @@ def test_default_file_is_valid_and_minimal() -> None:
         "Runas_Alias JUPYTERHUB_HPC_USERS = %jupyterhub-users, !root",
         "Cmnd_Alias JUPYTERHUB_HPC_SUBMIT = /usr/bin/sbatch ^--parsable$",
         "Cmnd_Alias JUPYTERHUB_HPC_CANCEL = /usr/bin/scancel ^[0-9]+$",
-        "Cmnd_Alias JUPYTERHUB_HPC_READ = /usr/bin/tail "
-        r"^-n [0-9]+ (/[^/[:space:]]+)+/\.jupyterhub-hpc-[0-9]+\.log$",
+        f"Cmnd_Alias JUPYTERHUB_HPC_READ = {READER} "
+        rf"^--lines [0-9]+ (/{COMPONENT})+/\.jupyterhub-hpc-[0-9]+\.log$",
         "Defaults!JUPYTERHUB_HPC_SUBMIT env_keep += "
         '"JPY_API_TOKEN JUPYTERHUB_API_TOKEN JUPYTERHUB_HPC_SSL_KEY"',
         "jupyterhub ALL = (JUPYTERHUB_HPC_USERS) NOPASSWD: "
@@ -77,16 +81,38 @@ def test_default_file_is_valid_and_minimal() -> None:
         ("CANCEL", ["12", "7"], ["", "--user=alice", "12 13", "12;id", "-s 9 12", "--signal=KILL 12"]),
         (
             "READ",
-            ["-n 21 /home/alice/.jupyterhub-hpc-12.log", "-n 5 /data/home/a.b/.jupyterhub-hpc-1.log"],
             [
-                "-n 21 /etc/shadow",
-                "-n 21 /home/alice/.jupyterhub-hpc-12.log /etc/shadow",
-                "-n 21 /etc/shadow /home/alice/.jupyterhub-hpc-12.log",
-                "-f /home/alice/.jupyterhub-hpc-12.log",
-                "-n 21 /home/alice/.jupyterhub-hpc-12.log.bak",
-                "-n 21 /home/alice/x.jupyterhub-hpc-12.log",
-                "-n 21 relative/.jupyterhub-hpc-12.log",
-                "-n 21 --follow /home/alice/.jupyterhub-hpc-12.log",
+                "--lines 21 /home/alice/.jupyterhub-hpc-12.log",
+                "--lines 5 /data/home/a.b/.jupyterhub-hpc-1.log",
+                "--lines 5 /home/.alice/.jupyterhub-hpc-1.log",
+                "--lines 5 /home/...alice/a..b/x../.../.jupyterhub-hpc-1.log",
+                "--lines 5 /h/.a/..a/.jupyterhub-hpc-1.log",
+            ],
+            [
+                "--lines 21 /etc/shadow",
+                "--lines 21 /home/alice/.jupyterhub-hpc-12.log /etc/shadow",
+                "--lines 21 /etc/shadow /home/alice/.jupyterhub-hpc-12.log",
+                "--lines 21 /home/alice/.jupyterhub-hpc-12.log --lines 3",
+                "--lines 21 --lines 3 /home/alice/.jupyterhub-hpc-12.log",
+                "--lines=21 /home/alice/.jupyterhub-hpc-12.log",
+                "--lines /home/alice/.jupyterhub-hpc-12.log",
+                "-n 21 /home/alice/.jupyterhub-hpc-12.log",
+                "/home/alice/.jupyterhub-hpc-12.log",
+                "--lines 21 /home/alice/.jupyterhub-hpc-12.log.bak",
+                "--lines 21 /home/alice/x.jupyterhub-hpc-12.log",
+                "--lines 21 relative/.jupyterhub-hpc-12.log",
+                "--lines 21 --follow /home/alice/.jupyterhub-hpc-12.log",
+                # no '..', '.' or empty component anywhere in the free parts
+                "--lines 21 /home/alice/../bob/.jupyterhub-hpc-12.log",
+                "--lines 21 /home/../.jupyterhub-hpc-12.log",
+                "--lines 21 /../.jupyterhub-hpc-12.log",
+                "--lines 21 /home/alice/./.jupyterhub-hpc-12.log",
+                "--lines 21 /./.jupyterhub-hpc-12.log",
+                "--lines 21 /home//alice/.jupyterhub-hpc-12.log",
+                "--lines 21 //home/alice/.jupyterhub-hpc-12.log",
+                "--lines 21 /home/alice//.jupyterhub-hpc-12.log",
+                "--lines 21 /.jupyterhub-hpc-12.log",
+                "--lines 21 /home/al ice/.jupyterhub-hpc-12.log",
             ],
         ),
     ],
@@ -120,7 +146,12 @@ def test_rules_follow_the_hub_configuration(tmp_path: Path) -> None:
     check_with_visudo(text)
     assert "/opt/slurm/bin/sbatch ^--parsable --clusters=alpha$" in text
     assert "/opt/slurm/bin/scancel ^--clusters=alpha [0-9]+$" in text
-    assert r"/usr/bin/tail ^-n [0-9]+ /scratch/[^/[:space:]]+/jupyter-[0-9]+\.out$" in text
+    read = rf"{READER} ^--lines [0-9]+ /scratch/{COMPONENT}/jupyter-[0-9]+\.out$"
+    assert read in text
+    regex = read.split(" ", 1)[1]
+    assert ere_match(regex, "--lines 21 /scratch/alice/jupyter-12.out")
+    for path in ("/scratch/../jupyter-12.out", "/scratch/./jupyter-12.out", "/scratch//jupyter-12.out"):
+        assert not ere_match(regex, f"--lines 21 {path}"), path
     assert 'env_keep += "JUPYTERHUB_API_TOKEN"' in text
     assert "hubsvc ALL = (JUPYTERHUB_HPC_USERS) NOPASSWD:" in text
     assert f"from {config}" in text
@@ -198,9 +229,49 @@ def test_local_backend_rules_are_exact(tmp_path: Path) -> None:
     assert re.search(r"jupyterhub-hpc-local \^--state-dir=\S+ cancel \[0-9\]\+\$", result.stdout)
 
 
+def test_the_reader_and_its_arguments_follow_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "c.py"
+    config.write_text(
+        "c.SlurmSpawner.output_reader = ['/opt/site/bin/read-output', '--quiet']\n"
+        "c.SlurmSpawner.job_output = '/scratch/{username}.{job_id}.log'\n"
+    )
+    result = generate("-f", str(config), "--group", "g", "--check")
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("Cmnd_Alias JUPYTERHUB_HPC_READ "))
+    assert line == (
+        f"Cmnd_Alias JUPYTERHUB_HPC_READ = /opt/site/bin/read-output ^--quiet --lines [0-9]+ "
+        rf"/scratch/{COMPONENT}\.[0-9]+\.log$"
+    )
+    regex = line.split(" ", 4)[4]
+    assert ere_match(regex, "--quiet --lines 21 /scratch/alice.12.log")
+    assert not ere_match(regex, "--quiet --lines 21 /scratch/...12.log")  # user name '.'
+    assert not ere_match(regex, "--lines 21 /scratch/alice.12.log")
+
+
+@pytest.mark.parametrize(
+    "job_output",
+    [
+        "{home}/../{username}/.jupyterhub-hpc-{job_id}.log",
+        "{home}/./.jupyterhub-hpc-{job_id}.log",
+        "{home}//.jupyterhub-hpc-{job_id}.log",
+        "/scratch/{username}/",
+        "jupyter-{job_id}.log",
+    ],
+)
+def test_job_output_paths_the_reader_refuses_get_no_rule(tmp_path: Path, job_output: str) -> None:
+    config = tmp_path / "c.py"
+    config.write_text(f"c.SlurmSpawner.job_output = {job_output!r}\n")
+    result = generate("-f", str(config), "--group", "g")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "job_output" in result.stderr
+
+
 def test_the_documented_file_is_what_the_command_prints() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "slurm.md").read_text()
     block = doc.split("For the default configuration it prints", 1)[1].split("```", 2)[1]
     documented = [ln for ln in block.splitlines()[1:] if ln.strip()]
-    text = generate("--group", "jupyterhub-users").stdout
+    # the reader's path is that of the hub's venv: the documentation shows /opt/jupyterhub-hpc/venv
+    text = generate("--group", "jupyterhub-users").stdout.replace(
+        READER, "/opt/jupyterhub-hpc/venv/bin/jupyterhub-hpc-read-output"
+    )
     assert documented == [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
