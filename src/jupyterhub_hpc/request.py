@@ -4,30 +4,67 @@ Raw ``user_options`` never reach a template. They are validated into a
 :class:`JobRequest` first (see :func:`JobRequest.from_mapping`), and every text
 field of the request is restricted to a conservative character set, so a value
 can neither break a directive line nor reach a shell unquoted.
+
+Numbers are read from ASCII digits only (a fullwidth or Arabic-Indic 3 is not 3), clock
+fields are range-checked (``"00:99:99"`` is refused, not read as 01:40:39), and
+every refusal is a :class:`RequestError` whose reason names the rule in plain
+words (:func:`request_error` is the one place a pydantic error becomes one).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 __all__ = [
+    "MAX_MEMORY_MIB",
+    "MAX_WALLTIME",
     "JobRequest",
     "RequestError",
     "format_walltime",
     "parse_memory_mib",
     "parse_walltime_seconds",
+    "parse_whole_number",
+    "request_error",
+    "shown",
 ]
 
 #: Names (partition, account, QoS, reservation, GPU type): no spaces, no quotes, no shell syntax.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+:@%-]{0,127}$"
 #: Node feature constraints additionally allow Slurm's operators.
 CONSTRAINT_PATTERN = r"^[A-Za-z0-9_.,&|:()\[\]*-]{1,256}$"
+NAME_RULE = "1-128 letters, digits or _ . + : @ % - (ASCII), starting with a letter or digit"
+CONSTRAINT_RULE = "1-256 letters, digits or _ . , & | : ( ) [ ] * - (ASCII)"
 
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
-_MEMORY_FACTOR = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
+#: a year: longer limits are not what anybody means, and Slurm stores far larger ones wrongly
+MAX_WALLTIME = 365 * 86400
+#: a pebibyte per node: more is a typo (and beyond what any scheduler stores)
+MAX_MEMORY_MIB = 1024**3
+#: longer numeric text is refused before it is converted (no giant integers)
+_MAX_NUMBER_TEXT = 32
+
+_NAME_RE = re.compile(NAME_PATTERN, re.ASCII)
+_CONSTRAINT_RE = re.compile(CONSTRAINT_PATTERN, re.ASCII)
+_WHOLE_RE = re.compile(r"[ \t]*([+-]?[0-9]+)[ \t]*", re.ASCII)
+_MEMORY_RE = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*([KMGT]?)(?:i?B)?[ \t]*", re.ASCII | re.IGNORECASE)
+#: [D-]first[:MM][:SS]; the ranges are checked in parse_walltime_seconds
+_WALLTIME_RE = re.compile(
+    r"[ \t]*(?:(?P<days>[0-9]+)-)?(?P<first>[0-9]+)(?::(?P<second>[0-9]+))?(?::(?P<third>[0-9]+))?[ \t]*",
+    re.ASCII,
+)
+_MEMORY_FACTOR = {
+    "K": Fraction(1, 1024),
+    "": Fraction(1),
+    "M": Fraction(1),
+    "G": Fraction(1024),
+    "T": Fraction(1024**2),
+}
+WALLTIME_FORMS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 
 
 class RequestError(ValueError):
@@ -39,73 +76,141 @@ class RequestError(ValueError):
         self.reason = reason
 
 
+def shown(value: object) -> str:
+    """A user's value as an error message quotes it: short, in JSON's words for non-text.
+
+    >>> shown("two"), shown(None), shown(True), shown([1]), shown(float("nan")), shown("x" * 50)[-4:]
+    ("'two'", 'null', 'true', 'a list', 'NaN', "...'")
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:40])[:-1] + "...'"
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**30 else "a very large number"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "a value of another kind"
+
+
+def parse_whole_number(value: object) -> int:
+    """A whole number from an int, an integral float (``4.0``) or ASCII digits (``"4"``,
+    ``" -2 "``); anything else raises ``ValueError``: true/false, NaN, Infinity,
+    ``4.5``, ``"1e3"``, and digits other than ASCII ``0-9`` (fullwidth, Arabic-Indic,
+    superscript).
+
+    >>> parse_whole_number("12"), parse_whole_number(3.0), parse_whole_number(" -1 ")
+    (12, 3, -1)
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"must be a whole number (got {shown(value)})")
+        return int(value)
+    if isinstance(value, str):
+        match = _WHOLE_RE.fullmatch(value) if len(value) <= _MAX_NUMBER_TEXT else None
+        if match is None:
+            raise ValueError(f"must be a whole number in the digits 0-9 (got {shown(value)})")
+        return int(match.group(1))
+    raise ValueError(f"must be a whole number (got {shown(value)})")
+
+
 def parse_memory_mib(value: object) -> int:
     """Memory as whole MiB from ``2048``, ``"512M"``, ``"4G"``, ``"1.5GiB"`` or ``"1T"``.
 
-    A bare number is MiB (Slurm's convention). Fractions are rounded up.
+    A bare number is MiB (Slurm's convention). Fractions are rounded up. Digits are
+    ASCII ``0-9``; NaN and Infinity are refused.
 
     >>> parse_memory_mib("4G"), parse_memory_mib(512), parse_memory_mib("1.5G")
     (4096, 512, 1536)
     """
+    mib: Fraction
     if isinstance(value, bool):
-        raise ValueError("memory must be a number or a size such as '4G'")
+        raise ValueError("must be a number of MiB or a size such as '4G', not true/false")
     if isinstance(value, int):
-        mib = float(value)
+        mib = Fraction(value)
     elif isinstance(value, float):
-        mib = value
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite size (got {shown(value)})")
+        mib = Fraction(value)
     elif isinstance(value, str):
-        match = _MEMORY_RE.match(value)
+        match = _MEMORY_RE.fullmatch(value) if len(value) <= _MAX_NUMBER_TEXT else None
         if not match:
-            raise ValueError(f"not a memory size: {value!r} (use e.g. 512M, 4G)")
-        mib = float(match.group(1)) * _MEMORY_FACTOR[match.group(2).upper()]
+            raise ValueError(
+                f"not a memory size: {shown(value)} (digits 0-9 and a unit K, M, G or T: 512M, 4G)"
+            )
+        mib = Fraction(match.group(1)) * _MEMORY_FACTOR[match.group(2).upper()]
     else:
-        raise ValueError("memory must be a number or a size such as '4G'")
-    result = int(-(-mib // 1))
+        raise ValueError(f"must be a number of MiB or a size such as '4G' (got {shown(value)})")
+    result = math.ceil(mib)
     if result < 1:
-        raise ValueError("memory must be at least 1 MiB")
+        raise ValueError(f"must be at least 1 MiB (got {shown(value)})")
     return result
 
 
 def parse_walltime_seconds(value: object) -> int:
-    """A time limit in seconds, read the way Slurm reads ``--time``: minutes (an int
-    or ``"MM"``), ``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH"``, ``"D-HH:MM"`` or
-    ``"D-HH:MM:SS"``.
+    """A time limit in seconds, read the way Slurm reads ``--time``: minutes (a whole
+    number or ``"MM"``), ``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH"``, ``"D-HH:MM"`` or
+    ``"D-HH:MM:SS"``, in the digits 0-9.
+
+    The leading field is unbounded (``"90"`` minutes, ``"100:00:00"``, ``"90:00"``);
+    every field after it is range-checked: minutes and seconds below 60, and hours
+    below 24 when days are given. Fields after the first have one or two digits.
 
     >>> parse_walltime_seconds("01:30:00"), parse_walltime_seconds(90), parse_walltime_seconds("30:00")
     (5400, 5400, 1800)
     >>> parse_walltime_seconds("1-00:00:00"), parse_walltime_seconds("1-2")
     (86400, 93600)
     """
-    if isinstance(value, bool):
-        raise ValueError("walltime must be minutes or HH:MM:SS")
-    if isinstance(value, int):
-        seconds = value * 60
-    elif isinstance(value, str):
-        text = value.strip()
-        days: int | None = None
-        if "-" in text:
-            day_text, text = text.split("-", 1)
-            if not day_text.isdigit():
-                raise ValueError(f"not a walltime: {value!r}")
-            days = int(day_text)
-        parts = text.split(":")
-        if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
-            raise ValueError(f"not a walltime: {value!r} (use HH:MM:SS or minutes)")
-        n = [int(p) for p in parts]
-        if days is not None:
-            # D-HH, D-HH:MM, D-HH:MM:SS
-            n += [0] * (3 - len(n))
-            seconds = days * 86400 + n[0] * 3600 + n[1] * 60 + n[2]
-        elif len(n) == 1:
-            seconds = n[0] * 60
-        elif len(n) == 2:
-            seconds = n[0] * 60 + n[1]
+    if isinstance(value, str):
+        match = _WALLTIME_RE.fullmatch(value) if len(value) <= _MAX_NUMBER_TEXT else None
+        if match is None:
+            raise ValueError(f"not a walltime: {shown(value)} (use {WALLTIME_FORMS}, in the digits 0-9)")
+        days, first, second, third = match.group("days", "first", "second", "third")
+        if days is None:
+            # MM, MM:SS or HH:MM:SS
+            names = {1: ["minutes"], 2: ["minutes", "seconds"], 3: ["hours", "minutes", "seconds"]}
         else:
-            seconds = n[0] * 3600 + n[1] * 60 + n[2]
+            # D-HH, D-HH:MM or D-HH:MM:SS
+            names = {1: ["hours"], 2: ["hours", "minutes"], 3: ["hours", "minutes", "seconds"]}
+        texts = [t for t in (first, second, third) if t is not None]
+        fields = dict(zip(names[len(texts)], texts, strict=True))
+        checked = fields if days is not None else dict(list(fields.items())[1:])
+        for unit, text in checked.items():
+            limit = 24 if unit == "hours" else 60
+            if len(text) > 2:
+                raise ValueError(f"{unit} must have one or two digits (got {shown(value)})")
+            if int(text) >= limit:
+                raise ValueError(f"{unit} must be below {limit} (got {shown(value)})")
+        numbers = {unit: int(text) for unit, text in fields.items()}
+        seconds = (
+            int(days or 0) * 86400
+            + numbers.get("hours", 0) * 3600
+            + numbers.get("minutes", 0) * 60
+            + numbers.get("seconds", 0)
+        )
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = parse_whole_number(value) * 60
+        except ValueError:
+            raise ValueError(f"must be whole minutes or text such as HH:MM:SS (got {shown(value)})") from None
     else:
-        raise ValueError("walltime must be minutes or HH:MM:SS")
+        raise ValueError(f"must be minutes or text such as HH:MM:SS (got {shown(value)})")
     if seconds < 60:
-        raise ValueError("walltime must be at least one minute")
+        raise ValueError(f"must be at least one minute (got {shown(value)})")
     return seconds
 
 
@@ -119,20 +224,86 @@ def format_walltime(seconds: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def _no_bool(value: object) -> object:
-    if isinstance(value, bool):
-        raise ValueError("a number is required, not true/false")
-    return value
+def _exact_walltime(seconds: int) -> str:
+    """``H:MM:SS`` to the second: what :func:`parse_walltime_seconds` reads back unchanged."""
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-Count = Annotated[int, BeforeValidator(_no_bool)]
-Memory = Annotated[int, BeforeValidator(parse_memory_mib), Field(ge=1)]
-#: a year: longer limits are not what anybody means, and Slurm stores far larger ones wrongly
-MAX_WALLTIME = 365 * 86400
-Walltime = Annotated[int, BeforeValidator(parse_walltime_seconds), Field(ge=60, le=MAX_WALLTIME)]
+# -- the fields' validators: each raises ValueError with the rule in plain words -----------------
+
+
+def _count(low: int, high: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        rule = f"must be a whole number between {low} and {high}"
+        try:
+            number = parse_whole_number(value)
+        except ValueError:
+            digits = ", in the digits 0-9" if isinstance(value, str) else ""
+            raise ValueError(f"{rule}{digits} (got {shown(value)})") from None
+        if not low <= number <= high:
+            raise ValueError(f"{rule} (got {shown(number)})")
+        return number
+
+    return check
+
+
+def _memory(value: object) -> int:
+    mib = parse_memory_mib(value)
+    if mib > MAX_MEMORY_MIB:
+        raise ValueError(f"must be at most {MAX_MEMORY_MIB // 1024**2}T (got {shown(value)})")
+    return mib
+
+
+def _walltime(value: object) -> int:
+    seconds = parse_walltime_seconds(value)
+    if seconds > MAX_WALLTIME:
+        raise ValueError(f"must be at most {MAX_WALLTIME // 86400}-00:00:00, a year (got {shown(value)})")
+    return seconds
+
+
+def _text(pattern: re.Pattern[str], rule: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text: {rule} (got {shown(value)})")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {rule} (got {shown(value)})")
+        return value
+
+    return check
+
+
+Name = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE))]
 #: account and QoS names are case-insensitive to Slurm, which stores them in lower case
-LowerName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(str.lower)]
+LowerName = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE)), AfterValidator(str.lower)]
+Constraint = Annotated[str, BeforeValidator(_text(_CONSTRAINT_RE, CONSTRAINT_RULE))]
+Memory = Annotated[int, BeforeValidator(_memory)]
+Walltime = Annotated[int, BeforeValidator(_walltime)]
+
+#: reasons for the pydantic errors that are not our own validators' (no pydantic wording)
+_REASONS = {
+    "extra_forbidden": "not a field of a job request",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "missing": "is required",
+    "frozen_instance": "cannot be changed",
+}
+
+
+def request_error(exc: ValidationError, rename: Mapping[str, str] | None = None) -> RequestError:
+    """The first problem of a pydantic ``ValidationError`` as a :class:`RequestError`: the
+    field (renamed through ``rename``, e.g. job field -> the option that set it) and our
+    validators' reason, never pydantic's wording or a Python exception's text."""
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = loc[0] if loc else "request"
+    field = (rename or {}).get(field, field)
+    error = (first.get("ctx") or {}).get("error")
+    if first["type"] == "value_error" and isinstance(error, ValueError):
+        reason = str(error)
+    else:
+        reason = _REASONS.get(first["type"], "is not a valid value")
+    return RequestError(field, reason)
 
 
 class JobRequest(BaseModel):
@@ -150,24 +321,25 @@ class JobRequest(BaseModel):
     account: LowerName | None = None
     qos: LowerName | None = None
     reservation: Name | None = None
-    constraint: Annotated[str, Field(pattern=CONSTRAINT_PATTERN)] | None = None
-    nodes: Count = Field(default=1, ge=1, le=10_000)
-    cpus: Count = Field(default=1, ge=1, le=100_000)
+    constraint: Constraint | None = None
+    nodes: Annotated[int, BeforeValidator(_count(1, 10_000))] = 1
+    cpus: Annotated[int, BeforeValidator(_count(1, 100_000))] = 1
     memory: Memory = 1024
     walltime: Walltime = 8 * 3600
-    gpus: Count = Field(default=0, ge=0, le=1024)
+    gpus: Annotated[int, BeforeValidator(_count(0, 1024))] = 0
     gpu_type: Name | None = None
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> JobRequest:
-        """Validate ``data`` into a request; the first problem raises :class:`RequestError`."""
+    def from_mapping(cls, data: Mapping[str, Any], rename: Mapping[str, str] | None = None) -> JobRequest:
+        """Validate ``data`` into a request; the first problem raises :class:`RequestError`
+        (its field renamed through ``rename``, see :func:`request_error`)."""
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "request"
-            raise RequestError(field, first["msg"]) from None
+            raise request_error(exc, rename) from None
 
-    def updated(self, changes: dict[str, Any]) -> JobRequest:
-        """A new, re-validated request with ``changes`` applied."""
-        return self.from_mapping({**self.model_dump(), **changes})
+    def updated(self, changes: Mapping[str, Any]) -> JobRequest:
+        """A new, re-validated request with ``changes`` applied (the rest kept exactly:
+        the walltime is passed on as ``H:MM:SS``, since a bare number would mean minutes)."""
+        kept = {**self.model_dump(), "walltime": _exact_walltime(self.walltime)}
+        return self.from_mapping({**kept, **changes})

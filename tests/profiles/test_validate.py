@@ -3,6 +3,7 @@ property tests: any request is either refused with a field and a reason, or fits
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,10 +12,18 @@ from hypothesis import strategies as st
 
 from jupyterhub_hpc.profiles.limits import ClusterLimits, parse_sinfo_nodes
 from jupyterhub_hpc.profiles.model import ProfileList, parse_profile_list
+from jupyterhub_hpc.profiles.schema import MEMORY_PATTERN, WALLTIME_PATTERN
 from jupyterhub_hpc.profiles.validate import Context, reconcile, resolve
-from jupyterhub_hpc.request import RequestError
+from jupyterhub_hpc.request import RequestError, parse_memory_mib, parse_walltime_seconds
 
 from .conftest import SITE_PROFILES, data
+
+#: pydantic's and Python's own words, which a refusal must never show
+INTERNALS = re.compile(
+    r"Value error|Input should|valid integer|unable to parse|invalid literal|cannot convert|"
+    r"float NaN|Exceeds the limit|KeyError|Traceback|pydantic|int\(\)|NoneType",
+    re.IGNORECASE,
+)
 
 #: what ProfilesSlurmSpawner passes as the admin's base (its traits' defaults)
 BASE = {
@@ -280,8 +289,15 @@ values = st.one_of(
             "1-00:00:00",
             "90",
             "x:y",
+            "00:99:99",
+            "\u0663",
+            "\uff12",
+            "\u00b2",
+            "my-env\u2028",
+            "a\u202eb",
         ]
     ),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=8),
     st.booleans(),
     st.none(),
@@ -331,6 +347,7 @@ def test_any_request_is_refused_with_a_reason_or_fits_every_limit(
     except RequestError as exc:
         event(f"refused: {exc.field.split('--')[0]}")
         assert exc.field and exc.reason
+        assert not INTERNALS.search(exc.reason), exc.reason
         assert (
             exc.field in options
             or exc.field in ("profile",)
@@ -401,3 +418,220 @@ def test_an_option_without_default_starts_from_the_admins_value_within_its_range
     assert resolve(profiles, {"profile": "g", "gpus": 2}, ctx()).user_options["gpus"] == 2
     with pytest.raises(RequestError, match="at least 1"):
         resolve(profiles, {"profile": "g", "gpus": 0}, ctx())
+
+
+# -- strict values (issue 11, item 5) ------------------------------------------------------------
+
+#: characters refused in free text unless an admin pattern accepts them (Cc, Cf, Zl, Zp)
+INVISIBLE = [
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE (Cf)
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE (Cf)
+    "\u200b",  # ZERO WIDTH SPACE (Cf)
+    "\ufeff",  # BYTE ORDER MARK (Cf)
+    "\u00ad",  # SOFT HYPHEN (Cf)
+    "\U000e0041",  # TAG LATIN CAPITAL LETTER A (Cf, beyond the BMP)
+    "\u2028",  # LINE SEPARATOR (Zl)
+    "\u2029",  # PARAGRAPH SEPARATOR (Zp)
+    "\x85",  # NEXT LINE (Cc, C1)
+    "\x9b",  # CONTROL SEQUENCE INTRODUCER (Cc, C1)
+    "\x1b",  # ESCAPE (Cc)
+    "\n",
+    "\x00",
+]
+
+FREE_TEXT = parse_profile_list(
+    [
+        {
+            "display_name": "Free",
+            "slug": "free",
+            "profile_options": {
+                # a write-in without validation_regex: the default rule applies
+                "image": {
+                    "choices": {"base": {"display_name": "base"}},
+                    "unlisted_choice": {"enabled": True},
+                },
+                # a write-in whose admin pattern accepts anything but a newline
+                "label": {
+                    "choices": {"none": {"display_name": "none"}},
+                    "unlisted_choice": {"enabled": True, "validation_regex": ".+"},
+                },
+                "note": {"type": "text"},  # free text, no pattern
+                "motd": {"type": "text", "pattern": "[^\\n]*"},  # the admin allows all but newlines
+                "reservation": {"type": "reservation"},
+            },
+        }
+    ]
+)
+
+
+def free(options: dict[str, Any]) -> Any:
+    return resolve(FREE_TEXT, {"profile": "free", **options}, ctx(limits=None))
+
+
+def free_refused(options: dict[str, Any]) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        free(options)
+    assert not INTERNALS.search(str(info.value)), str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+@pytest.mark.parametrize("where", ["{c}x", "x{c}", "my{c}env"])
+@pytest.mark.parametrize("key", ["image--unlisted-choice", "note"])
+def test_invisible_and_control_characters_are_refused_without_an_admin_pattern(
+    char: str, where: str, key: str
+) -> None:
+    value = where.format(c=char)
+    error = free_refused({key: value})
+    assert error.field == key
+    assert f"U+{ord(char):04X}" in error.reason and "not allowed here" in error.reason
+
+
+@pytest.mark.parametrize("char", [c for c in INVISIBLE if c != "\n"])
+def test_an_admin_pattern_that_matches_allows_them(char: str) -> None:
+    value = f"left{char}right"
+    res = free({"label--unlisted-choice": value, "motd": value})
+    assert res.user_options["label--unlisted-choice"] == value and res.user_options["motd"] == value
+    # ... and only what it matches: "." is no newline, "[^\n]" refuses one
+    assert free_refused({"label--unlisted-choice": "a\nb"}).field == "label--unlisted-choice"
+    assert free_refused({"motd": "a\nb"}).field == "motd"
+
+
+def test_plain_unicode_text_is_still_accepted() -> None:
+    res = free({"image--unlisted-choice": "Bildung: ünïcödé 日本 😀", "note": "café au lait"})
+    assert res.user_options["image--unlisted-choice"] == "Bildung: ünïcödé 日本 😀"
+    assert res.user_options["note"] == "café au lait"
+    # surrounding spaces of a write-in are trimmed, other blanks are not hidden by trimming
+    assert free({"image--unlisted-choice": "  x  "}).user_options["image--unlisted-choice"] == "x"
+    assert "U+2028" in free_refused({"image--unlisted-choice": "x\u2028"}).reason
+
+
+@pytest.mark.parametrize("value", ["resv\u202e", "r\u0435sv", "\uff52esv", "a b"])
+def test_scheduler_names_stay_ascii(value: str) -> None:
+    assert free_refused({"reservation": value}).field == "reservation"
+
+
+def test_an_admin_pattern_cannot_widen_what_a_job_field_takes() -> None:
+    """The option's pattern lets any text through; the job request still takes names only,
+    and its refusal names the option (not the job field) and the rule."""
+    profiles = parse_profile_list(
+        [{"display_name": "P", "profile_options": {"where": {"type": "partition", "pattern": ".+"}}}]
+    )
+    with pytest.raises(RequestError) as info:
+        resolve(profiles, {"where": "gpu\u202e"}, ctx(limits=None))
+    assert info.value.field == "where"
+    assert "letters, digits or _ . + : @ % - (ASCII)" in info.value.reason
+    assert not INTERNALS.search(info.value.reason)
+    assert resolve(profiles, {"where": "gpu"}, ctx(limits=None)).job_request().partition == "gpu"
+
+
+@pytest.mark.parametrize("value", ["\u0663", "\uff12", "\u00b2", "1\u0663", 1.5, float("nan"), float("inf")])
+def test_typed_options_take_ascii_whole_numbers(value: object) -> None:
+    error = refused({"profile": "cpu", "cpus": value})
+    assert error.field == "cpus" and error.reason.startswith("must be a whole number")
+    assert not INTERNALS.search(error.reason)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("walltime", "00:99:99", "minutes must be below 60 (got '00:99:99')"),
+        ("walltime", "00:30:60", "seconds must be below 60"),
+        ("walltime", "0-24:00:00", "hours must be below 24"),
+        ("walltime", "\u0661:00:00", "not a walltime"),
+        ("memory", "\uff11G", "not a memory size"),
+        ("memory", "1\u212a", "not a memory size"),  # Kelvin sign: was a KeyError (a 500)
+        ("memory", float("nan"), "must be a finite size"),
+    ],
+)
+def test_typed_options_refuse_bad_numbers_in_plain_words(key: str, value: object, reason: str) -> None:
+    error = refused({"profile": "cpu", key: value})
+    assert error.field == key and error.reason.startswith(reason), error.reason
+    assert not INTERNALS.search(error.reason)
+
+
+def test_an_integral_float_is_a_whole_number() -> None:
+    assert resolve(PROFILES, {"profile": "cpu", "cpus": 3.0}, ctx()).user_options["cpus"] == 3
+
+
+# -- null: "not given" in profiles ---------------------------------------------------------------
+
+
+def test_null_means_the_default_for_every_declared_option() -> None:
+    defaults = resolve(PROFILES, {"profile": "cpu"}, ctx())
+    nulls = {"profile": "cpu", "cpus": None, "memory": None, "walltime": None, "env": None}
+    res = resolve(PROFILES, nulls, ctx())
+    assert res.user_options == defaults.user_options  # no null is kept: the defaults are
+    assert res.job_request() == defaults.job_request()
+    # "" and leaving the key out mean the same
+    empties = resolve(PROFILES, {k: "" for k in nulls} | {"profile": "cpu"}, ctx())
+    assert empties.user_options == defaults.user_options
+
+
+def test_null_profile_is_the_default_profile() -> None:
+    assert resolve(PROFILES, {"profile": None}, ctx()).profile.slug == "cpu"
+
+
+def test_null_write_in_is_no_write_in() -> None:
+    res = resolve(PROFILES, {"profile": "cpu", "env": "ml", "env--unlisted-choice": None}, ctx())
+    assert res.user_options["env"] == "ml" and "env--unlisted-choice" not in res.user_options
+    # choosing the write-in and giving null is an empty write-in: refused
+    assert refused({"profile": "cpu", "env": "unlisted-choice", "env--unlisted-choice": None}).reason == (
+        "the custom value is empty"
+    )
+
+
+def test_null_for_an_option_that_does_not_apply_is_ignored() -> None:
+    res = resolve(PROFILES, {"profile": "gpu", "gpus": 0, "gpu_type": None}, ctx())
+    assert res.job_request().gpu_type is None and "gpu_type" not in res.user_options
+    assert refused({"profile": "gpu", "gpus": 0, "gpu_type": "tesla"}).field == "gpu_type"
+
+
+def test_null_for_free_text_and_scheduler_defaults_is_nothing() -> None:
+    res = free({"note": None, "reservation": None, "image--unlisted-choice": None})
+    assert "note" not in res.user_options and res.job_request().reservation is None
+    assert res.user_options["image"] == "base"
+
+
+def test_null_does_not_make_an_unknown_or_hidden_key_acceptable() -> None:
+    assert refused({"profile": "cpu", "gpus": None}).reason == "unknown option for profile 'cpu'"
+    assert refused({"profile": "cpu", "job_extra_directives": None}).field == "job_extra_directives"
+    assert refused({"profile": "staff", "cpus": None}).field == "profile"  # not visible to this user
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet="0123456789:- \t", max_size=12),
+        st.text(alphabet="0123456789:-\u0663\uff13\u00b2\u2028x", max_size=9),
+    )
+)
+def test_the_schema_walltime_pattern_is_the_parsers_rule(text: str) -> None:
+    """The pattern clients (and the browser) check matches exactly the forms the hub reads;
+    the bounds (at least a minute, the option's min and max) are separate keywords."""
+    try:
+        parse_walltime_seconds(text)
+        readable = True
+    except ValueError as exc:
+        readable = str(exc).startswith("must be at least one minute")
+    assert bool(re.fullmatch(WALLTIME_PATTERN, text)) == readable, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="0123456789.KMGTkmgtiBb \t\u0663\u212a", max_size=10))
+def test_the_schema_memory_pattern_is_the_parsers_rule(text: str) -> None:
+    try:
+        parse_memory_mib(text)
+        readable = True
+    except ValueError as exc:
+        readable = str(exc).startswith("must be at least 1 MiB")
+    assert bool(re.fullmatch(MEMORY_PATTERN, text)) == readable, text
+
+
+def test_free_text_refusals_say_the_rule_not_the_pattern() -> None:
+    assert free_refused({"note": "x" * 257}).reason.endswith("must be 1 to 256 characters")
+    assert free_refused({"reservation": "a b"}).reason == (
+        "'a b' is not a name: 1-128 letters, digits or _ . + : @ % - (ASCII), starting with a letter or digit"
+    )
+    # an admin's pattern is the admin's rule: it is quoted as written
+    assert free_refused({"label--unlisted-choice": "a\nb"}).reason == "'a\\nb' does not match .+"

@@ -32,7 +32,14 @@ from pydantic import (
     model_validator,
 )
 
-from ..request import NAME_PATTERN, JobRequest, parse_memory_mib, parse_walltime_seconds
+from ..request import (
+    NAME_PATTERN,
+    NAME_RULE,
+    JobRequest,
+    parse_memory_mib,
+    parse_walltime_seconds,
+    parse_whole_number,
+)
 
 __all__ = [
     "JOB_FIELDS",
@@ -43,6 +50,7 @@ __all__ = [
     "ProfileConfigError",
     "ProfileList",
     "UnlistedChoice",
+    "forbidden_character",
     "parse_profile_list",
     "slugify",
 ]
@@ -57,8 +65,42 @@ SLUG_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.]|-(?!-))*$")
 UNLISTED_SUFFIX = "--unlisted-choice"
 #: The choice key a form posts when the write-in is selected.
 UNLISTED_KEY = "unlisted-choice"
-#: Free text without an admin pattern: printable, no control characters.
-DEFAULT_TEXT_PATTERN = r"[^\x00-\x1f\x7f]{1,256}"
+#: Characters refused in free text that no admin pattern allows: controls (Cc: C0, DEL, C1
+#: such as U+0085), format characters (Cf: bidi overrides such as U+202E, zero-width U+200B,
+#: U+FEFF), surrogates (Cs) and the line and paragraph separators U+2028, U+2029 (Zl, Zp).
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _bmp_class(categories: frozenset[str]) -> str:
+    """A regex class (``\\uXXXX`` ranges, read alike by Python and browsers) of the BMP
+    characters in ``categories``: the form's and the schema's approximation of the check."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)) in categories:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+#: Free text without an admin pattern: 1-256 characters, none of FORBIDDEN_CATEGORIES in the
+#: BMP (surrogates are left out: a browser's non-Unicode regex would refuse every emoji). The
+#: server checks every character's category, also beyond the BMP (forbidden_character).
+DEFAULT_TEXT_PATTERN = f"[^{_bmp_class(FORBIDDEN_CATEGORIES - {'Cs'})}]{{1,256}}"
+
+
+def forbidden_character(text: str) -> str | None:
+    """The first character of ``text`` in :data:`FORBIDDEN_CATEGORIES`, as ``U+XXXX``, or None.
+
+    >>> forbidden_character("my-env"), forbidden_character("a\u202eb"), forbidden_character("x\u2028")
+    (None, 'U+202E', 'U+2028')
+    """
+    for ch in text:
+        if unicodedata.category(ch) in FORBIDDEN_CATEGORIES:
+            return f"U+{ord(ch):04X}"
+    return None
+
 
 OptionType = Literal[
     "choice",
@@ -72,6 +114,8 @@ OptionType = Literal[
     "walltime",
     "text",
 ]
+#: Option types whose free-text value is a scheduler name.
+NAME_TYPES = frozenset({"partition", "account", "qos", "reservation"})
 #: Option types whose value is one of ``choices`` (or a write-in).
 CHOICE_TYPES = frozenset({"choice", "environment", "partition", "account", "qos"})
 #: The job-request field a typed option sets unless ``job_field`` says otherwise.
@@ -268,13 +312,7 @@ class Option(_Overrides):
             return parse_memory_mib(value)
         if self.type == "walltime":
             return parse_walltime_seconds(value)
-        if isinstance(value, bool):
-            raise ValueError("must be a whole number")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            return int(value)
-        raise ValueError("must be a whole number")
+        return parse_whole_number(value)
 
     def bound(self, which: Literal["min", "max"]) -> int | None:
         raw = self.min if which == "min" else self.max
@@ -289,9 +327,26 @@ class Option(_Overrides):
 
     def text_pattern(self) -> str:
         """The full-match pattern of a free-text value."""
-        if self.type in ("account", "qos", "reservation", "partition"):
+        if self.type in NAME_TYPES:
             return self.pattern or NAME_PATTERN.strip("^$")
         return self.pattern or DEFAULT_TEXT_PATTERN
+
+    def check_text(self, text: str, admin_pattern: str | None = None) -> str | None:
+        """Why free text is refused (None: accepted). An admin's pattern (``admin_pattern``,
+        e.g. a write-in's ``validation_regex``, else the option's ``pattern``) decides alone:
+        what it matches entirely is accepted, whatever the characters. Without one, a
+        character of :data:`FORBIDDEN_CATEGORIES` is refused, then the default pattern applies."""
+        pattern = admin_pattern or self.pattern
+        if pattern is not None:
+            return None if re.fullmatch(pattern, text) else f"does not match {pattern}"
+        bad = forbidden_character(text)
+        if bad is not None:
+            return f"contains the control or invisible character {bad}, which is not allowed here"
+        if re.fullmatch(self.text_pattern(), text):
+            return None
+        if self.type in NAME_TYPES:
+            return f"is not a name: {NAME_RULE}"
+        return "must be 1 to 256 characters"
 
 
 OptionKey = Annotated[str, Field(pattern=SLUG_RE.pattern)]

@@ -19,8 +19,15 @@ from .validate import Context, effective_bounds, option_choices, profile_target,
 __all__ = ["profiles_document"]
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-MEMORY_PATTERN = r"^\s*\d+(\.\d+)?\s*([KkMmGgTt](i?[Bb])?)?\s*$"
-WALLTIME_PATTERN = r"^\s*(\d+-)?\d+(:\d{1,2}){0,2}\s*$"
+#: the forms parse_memory_mib reads (ASCII digits, blanks are spaces and tabs only)
+MEMORY_PATTERN = r"^[ \t]*[0-9]+(\.[0-9]+)?[ \t]*([KkMmGgTt]?([Ii]?[Bb])?)?[ \t]*$"
+#: the forms parse_walltime_seconds reads: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, with
+#: minutes and seconds below 60 and, after days, hours below 24
+_MS = "[0-5]?[0-9]"
+WALLTIME_PATTERN = (
+    rf"^[ \t]*(?:[0-9]+(?::{_MS})?|[0-9]+:{_MS}:{_MS}"
+    rf"|[0-9]+-(?:[01]?[0-9]|2[0-3])(?::{_MS}){{0,2}})[ \t]*$"
+)
 
 
 def _show(option: Option, number: int | None) -> Any:

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..request import JobRequest, RequestError, format_walltime
+from ..request import JobRequest, RequestError, format_walltime, shown
 from .limits import ClusterLimits, PartitionInfo
 from .model import (
     CHOICE_TYPES,
@@ -201,15 +198,15 @@ def _parse_choice(
             raise RequestError(key, f"give either a listed choice or {write_in_key}, not both")
         if not write_in_ok:
             raise RequestError(write_in_key, "this option takes one of its listed choices only")
-        if not isinstance(unlisted, str) or not unlisted.strip():
+        if unlisted is not None and not isinstance(unlisted, str):
+            raise RequestError(write_in_key, f"must be text (got {shown(unlisted)})")
+        text = (unlisted or "").strip(" \t")  # ASCII blanks only: str.strip() would hide U+2028 and the like
+        if not text:
             raise RequestError(write_in_key, "the custom value is empty")
-        text = unlisted.strip()
         write_in = option.unlisted_choice
-        pattern = write_in.validation_regex or option.text_pattern()
-        if not re.fullmatch(pattern, text):
-            raise RequestError(
-                write_in_key, write_in.validation_message or f"{text!r} does not match {pattern}"
-            )
+        problem = option.check_text(text, write_in.validation_regex)
+        if problem is not None:
+            raise RequestError(write_in_key, write_in.validation_message or f"{shown(text)} {problem}")
         return _Parsed({write_in_key: text}, text, _substitute(write_in.overrides, text))
     if raw in (None, ""):
         wanted = option.default if isinstance(option.default, str) and option.default in choices else None
@@ -229,10 +226,10 @@ def _parse_name(key: str, option: Option, raw: Any) -> _Parsed | None:
         if raw is None or raw == "":
             return None
     if not isinstance(raw, str):
-        raise RequestError(key, "must be text")
-    pattern = option.text_pattern()
-    if not re.fullmatch(pattern, raw):
-        raise RequestError(key, f"{raw!r} does not match {pattern}")
+        raise RequestError(key, f"must be text (got {shown(raw)})")
+    problem = option.check_text(raw)
+    if problem is not None:
+        raise RequestError(key, f"{shown(raw)} {problem}")
     return _Parsed({key: raw}, raw, _substitute(option.overrides, raw))
 
 
@@ -372,12 +369,7 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
 
 def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | None, ctx: Context) -> None:
     """The job request is well-formed and fits the partition (and the user's associations)."""
-    try:
-        request = JobRequest.model_validate(res.job)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "request"
-        raise RequestError(source.get(name, name), first["msg"].removeprefix("Value error, ")) from None
+    request = JobRequest.from_mapping(res.job, rename=source)
     res.request = request
     res.job = request.model_dump()
     if limits is None or not limits.partitions:
