@@ -19,7 +19,9 @@ from jupyterhub_hpc.certs import (
     job_certificates,
     write_job_certificates,
 )
-from jupyterhub_hpc.singleuser.launcher import bind_address, node_address, private_dir
+from jupyterhub_hpc.singleuser import private
+from jupyterhub_hpc.singleuser.launcher import bind_address, node_address
+from jupyterhub_hpc.singleuser.private import PrivateDir
 
 
 def test_bind_address_never_defaults_to_the_wildcard() -> None:
@@ -31,33 +33,59 @@ def test_bind_address_never_defaults_to_the_wildcard() -> None:
         bind_address("no-such-host.invalid")
 
 
-def test_private_dir_is_private_reused_and_not_hijacked(
+def test_private_dir_is_new_private_and_unpredictable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what $TMPDIR sets
-    first = private_dir()
-    assert first == str(tmp_path / f"jupyterhub-hpc-{os.getuid()}") == private_dir()
-    info = os.lstat(first)
-    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
-    # a path planted by someone else (here: a symlink, or wrong modes) is not used
-    os.rmdir(first)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    os.symlink(elsewhere, first)
-    fresh = private_dir()
-    assert fresh != first and Path(fresh).parent == tmp_path and not Path(fresh).is_symlink()
-    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
-    os.unlink(first)
-    os.mkdir(first, 0o755)
-    os.chmod(first, 0o755)
-    assert private_dir() != first
+    # a directory another user pre-created under the old fixed name is never used
+    planted = tmp_path / f"jupyterhub-hpc-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    first, second = PrivateDir(), PrivateDir()
+    try:
+        for made in (first, second):
+            info = os.lstat(made.path)
+            assert Path(made.path).parent == tmp_path and made.path != str(planted)
+            assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+            assert Path(made.path).name.startswith(f"jupyterhub-hpc-{os.getuid()}-")
+        assert first.path != second.path
+        assert stat.S_IMODE(os.stat(first.subdir("certs")).st_mode) == 0o700
+    finally:
+        first.remove()
+        second.remove()
+    assert not Path(first.path).exists() and not Path(second.path).exists()
     runtime = tmp_path / "run"
-    runtime.mkdir()
+    runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    assert private_dir() == str(runtime / "jupyterhub-hpc")
-    os.chown(runtime, 65534, 65534)  # not ours: not used
-    assert Path(private_dir()).parent == tmp_path
+    made = PrivateDir()
+    assert Path(made.path).parent == runtime
+    made.remove()
+    os.chmod(runtime, 0o755)  # not private: not used
+    made = PrivateDir()
+    assert Path(made.path).parent == tmp_path
+    made.remove()
+
+
+def test_stale_private_dirs_are_removed_live_ones_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(private, "MIN_AGE", 0.0)
+    live = PrivateDir()  # holds its lock, as a running job's launcher does
+    stale = PrivateDir()
+    Path(stale.path, "jpserver-1.json").write_text("{}")
+    os.close(stale._lock)  # the job was killed: nobody holds the lock any more
+    foreign = tmp_path / f"jupyterhub-hpc-{os.getuid()}-nolock"
+    foreign.mkdir(mode=0o700)  # not made by PrivateDir (no lock file): left alone
+    fresh = PrivateDir()
+    try:
+        assert fresh.stale_removed == [stale.path]
+        assert not Path(stale.path).exists()
+        assert Path(live.path).is_dir() and foreign.is_dir()
+    finally:
+        live.remove()
+        fresh.remove()
 
 
 def test_certificates_round_trip_into_private_files(tmp_path: Path) -> None:

@@ -1,43 +1,56 @@
-"""Job-side launcher: bind a free port on the node, report it to the hub, run Jupyter.
+"""Job-side launcher: start Jupyter on a free port of the node, prove it listens, report the port.
 
 Runs inside the batch job as the user::
 
     jupyterhub-hpc-singleuser [--ip ADDR] [--port-range LOW-HIGH] -- jupyterhub-singleuser ...
 
-It reports **only the port** (``{"port": N}``) to ``$JUPYTERHUB_API_URL/hpc/port``
-with the server's own token, retrying with back-off while the hub is
-unreachable (a hub restart must not kill a job that starts meanwhile), then
-replaces itself with the server command, which it tells the address through
-``JUPYTERHUB_SERVICE_URL``.
+It picks a port, starts the server command on it (telling it the address through
+``JUPYTERHUB_SERVICE_URL``) and waits until **the server's own process** listens
+there: the listening socket of ``ADDR:PORT`` in ``/proc/net/tcp`` must be one the
+server process (or a descendant) holds open. Another user's process that takes
+the port first (other users share the node) is never reported: the launcher
+says so, stops that attempt and tries another port. Only then does it report
+**only the port** (``{"port": N}``) to ``$JUPYTERHUB_API_URL/hpc/port`` with the
+server's own token, retrying with back-off while the hub is unreachable (a hub
+restart must not kill a job that starts meanwhile). It stays the server's
+parent: signals are passed on, its exit status is the server's, and the job's
+private directory (runtime files, kernel sockets, certificates) is removed at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import fcntl
 import json
 import os
 import random
+import signal
 import socket
 import ssl
-import stat
 import struct
+import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 from ..certs import SSL_KEY_ENV, write_job_certificates
+from .listeners import Listener, listeners, process_tree, socket_inodes
+from .private import PrivateDir
 
 RETRY_STATUSES = {502, 503, 504}
 
 
 def parse_range(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
-    if not sep or not low.isdigit() or not high.isdigit() or not 0 < int(low) <= int(high) < 65536:
+    digits = low.isascii() and high.isascii() and low.isdigit() and high.isdigit()
+    if not sep or not digits or not 0 < int(low) <= int(high) < 65536:
         raise argparse.ArgumentTypeError(f"not a port range: {text!r} (use LOW-HIGH)")
     return int(low), int(high)
 
@@ -68,44 +81,86 @@ def bind_address(spec: str) -> str:
     return socket.gethostbyname(spec.replace("{hostname}", socket.gethostname()))
 
 
-def private_dir() -> str:
-    """This user's private directory on the node (0700), outside the home directory,
-    for Jupyter's runtime files (the server's info file holds its API token, kernels'
-    connection files their keys): ``$XDG_RUNTIME_DIR/jupyterhub-hpc`` or
-    ``$TMPDIR/jupyterhub-hpc-UID``, reused by the user's later jobs. Should that
-    path be anything else (a symlink, another owner, other modes), a new directory."""
-    uid = os.getuid()
-    base = os.environ.get("XDG_RUNTIME_DIR", "")
-    if base and os.path.isdir(base) and os.stat(base).st_uid == uid:
-        path = os.path.join(base, "jupyterhub-hpc")
-    else:
-        base = tempfile.gettempdir()
-        path = os.path.join(base, f"jupyterhub-hpc-{uid}")
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and stat.S_IMODE(info.st_mode) == 0o700:
-        return path
-    return tempfile.mkdtemp(prefix=f"jupyterhub-hpc-{uid}-", dir=base)
+class PortsHeld(Exception):
+    """No port could be used: every candidate is held by other processes."""
 
 
-def pick_port(ip: str, port_range: tuple[int, int] | None) -> int:
-    """A port that is free on ``ip`` now: from the kernel, or from ``port_range``."""
+def port_is_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def holders(ip: str, port: int) -> list[Listener]:
+    """The listening sockets a connection to ``ip:port`` would reach."""
+    return [sock for sock in listeners(port) if sock.covers(ip)]
+
+
+def describe_holder(ip: str, port: int) -> str:
+    """``"port P on NODE is held by another user's process (uid U)"``, as far as the node tells."""
+    uids = sorted({sock.uid for sock in holders(ip, port)} - {os.getuid()})
+    who = f"another user's process (uid {', '.join(map(str, uids))})" if uids else "another process"
+    return f"port {port} on {socket.gethostname()} ({ip}) is held by {who}"
+
+
+def pick_port(ip: str, port_range: tuple[int, int] | None, exclude: set[int] | None = None) -> int:
+    """A port that is free on ``ip`` now: from the kernel, or from ``port_range``
+    (never one of ``exclude``). Raises :class:`PortsHeld` when the range has none."""
+    exclude = exclude or set()
     if port_range is None:
-        candidates: Sequence[int] = [0]
-    else:
-        candidates = list(range(port_range[0], port_range[1] + 1))
-        random.shuffle(candidates)
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((ip, 0))
+                port = int(sock.getsockname()[1])
+            if port not in exclude:
+                return port
+        raise PortsHeld(f"the kernel of {socket.gethostname()} hands out no new port on {ip}")
+    candidates = [p for p in range(port_range[0], port_range[1] + 1) if p not in exclude]
+    random.shuffle(candidates)
     for candidate in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((ip, candidate))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise SystemExit(f"jupyterhub-hpc-singleuser: no free port on {ip} in {port_range}")
+        if port_is_free(ip, candidate):
+            return candidate
+    low, high = port_range
+    uids = sorted({s.uid for s in listeners() if low <= s.port <= high and s.covers(ip)} - {os.getuid()})
+    by = f" (listening: uid {', '.join(map(str, uids))})" if uids else ""
+    raise PortsHeld(f"every port in {low}-{high} on {socket.gethostname()} ({ip}) is in use{by}")
+
+
+class Outcome(enum.Enum):
+    LISTENING = "listening"  # the server's own process listens on the port
+    TAKEN = "taken"  # another process holds the port
+    EXITED = "exited"  # the server ended before it listened
+    TIMEOUT = "timeout"
+
+
+def await_own_listener(
+    child: subprocess.Popen[bytes],
+    ip: str,
+    port: int,
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    stop: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """Wait until the socket a connection to ``ip:port`` reaches is one ``child`` (or
+    a descendant of it) holds open; TAKEN as soon as it is anybody else's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = holders(ip, port)
+        if held:
+            ours = socket_inodes(process_tree(child.pid))
+            if any(sock.inode in ours for sock in held):
+                return Outcome.LISTENING
+            return Outcome.TAKEN
+        if child.poll() is not None:
+            # it may have failed to bind a port another process bound without listening
+            return Outcome.EXITED if port_is_free(ip, port) else Outcome.TAKEN
+        if stop() or time.monotonic() > deadline:
+            return Outcome.TIMEOUT
+        time.sleep(interval)
 
 
 def _ssl_context() -> ssl.SSLContext | None:
@@ -119,8 +174,11 @@ def _ssl_context() -> ssl.SSLContext | None:
     return ctx
 
 
-def report_port(api_url: str, token: str, port: int, *, timeout: float) -> None:
-    """POST the port to the hub, retrying with exponential back-off for ``timeout`` s."""
+def report_port(
+    api_url: str, token: str, port: int, *, timeout: float, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """POST the port to the hub, retrying with exponential back-off for ``timeout`` s
+    (while ``alive()``: a server that ended is not reported)."""
     url = api_url.rstrip("/") + "/hpc/port"
     body = json.dumps({"port": port}).encode()
     deadline = time.monotonic() + timeout
@@ -148,6 +206,8 @@ def report_port(api_url: str, token: str, port: int, *, timeout: float) -> None:
             problem = str(getattr(exc, "reason", exc))
         if time.monotonic() + delay > deadline:
             raise SystemExit(f"jupyterhub-hpc-singleuser: hub unreachable for {timeout:.0f} s ({problem})")
+        if not alive():
+            raise SystemExit("jupyterhub-hpc-singleuser: the server ended before the hub took its port")
         print(
             f"jupyterhub-hpc-singleuser: hub not reachable ({problem}); retrying in {delay:.1f} s", flush=True
         )
@@ -163,7 +223,115 @@ def service_url(ip: str, port: int) -> str:
     return urlunsplit((scheme, f"{ip}:{port}", parts.path or "/", "", ""))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def kernel_environment(private: PrivateDir, transport: str, env: dict[str, str]) -> None:
+    """With ``transport == "ipc"``, kernels talk over Unix sockets in the private
+    directory (which only the user can enter) instead of TCP ports on 127.0.0.1 that
+    every user of the node can connect to: a configuration directory put first on
+    ``JUPYTER_CONFIG_PATH`` sets ``KernelManager.transport``."""
+    if transport != "ipc":
+        return
+    config_dir = private.subdir("config")
+    settings = json.dumps({"KernelManager": {"transport": "ipc"}})
+    for name in ("jupyter_server_config.json", "jupyter_notebook_config.json"):
+        with open(os.path.join(config_dir, name), "w", encoding="utf-8") as handle:
+            handle.write(settings)
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (config_dir, env.get("JUPYTER_CONFIG_PATH")) if p)
+
+
+@dataclass
+class Supervisor:
+    """The server process and the signals meant for it."""
+
+    child: subprocess.Popen[bytes] | None = None
+    signals: list[int] = field(default_factory=list)
+
+    def forward(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.append(signum)
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(signum, self.forward)
+
+    @property
+    def stopping(self) -> bool:
+        return any(s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) for s in self.signals)
+
+    def end(self, grace: float = 10.0) -> None:
+        """Stop the current server attempt (SIGTERM, then SIGKILL after ``grace`` s)."""
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    def wait(self) -> int:
+        """The server's exit status (128 + N for signal N, as a shell reports it)."""
+        assert self.child is not None
+        while True:
+            try:
+                code = self.child.wait()
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+        return 128 - code if code < 0 else code
+
+
+def start_server(
+    command: list[str],
+    env: dict[str, str],
+    ip: str,
+    args: argparse.Namespace,
+    supervisor: Supervisor,
+) -> int | None:
+    """Start the server until its own process listens on a port (returned), trying
+    another port whenever another process holds the one picked. None when the
+    server ended or the job is being stopped (``supervisor.child`` tells how)."""
+    tried: set[int] = set()
+    for _attempt in range(args.attempts):
+        try:
+            port = pick_port(ip, args.port_range, exclude=tried)
+        except PortsHeld as exc:
+            raise SystemExit(f"jupyterhub-hpc-singleuser: {exc}") from None
+        tried.add(port)
+        env["JUPYTERHUB_SERVICE_URL"] = service_url(ip, port)
+        print(
+            f"jupyterhub-hpc-singleuser: starting the server on {ip}:{port} on {socket.gethostname()}",
+            flush=True,
+        )
+        try:
+            supervisor.child = subprocess.Popen(command, env=env)
+        except OSError as exc:
+            print(f"jupyterhub-hpc-singleuser: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
+            raise SystemExit(127) from None
+        outcome = await_own_listener(
+            supervisor.child, ip, port, timeout=args.listen_timeout, stop=lambda: supervisor.stopping
+        )
+        if outcome is Outcome.LISTENING:
+            return port
+        if outcome is Outcome.EXITED or supervisor.stopping:
+            return None
+        if outcome is Outcome.TIMEOUT:
+            supervisor.end()
+            raise SystemExit(
+                f"jupyterhub-hpc-singleuser: the server did not listen on {ip}:{port} "
+                f"within {args.listen_timeout:.0f} s"
+            )
+        message = describe_holder(ip, port)
+        supervisor.end()
+        print(f"jupyterhub-hpc-singleuser: {message}; trying another port", flush=True)
+    raise SystemExit(
+        f"jupyterhub-hpc-singleuser: {args.attempts} ports on {socket.gethostname()} were each taken by "
+        "another process before the server could listen; not reporting any of them"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jupyterhub-hpc-singleuser", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--ip",
@@ -177,9 +345,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=900.0,
         help="seconds to keep retrying the port report while the hub is away",
     )
+    parser.add_argument(
+        "--listen-timeout", type=float, default=600.0, help="seconds the server may take to listen"
+    )
+    parser.add_argument(
+        "--attempts", type=int, default=5, help="ports to try when other processes take the one picked"
+    )
+    parser.add_argument(
+        "--kernel-transport",
+        choices=["ipc", "tcp"],
+        default="ipc",
+        help="how the server talks to its kernels: Unix sockets in the private directory, or TCP",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the server command")
-    args = parser.parse_args(argv)
-    command = [c for c in args.command]
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
@@ -188,21 +372,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     api_url = os.environ.get("JUPYTERHUB_API_URL", "")
     if not token or not api_url:
         raise SystemExit("jupyterhub-hpc-singleuser: JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL must be set")
-    private = private_dir()
+    supervisor = Supervisor()
+    supervisor.install()
+    private = PrivateDir()
+    for path in private.stale_removed:
+        print(f"jupyterhub-hpc-singleuser: removed {path} (left by an earlier job)", flush=True)
+    try:
+        sys.exit(run(command, token, api_url, args, private, supervisor))
+    finally:
+        supervisor.end()
+        private.remove()
+
+
+def run(
+    command: list[str],
+    token: str,
+    api_url: str,
+    args: argparse.Namespace,
+    private: PrivateDir,
+    supervisor: Supervisor,
+) -> int:
+    """Start, prove, report, then wait for the server; its exit status."""
     if SSL_KEY_ENV in os.environ:  # internal_ssl: the job carries its server's certificates
-        write_job_certificates(os.environ, tempfile.mkdtemp(prefix="certs-", dir=private))
+        write_job_certificates(os.environ, private.subdir("certs"))
         print("jupyterhub-hpc-singleuser: internal SSL certificates written", flush=True)
-    ip = bind_address(args.ip)
-    port = pick_port(ip, args.port_range)
-    print(f"jupyterhub-hpc-singleuser: using {ip}:{port} on {socket.gethostname()}", flush=True)
-    report_port(api_url, token, port, timeout=args.report_timeout)
     env = dict(os.environ)
-    env["JUPYTERHUB_SERVICE_URL"] = service_url(ip, port)
     if not env.get("JUPYTER_RUNTIME_DIR"):
         # not ~/.local/share/jupyter/runtime: keep the token-bearing files off the (shared) home
-        env["JUPYTER_RUNTIME_DIR"] = private
-    sys.stdout.flush()
-    os.execvpe(command[0], command, env)
+        env["JUPYTER_RUNTIME_DIR"] = private.path
+    kernel_environment(private, args.kernel_transport, env)
+    ip = bind_address(args.ip)
+    port = start_server(command, env, ip, args, supervisor)
+    if port is None:
+        return supervisor.wait() if supervisor.child is not None else 143
+    print(f"jupyterhub-hpc-singleuser: the server listens on {ip}:{port}; reporting the port", flush=True)
+    child = supervisor.child
+    assert child is not None
+    report_port(
+        api_url,
+        token,
+        port,
+        timeout=args.report_timeout,
+        alive=lambda: child.poll() is None and not supervisor.stopping,
+    )
+    return supervisor.wait()
 
 
 if __name__ == "__main__":
