@@ -28,6 +28,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             description=(sudoers.__doc__ or "").split("\n\n")[0],
         )
     )
+    from . import audit
+
+    audit.add_arguments(
+        sub.add_parser(
+            "audit",
+            help="check a deployment against the red team's findings (hub config, or --node)",
+            description=(audit.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -37,3 +46,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(demo.run(args))
     elif args.command == "sudoers":
         raise SystemExit(sudoers.run(args))
+    elif args.command == "audit":
+        raise SystemExit(audit.run(args))
