@@ -8,7 +8,8 @@ import time)::
 
 It accepts exactly ``{"port": <int>}``, authenticated with the API token of
 that very server, once per job start; anything else is refused and changes
-nothing.
+nothing. The body is bounded (:data:`PORT_BODY_LIMIT` bytes, read without
+buffering more) and parsed without recursion (:mod:`jupyterhub_hpc.httpbody`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from .httpbody import JSONBodyHandler
 from .spawner import HPCSpawner, PortReportTooEarly
 
 __all__ = ["PORT_ROUTE", "JobPortHandler", "api_handlers"]
 
 PORT_ROUTE = r"/api/hpc/port"
+#: bytes of a port report (``{"port": 20001}`` is 15)
+PORT_BODY_LIMIT = 1024
 
 
-class JobPortHandler(APIHandler):
+class JobPortHandler(JSONBodyHandler):
     """``POST /hub/api/hpc/port`` with ``{"port": N}`` from the job's launcher."""
+
+    body_limit = PORT_BODY_LIMIT
+    body_depth = 2
 
     def check_xsrf_cookie(self) -> None:
         # token-authenticated only; a browser cookie is never accepted here
@@ -38,11 +45,8 @@ class JobPortHandler(APIHandler):
         user = self.current_user
         if not token or user is None or not hasattr(user, "spawners"):
             raise web.HTTPError(403, "a server's own API token is required")
-        try:
-            body: Any = json.loads(self.request.body or b"null")
-        except ValueError:
-            raise web.HTTPError(400, "the body must be JSON") from None
-        if not isinstance(body, dict) or set(body) != {"port"}:
+        body: Any = self.json_object()
+        if set(body) != {"port"}:
             raise web.HTTPError(400, 'the body must be exactly {"port": <integer>}')
         port = body["port"]
         if not isinstance(port, int) or isinstance(port, bool):

@@ -31,6 +31,7 @@ from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError, expand_prefix, run_command, with_environment
 from .options import HPCSpawnerOptions
 from .progress import end_message, failure_message, queue_message
+from .refusal import OptionsRefused
 from .request import JobRequest, RequestError
 from .singleuser.read_output import MAX_LINES
 from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queries, secrets_on_stdin
@@ -62,10 +63,11 @@ def refused_by_scheduler(exc: SubmitError) -> web.HTTPError:
 
 def invalid_options(exc: RequestError) -> web.HTTPError:
     """HTTP 400 for a request that fails validation (JupyterHub relays an HTTPError
-    raised by ``start`` to ``POST /users/:name/server``). The reason is user input:
-    printable ASCII only and bounded, as it is also logged."""
+    raised by ``start`` to ``POST /users/:name/server``; an :class:`OptionsRefused` is
+    logged without a traceback). The reason is user input: printable ASCII only and
+    bounded, as it is also logged."""
     text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(exc))[:300]
-    return web.HTTPError(400, "Invalid server options: %s", text, reason="Invalid server options")
+    return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
 class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):

@@ -14,7 +14,10 @@
   that user sees them (what an admin needs to help, or to start a server for them).
 
 Access needs the ``read:servers`` scope on the user (every user has it for
-themselves; admins for everyone).
+themselves; admins for everyone). Each caller may send ``profile_api_rate_limit``
+requests per ``profile_api_rate_window`` seconds to these endpoints together (HTTP 429
+with ``Retry-After`` beyond); a dry-run body is at most :data:`VALIDATE_BODY_LIMIT`
+bytes of JSON, nested at most :data:`VALIDATE_BODY_DEPTH` levels (413 / 400 otherwise).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from ..handlers import api_handlers
+from ..httpbody import JSONBodyHandler
+from ..ratelimit import get_rate_limiter
 from ..request import format_walltime
 from .mixin import ProfileOptionsError, ProfilesMixin
 
@@ -35,11 +40,19 @@ PROFILES_ROUTE = r"/api/hpc/profiles"
 VALIDATE_ROUTE = r"/api/hpc/profiles/validate"
 USER_PROFILES_ROUTE = r"/api/hpc/users/([^/]+)/profiles"
 USER_VALIDATE_ROUTE = r"/api/hpc/users/([^/]+)/profiles/validate"
+#: bytes of a dry-run body (a start's ``user_options`` are a few hundred)
+VALIDATE_BODY_LIMIT = 64 * 1024
+#: levels of arrays and objects in a dry-run body
+VALIDATE_BODY_DEPTH = 16
 
 
-class _ProfilesBase(APIHandler):
+class _ProfilesBase(JSONBodyHandler):
+    body_limit = VALIDATE_BODY_LIMIT
+    body_depth = VALIDATE_BODY_DEPTH
+
     def target_spawner(self, user_name: str | None) -> ProfilesMixin:
-        """The default-server spawner of ``user_name`` (the caller when None), if allowed."""
+        """The default-server spawner of ``user_name`` (the caller when None), if allowed,
+        once the caller is within the rate limit."""
         caller = self.current_user
         if user_name is None:
             if caller is None or not hasattr(caller, "spawners"):
@@ -53,7 +66,20 @@ class _ProfilesBase(APIHandler):
         spawner = user.spawners[""]
         if not isinstance(spawner, ProfilesMixin):
             raise web.HTTPError(404, "this hub's spawner has no profiles")
+        self.check_rate(caller, spawner)
         return spawner
+
+    def check_rate(self, caller: Any, spawner: ProfilesMixin) -> None:
+        """HTTP 429 with ``Retry-After`` when ``caller`` is over the spawner's rate limit."""
+        key = f"{getattr(caller, 'kind', 'user')}:{caller.name}"
+        wait = get_rate_limiter().acquire(
+            key, spawner.profile_api_rate_limit, spawner.profile_api_rate_window
+        )
+        if wait:
+            error = web.HTTPError(429, "too many profile API requests, retry in %d s", wait)
+            # JupyterHub's write_error sets the headers an HTTPError carries
+            error.headers = {"Retry-After": str(wait)}  # type: ignore[attr-defined]
+            raise error
 
     def write_json(self, status: int, body: Any) -> None:
         self.set_status(status)
@@ -77,15 +103,8 @@ class ValidateHandler(_ProfilesBase):
 
     async def post(self, user_name: str | None = None) -> None:
         spawner = self.target_spawner(user_name)
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "the body must be JSON") from None
-        if (
-            isinstance(body, dict)
-            and set(body) <= {"user_options", "display_name"}
-            and "user_options" in body
-        ):
+        body: Any = self.json_object(empty={})
+        if set(body) <= {"user_options", "display_name"} and "user_options" in body:
             body = body["user_options"] or {}
         if not isinstance(body, dict):
             raise web.HTTPError(400, "user_options must be an object")

@@ -31,9 +31,10 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import Bool, Callable, Dict, Float, List, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Callable, Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
+from ..refusal import OptionsRefused
 from ..request import RequestError
 from .form import options_from_formdata, render_form
 from .limits import ClusterLimits, configured_partition_fields, get_limits_cache
@@ -62,8 +63,9 @@ JOB_ADDRESS_TRAITS = ("scheduler_commands", "scheduler_environment", "ssh_host",
 ADDRESS_KEY = "profile_job_address"
 
 
-class ProfileOptionsError(web.HTTPError):
-    """Invalid ``user_options``: HTTP 400 whose message names the field and the reason."""
+class ProfileOptionsError(OptionsRefused):
+    """Invalid ``user_options``: HTTP 400 whose message names the field and the reason
+    (logged by the hub as one line, see :mod:`jupyterhub_hpc.refusal`)."""
 
     def __init__(self, field: str, reason: str) -> None:
         message = f"Invalid option {field!r}: {reason}"
@@ -167,6 +169,27 @@ class ProfilesMixin(LoggingConfigurable):
         help="""
         Seconds between refreshes of the availability table on the spawn form (by
         its script, from the discovery API). 0 turns the refresh off.
+        """,
+    ).tag(config=True)
+
+    profile_api_rate_limit = Int(
+        30,
+        min=0,
+        help="""
+        Requests each caller (a user, or a service) may send to the discovery and dry-run
+        API (``GET /hub/api/hpc/profiles``, ``POST .../validate`` and their ``users/<name>``
+        forms) per ``profile_api_rate_window`` seconds, counted together in the hub process.
+        Beyond it the answer is HTTP 429 with ``Retry-After``. 0 turns the limit off.
+        """,
+    ).tag(config=True)
+
+    profile_api_rate_window = Float(
+        10.0,
+        min=0.0,
+        help="""
+        Seconds in which ``profile_api_rate_limit`` requests are allowed: a burst of that
+        many passes at once, then one more every ``window / limit`` seconds. 0 turns the
+        limit off.
         """,
     ).tag(config=True)
 
