@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..singleuser.listeners import TcpSocket, decode_address, parse_proc_net_tcp
 from .findings import Finding
 
 __all__ = [
@@ -30,10 +31,10 @@ __all__ = [
     "TcpSocket",
     "check_node",
     "classify_http",
+    "decode_address",
     "parse_proc_net_tcp",
 ]
 
-LISTEN = "0A"
 DEFAULT_OUTPUT_GLOBS = ("/home/*/.jupyterhub-hpc-*.log",)
 DEFAULT_RUNTIME_GLOBS = (
     "/tmp/jupyterhub-hpc-*",
@@ -43,67 +44,6 @@ DEFAULT_RUNTIME_GLOBS = (
 )
 #: the launcher's private directories: jupyterhub-hpc-UID, or jupyterhub-hpc-UID-XXXX
 PRIVATE_DIR = re.compile(r"^jupyterhub-hpc-(\d+)(-.+)?$")
-
-
-@dataclass(frozen=True)
-class TcpSocket:
-    """One line of ``/proc/net/tcp`` or ``/proc/net/tcp6``."""
-
-    address: str
-    port: int
-    remote_address: str
-    remote_port: int
-    state: str
-    uid: int
-    inode: int
-
-    @property
-    def listening(self) -> bool:
-        return self.state == LISTEN
-
-    @property
-    def endpoint(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
-
-
-def decode_address(hexaddr: str, byteorder: str = "little") -> str:
-    """An address of ``/proc/net/tcp[6]``: 32-bit words in the machine's byte order."""
-    raw = bytes.fromhex(hexaddr)
-    words = [raw[i : i + 4] for i in range(0, len(raw), 4)]
-    if byteorder == "little":
-        words = [w[::-1] for w in words]
-    packed = b"".join(words)
-    if len(packed) == 4:
-        return str(ipaddress.IPv4Address(packed))
-    address = ipaddress.IPv6Address(packed)
-    return str(address.ipv4_mapped) if address.ipv4_mapped else str(address)
-
-
-def parse_proc_net_tcp(text: str, byteorder: str = "little") -> list[TcpSocket]:
-    """Every socket of a ``/proc/net/tcp`` or ``tcp6`` table (the header line is skipped;
-    lines that do not parse are skipped too)."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 10 or not fields[0].endswith(":") or not fields[0][:-1].isdigit():
-            continue
-        try:
-            local, local_port = fields[1].split(":")
-            remote, remote_port = fields[2].split(":")
-            out.append(
-                TcpSocket(
-                    decode_address(local, byteorder),
-                    int(local_port, 16),
-                    decode_address(remote, byteorder),
-                    int(remote_port, 16),
-                    fields[3].upper(),
-                    int(fields[7]),
-                    int(fields[9]),
-                )
-            )
-        except ValueError:
-            continue
-    return out
 
 
 def classify_http(data: bytes) -> str:

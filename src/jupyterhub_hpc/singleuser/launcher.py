@@ -41,7 +41,7 @@ from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 from ..certs import SSL_KEY_ENV, write_job_certificates
-from .listeners import Listener, listeners, process_tree, socket_inodes
+from .listeners import TcpSocket, listeners, process_tree, socket_inodes
 from .private import PrivateDir
 
 RETRY_STATUSES = {502, 503, 504}
@@ -94,7 +94,7 @@ def port_is_free(ip: str, port: int) -> bool:
     return True
 
 
-def holders(ip: str, port: int) -> list[Listener]:
+def holders(ip: str, port: int) -> list[TcpSocket]:
     """The listening sockets a connection to ``ip:port`` would reach."""
     return [sock for sock in listeners(port) if sock.covers(ip)]
 

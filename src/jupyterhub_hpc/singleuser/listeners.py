@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "Listener",
+    "TcpSocket",
+    "decode_address",
     "listeners",
     "parse_proc_net_tcp",
     "process_tree",
@@ -24,71 +26,91 @@ __all__ = [
 
 #: ``st`` of a listening socket in ``/proc/net/tcp``
 LISTEN = "0A"
-TABLES = (("/proc/net/tcp", False), ("/proc/net/tcp6", True))
+TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
 @dataclass(frozen=True)
-class Listener:
-    """One listening TCP socket of the node."""
+class TcpSocket:
+    """One line of ``/proc/net/tcp`` or ``/proc/net/tcp6``."""
 
     address: str
     port: int
+    remote_address: str
+    remote_port: int
+    state: str
     uid: int
     inode: int
+
+    @property
+    def listening(self) -> bool:
+        return self.state == LISTEN
 
     @property
     def is_wildcard(self) -> bool:
         return self.address in ("0.0.0.0", "::")
 
     def covers(self, address: str) -> bool:
-        """True when a connection to ``address`` on this port would reach this socket."""
-        if self.is_wildcard or self.address == address:
-            return True
-        mapped = ipaddress.ip_address(self.address)
-        return isinstance(mapped, ipaddress.IPv6Address) and str(mapped.ipv4_mapped or "") == address
+        """True when a connection to ``address`` on this port would reach this (listening) socket."""
+        return self.is_wildcard or self.address == address
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
 
-def _address(hex_text: str, v6: bool) -> str:
-    raw = bytes.fromhex(hex_text)
-    if not v6:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    # four host-order 32-bit words
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return str(ipaddress.IPv6Address(words))
+def decode_address(hexaddr: str, byteorder: str = "little") -> str:
+    """An address of ``/proc/net/tcp[6]``: 32-bit words in the machine's byte order."""
+    raw = bytes.fromhex(hexaddr)
+    words = [raw[i : i + 4] for i in range(0, len(raw), 4)]
+    if byteorder == "little":
+        words = [w[::-1] for w in words]
+    packed = b"".join(words)
+    if len(packed) == 4:
+        return str(ipaddress.IPv4Address(packed))
+    address = ipaddress.IPv6Address(packed)
+    return str(address.ipv4_mapped) if address.ipv4_mapped else str(address)
 
 
-def parse_proc_net_tcp(text: str, *, v6: bool = False) -> list[Listener]:
-    """The listening sockets in the text of ``/proc/net/tcp`` (or ``tcp6`` with ``v6``).
-    Lines that do not have the kernel's layout are ignored."""
-    found = []
-    for line in text.splitlines()[1:]:
+def parse_proc_net_tcp(text: str, byteorder: str = "little") -> list[TcpSocket]:
+    """Every socket of a ``/proc/net/tcp`` or ``tcp6`` table (the header line is skipped;
+    lines that do not parse are skipped too)."""
+    out = []
+    for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 10 or fields[3] != LISTEN:
+        if len(fields) < 10 or not fields[0].endswith(":") or not fields[0][:-1].isdigit():
             continue
         try:
-            addr_hex, port_hex = fields[1].split(":")
-            found.append(
-                Listener(
-                    address=_address(addr_hex, v6),
-                    port=int(port_hex, 16),
-                    uid=int(fields[7]),
-                    inode=int(fields[9]),
+            local, local_port = fields[1].split(":")
+            remote, remote_port = fields[2].split(":")
+            out.append(
+                TcpSocket(
+                    decode_address(local, byteorder),
+                    int(local_port, 16),
+                    decode_address(remote, byteorder),
+                    int(remote_port, 16),
+                    fields[3].upper(),
+                    int(fields[7]),
+                    int(fields[9]),
                 )
             )
         except ValueError:
             continue
-    return found
+    return out
 
 
-def listeners(port: int | None = None) -> list[Listener]:
+def listeners(port: int | None = None) -> list[TcpSocket]:
     """The node's listening TCP sockets (IPv4 and IPv6), optionally on one port."""
-    found: list[Listener] = []
-    for path, v6 in TABLES:
+    found: list[TcpSocket] = []
+    for path in TABLES:
         try:
             text = Path(path).read_text()
         except OSError:
             continue
-        found.extend(sock for sock in parse_proc_net_tcp(text, v6=v6) if port is None or sock.port == port)
+        found.extend(
+            sock
+            for sock in parse_proc_net_tcp(text, sys.byteorder)
+            if sock.listening and (port is None or sock.port == port)
+        )
     return found
 
 
