@@ -84,6 +84,7 @@ async def run_command(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     cwd: str | None = None,
+    umask: int = -1,
 ) -> CommandResult:
     """Run ``argv`` (no shell) and return its result, whatever its exit status.
 
@@ -91,7 +92,8 @@ async def run_command(
     environment does not leak into a job). Raises :class:`CommandError` when the
     program cannot be started or does not finish within ``timeout`` seconds (it
     is killed then). Only the program name and arguments are logged, never the
-    environment or standard input.
+    environment or standard input. ``umask`` (e.g. ``0o077``) is the program's
+    umask; -1 keeps the hub's.
     """
     args = [str(a) for a in argv]
     if not args:
@@ -106,6 +108,7 @@ async def run_command(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            umask=umask,
         )
     except OSError as exc:
         raise CommandError(f"cannot run {args[0]}: {exc}") from exc

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any
 
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import CaselessStrEnum, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 SUDO_AS_USER = ["sudo", "-n", "-u", "{username}", "--"]
@@ -303,6 +303,36 @@ class HPCSpawnerOptions(Configurable):
         firewall opens). Empty: any free port the node's kernel hands out.
         """,
     ).tag(config=True)
+
+    kernel_transport = CaselessStrEnum(
+        ["ipc", "tcp"],
+        default_value="ipc",
+        help="""
+        How the server in the job talks to its kernels. ``"ipc"`` (default): Unix
+        sockets in the job's private directory on the node (mode 0700), which other
+        users of a shared node cannot connect to. ``"tcp"``: Jupyter's own default,
+        ports on 127.0.0.1 that **every user of the node can connect to** (the
+        messages are signed, not encrypted: anyone can read a kernel's output); only
+        for kernels that cannot use IPC, on nodes no one else uses.
+        """,
+    ).tag(config=True)
+
+    job_umask = Unicode(
+        "0022",
+        help="""
+        The umask of the server and its kernels in the job (octal, e.g. ``"0027"``
+        or ``"0002"`` for group-shared projects). The job is submitted, and its
+        script starts, with umask 077, so that its output file is private; the
+        script then sets this one before Jupyter starts.
+        """,
+    ).tag(config=True)
+
+    @validate("job_umask")
+    def _valid_umask(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if not re.fullmatch(r"0?[0-7]{3}", value, flags=re.ASCII):
+            raise TraitError(f"job_umask must be an octal umask like '0022', not {value!r}")
+        return value
 
     server_bind = Unicode(
         "",

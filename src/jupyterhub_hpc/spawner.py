@@ -41,6 +41,8 @@ from .watcher import QueueWatcher, WatcherSettings, get_watcher
 __all__ = ["HPCSpawner", "SlurmSpawner", "token_digest"]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: the umask jobs are submitted with (their output files are created private)
+SUBMIT_UMASK = 0o077
 
 
 class PortReportTooEarly(ValueError):
@@ -298,6 +300,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             argv += ["--port-range", self.port_range]
         if self.server_bind:
             argv += ["--ip", self.server_bind]
+        argv += ["--kernel-transport", self.kernel_transport.lower()]
         return [*argv, "--", *self.cmd, *self.get_args()]
 
     def job_script(self, request: JobRequest, environment: dict[str, str]) -> str:
@@ -312,6 +315,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             epilogue=self.job_script_epilogue,
             extra_directives=self.job_extra_directives,
             directives_skip=self.job_directives_skip,
+            umask=self.job_umask,
         )
         return self.scheduler.render(request, job, self.job_script_template or None)
 
@@ -357,7 +361,11 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         # before submitting: the job may start and report its port before sbatch returns
         self.job_id = self.job_host = self._port_job = self._ended_job = ""
         self.job_port = 0
-        result = await self._run_scheduler(self.submit_prefix, argv, input=script, env=submit_env)
+        # umask 077: the scheduler creates the job's output file private (Slurm applies
+        # the submitting umask); the script sets job_umask for the server itself
+        result = await self._run_scheduler(
+            self.submit_prefix, argv, input=script, env=submit_env, umask=SUBMIT_UMASK
+        )
         try:
             job_id = self.scheduler.parse_submit(result)
         except SubmitError as exc:

@@ -92,7 +92,8 @@ def secrets_on_stdin(
         if "\n" in secrets[name] or "\0" in secrets[name]:
             raise ValueError(f"{name} cannot be passed on a line of standard input")
     reads = " && ".join(f"IFS= read -r {name}" for name in names)
-    script = f'{reads} && export {" ".join(names)} && exec "$@"'
+    # umask 077: the scheduler creates the job's output file private (as on a local submit)
+    script = f'umask 077 && {reads} && export {" ".join(names)} && exec "$@"'
     lines = "".join(f"{secrets[name]}\n" for name in names)
     return ["sh", "-c", script, READER_NAME, *argv], lines + (input or "")
 

@@ -61,6 +61,8 @@ class JobScript:
     epilogue: str = ""
     extra_directives: Sequence[str] = ()
     directives_skip: Sequence[str] = ()
+    #: the server's umask (the script starts with 077, so that its output is private)
+    umask: str = "0022"
 
 
 #: The line a job script writes last, from an EXIT trap, so that an exit status
@@ -103,6 +105,9 @@ class Backend(abc.ABC):
     #: for schedulers that cannot put the job id into an output path (PBS): the job's
     #: environment variable holding its id; the script then redirects its own output
     job_id_variable: ClassVar[str | None] = None
+    #: the variable holding the job id inside a job whose output file the scheduler
+    #: writes itself (``SLURM_JOB_ID``): the script makes that file private first
+    job_id_env: ClassVar[str | None] = None
     #: whether the script must ``cd`` to the working directory itself (no directive for it)
     script_changes_directory: ClassVar[bool] = True
 
@@ -191,15 +196,27 @@ class Backend(abc.ABC):
         (when rendering) or the real id (when the hub reads the file)."""
         return pattern.replace("{job_id}", job_id if job_id else self.job_id_placeholder)
 
+    def _runtime_path(self, output_path: str, variable: str) -> str:
+        """``output_path`` as shell text, its placeholder replaced by ``$variable``."""
+        parts = output_path.split(self.job_id_placeholder)
+        return f'"${{{variable}}}"'.join(shlex.quote(p) if p else "" for p in parts)
+
+    def output_protect(self, output_path: str) -> str:
+        """Shell text making the output file the scheduler created private (0600) before
+        anything else is written to it; '' when the script creates it itself (under
+        its ``umask 077``) or the job id variable is unknown. The submit command runs
+        with umask 077 too, which Slurm applies when it creates the file."""
+        if self.job_id_variable or not self.job_id_env:
+            return ""
+        return f"chmod 0600 -- {self._runtime_path(output_path, self.job_id_env)} 2>/dev/null || true"
+
     def output_redirect(self, output_path: str) -> str:
         """Shell text sending the rest of the script's output to ``output_path``, with
         the scheduler's placeholder replaced by the job-id variable; '' when the
         scheduler writes the output file itself."""
         if not self.job_id_variable:
             return ""
-        parts = output_path.split(self.job_id_placeholder)
-        target = f'"${{{self.job_id_variable}}}"'.join(shlex.quote(p) if p else "" for p in parts)
-        return f"exec >>{target} 2>&1"
+        return f"exec >>{self._runtime_path(output_path, self.job_id_variable)} 2>&1"
 
     def render(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
         """The complete job script for ``request``: a pure function of its inputs.
@@ -223,6 +240,7 @@ class Backend(abc.ABC):
                 "command": list(job.command),
                 "exit_marker": Safe(EXIT_MARKER),
                 "output_redirect": Safe(self.output_redirect(job.output_path)),
+                "output_protect": Safe(self.output_protect(job.output_path)),
                 "change_directory": self.script_changes_directory,
             },
         )

@@ -70,6 +70,7 @@ class LSFBackend(Backend):
     state_map = LSF_STATES
     reasons = LSF_REASONS
     job_id_placeholder = "%J"
+    job_id_env = "LSB_JOBID"
     default_commands = {"bsub": "bsub", "bjobs": "bjobs", "bkill": "bkill"}
     cancel_gone_markers = ("already finished", "No matching job found")
 

@@ -68,6 +68,7 @@ class OARBackend(Backend):
     state_map = OAR_STATES
     reasons = OAR_REASONS
     job_id_placeholder = "%jobid%"
+    job_id_env = "OAR_JOB_ID"
     default_commands = {"oarsub": "oarsub", "oarstat": "oarstat", "oardel": "oardel"}
     cancel_gone_markers = ("already killed", "is not running", "Terminated")
 

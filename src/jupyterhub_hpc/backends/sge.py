@@ -79,6 +79,7 @@ class SGEBackend(Backend):
     state_map: ClassVar[Mapping[str, JobState]] = {}
     reasons = SGE_REASONS
     job_id_placeholder = "$JOB_ID"
+    job_id_env = "JOB_ID"
     default_commands = {"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"}
     # qdel writes its answers, errors included, to standard output
     cancel_gone_markers = ("does not exist",)

@@ -125,6 +125,7 @@ class SlurmBackend(Backend):
     state_map = SLURM_STATES
     reasons = SLURM_REASONS
     job_id_placeholder = "%j"
+    job_id_env = "SLURM_JOB_ID"
     script_changes_directory = False  # --chdir
     default_commands = {"sbatch": "sbatch", "squeue": "squeue", "scancel": "scancel", "sacct": "sacct"}
     cancel_gone_markers = ("Invalid job id", "already completing")

@@ -140,7 +140,8 @@ class Supervisor:
     def launch(self) -> subprocess.Popen[bytes] | None:
         """Start the script; record RUNNING, or FAILED when it cannot start."""
         try:
-            out = os.open(self.spec.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            out = os.open(self.spec.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            os.fchmod(out, 0o600)  # private even when the file existed
         except OSError as exc:
             print(f"jupyterhub-hpc-local: cannot open {self.spec.output}: {exc}", file=sys.stderr)
             self.record(

@@ -14,6 +14,9 @@
 #SBATCH --gres=gpu:a100:1
 #SBATCH --licenses=matlab:1
 # Written by jupyterhub-hpc. Every value below is shell-quoted.
+umask 077
+chmod 0600 -- /home/alice/.jupyterhub-hpc-"${SLURM_JOB_ID}".log 2>/dev/null || true
+umask 0022
 trap 'status=$?; echo "jupyterhub-hpc-exit-status=${status}"' EXIT
 trap 'exit 143' TERM
 export JUPYTERHUB_USER=alice
