@@ -2,7 +2,9 @@
 ``JUPYTERHUB_SERVICE_URL`` says, after ``FAKE_DELAY`` seconds, prints what it was
 given as one JSON line, answers every connection with a tiny HTTP 200 and exits
 after ``FAKE_SERVE`` seconds (0: until SIGTERM) with status ``FAKE_EXIT``;
-``FAKE_FAIL_BEFORE_LISTEN=N`` exits with N before it listens."""
+``FAKE_FAIL_BEFORE_LISTEN=N`` exits with N before it listens. With ``FAKE_TLS_CERT`` and
+``FAKE_TLS_KEY`` it speaks TLS with that certificate (a spoofing server without the user's
+own); ``FAKE_LOG`` names a file where each request line it received is appended."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from urllib.parse import urlsplit
@@ -29,6 +32,7 @@ def main() -> None:
         print(f"fake-server: cannot bind {url.netloc}: {exc}", flush=True)
         sys.exit(1)
     sock.listen()
+    listening_at = time.time()
     config_path = os.environ.get("JUPYTER_CONFIG_PATH", "")
     config = {}
     if config_path:
@@ -47,11 +51,16 @@ def main() -> None:
                 "runtime_dir": os.environ.get("JUPYTER_RUNTIME_DIR"),
                 "config": config,
                 "config_path": config_path,
+                "listening_at": listening_at,
             }
         ),
         flush=True,
     )
     serve = float(os.environ.get("FAKE_SERVE", "0"))
+    context = None
+    if os.environ.get("FAKE_TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["FAKE_TLS_CERT"], os.environ["FAKE_TLS_KEY"])
     sock.settimeout(0.1)
     deadline = time.monotonic() + serve if serve else None
     while deadline is None or time.monotonic() < deadline:
@@ -59,9 +68,34 @@ def main() -> None:
             conn, _ = sock.accept()
         except TimeoutError:
             continue
-        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        conn.close()
+        answer(conn, context)
     sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+
+
+def answer(conn: socket.socket, context: ssl.SSLContext | None) -> None:
+    """Read a request (through TLS with ``context``), log its first line, answer 200."""
+    conn.settimeout(2)
+    try:
+        if context is not None:
+            try:
+                conn = context.wrap_socket(conn, server_side=True)
+            except ssl.SSLError as exc:
+                log(f"TLS handshake failed: {exc.reason}")
+                return
+        request = conn.recv(4096)
+        if request:
+            log(request.split(b"\r\n", 1)[0].decode(errors="replace"))
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def log(line: str) -> None:
+    if os.environ.get("FAKE_LOG"):
+        with open(os.environ["FAKE_LOG"], "a") as handle:
+            handle.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -187,10 +187,14 @@ def cmdline(pid: int) -> bytes:
 
 
 def server_pid(user: str, job: str) -> int:
-    """The pid of the user's jupyterhub-singleuser process in job ``job``."""
+    """The pid of the user's jupyterhub-singleuser process in job ``job`` (not the
+    launcher, its parent, whose command line names it after ``--``)."""
     uid = pwd.getpwnam(user).pw_uid
     for pid in pids():
-        if uid_of(pid) == uid and b"jupyterhub-singleuser" in cmdline(pid) and in_job(pid, job):
+        line = cmdline(pid)
+        if uid_of(pid) != uid or b"jupyterhub-hpc-singleuser" in line:
+            continue
+        if b"jupyterhub-singleuser" in line and in_job(pid, job):
             return pid
     raise AssertionError(f"no jupyterhub-singleuser of {user} in job {job}")
 

@@ -6,8 +6,13 @@ proxy reach it through it."""
 from __future__ import annotations
 
 import base64
+import os
 import pwd
+import shutil
 import ssl
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +104,68 @@ def test_the_key_travels_like_the_token(tls: dict[str, Any]) -> None:
     assert keyfile.stat().st_uid == uid and keyfile.stat().st_mode & 0o777 == 0o600
     assert keyfile.parent.stat().st_mode & 0o777 == 0o700
     assert not str(keyfile).startswith(pwd.getpwnam(USER).pw_dir + "/")
+
+
+# -- a spoofing listener: a server that cannot present the user's own certificate ------------------
+
+SPOOF_USER = "hpcuser2"
+FAKE_SERVER = Path(__file__).resolve().parents[1] / "fakes" / "fake_server.py"
+HTTP_METHODS = ("GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "PATCH ", "OPTIONS ")
+
+
+@pytest.fixture
+def spoof_dir() -> Iterator[Path]:
+    """A self-signed certificate for ``vm`` (not of the internal CA) and a request log,
+    readable and writable by the spoofing job."""
+    directory = Path(tempfile.mkdtemp(prefix="spoof-", dir="/tmp"))  # reachable by the job user
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=vm"]
+    argv += ["-addext", "subjectAltName=DNS:vm", "-keyout", str(directory / "key.pem")]
+    subprocess.run(
+        [*argv, "-out", str(directory / "cert.pem")],
+        check=True,
+        capture_output=True,
+    )
+    (directory / "requests.log").touch()
+    for path in [directory, *directory.iterdir()]:
+        os.chmod(path, 0o777 if path.is_dir() else 0o666)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("kind", ["plain-http", "self-signed-tls"])
+def test_a_spoofing_listener_is_refused(tls: dict[str, Any], spoof_dir: Path, kind: str) -> None:
+    """The job runs a listener that answers like a server but holds no certificate of the
+    internal CA for this user (plain HTTP; TLS with a self-signed certificate): the hub's
+    readiness check fails, the proxy never gets a route and no HTTP request reaches it."""
+    hub = tls["hub"]
+    environment = {"FAKE_LOG": str(spoof_dir / "requests.log")}
+    if kind == "self-signed-tls":
+        environment.update(FAKE_TLS_CERT=str(spoof_dir / "cert.pem"), FAKE_TLS_KEY=str(spoof_dir / "key.pem"))
+    hub.per_user(
+        {
+            SPOOF_USER: {
+                "cmd": [sys.executable, str(FAKE_SERVER)],
+                "http_timeout": 10,
+                "environment": environment,
+            }
+        }
+    )
+    hub.spawn(SPOOF_USER)
+    events = hub.progress_events(SPOOF_USER, timeout=120)
+    assert events and events[-1].get("failed"), events
+    secutil.wait_no_server(hub, SPOOF_USER, timeout=60)
+    token = hub.user_token(SPOOF_USER)
+    reply = requests.get(
+        f"{hub.url}/user/{SPOOF_USER}/api/status",
+        headers={"Authorization": f"token {token}"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert reply.status_code in (302, 303, 424, 503), reply.status_code  # the hub's answer, not the fake's
+    seen = (spoof_dir / "requests.log").read_text(errors="replace").splitlines()
+    assert not [line for line in seen if line.startswith(HTTP_METHODS)], seen
+    # the hub did try the listener (else this proves nothing), and refused it in TLS
+    if kind == "plain-http":
+        assert seen, "the hub never sent the spoofing listener anything"
+    else:
+        assert [line for line in seen if line.startswith("TLS handshake failed")], seen

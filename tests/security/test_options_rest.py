@@ -6,6 +6,7 @@ The payloads that rewrote batchspawner's job scripts are regression tests."""
 from __future__ import annotations
 
 import glob
+import json
 import pwd
 import re
 from collections.abc import Iterator
@@ -31,6 +32,14 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 USER = "hpcuser3"
 SPAWNER = {**FAST, "allowed_user_options": ALLOWED, "partition": "debug", "walltime": "00:05:00"}
 PWNED = "/tmp/sectest-pwned"
+
+
+def post_options(hub: Hub, options: dict[str, Any]) -> Any:
+    """POST a start with ``options`` (NaN and Infinity included: json.dumps writes them, as a
+    client may, where requests' ``json=`` refuses them)."""
+    body = json.dumps({"user_options": options})
+    return hub.api("POST", f"/users/{USER}/server", data=body, headers={"Content-Type": "application/json"})
+
 
 # values Slurm accepts on this cluster (walltime within the `short` partition's 5 minutes)
 feasible = {
@@ -89,7 +98,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 def check(hub: Hub, options: dict[str, Any]) -> None:
     expected = validated(options)
-    r = hub.api("POST", f"/users/{USER}/server", json={"user_options": options})
+    r = post_options(hub, options)
     if expected is None:
         assert r.status_code == 400, (options, r.status_code, r.text[:300])
         assert r.json()["message"].startswith("Invalid server options: ")
@@ -171,7 +180,7 @@ def test_a_request_slurm_refuses_is_a_400_with_slurms_words(hub: Hub) -> None:
     # valid for the hub, but over the short partition's MaxTime (5 min, EnforcePartLimits=ALL)
     options = {"partition": "short", "walltime": "00:10:00"}
     assert validated(options) is not None
-    r = hub.api("POST", f"/users/{USER}/server", json={"user_options": options})
+    r = post_options(hub, options)
     assert r.status_code == 400, (r.status_code, r.text[:300])
     message = r.json()["message"]
     assert message.startswith("The scheduler refused the job: "), message
