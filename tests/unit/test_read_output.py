@@ -138,15 +138,47 @@ def test_a_symbolic_link_as_the_file_is_refused(log: Path, base: Path) -> None:
     refused(read("--lines", "5", str(link)), "is a symbolic link")
 
 
-def test_a_symbolic_link_as_a_directory_is_refused(log: Path, base: Path) -> None:
+NOBODY = 65534
+
+
+def user_link(link: Path, target: str | Path) -> None:
+    """A symbolic link as a user would make it (owned by a user, not root)."""
+    link.symlink_to(target)
+    os.lchown(link, NOBODY, NOBODY)
+
+
+def test_a_users_symbolic_link_as_a_directory_is_refused(log: Path, base: Path) -> None:
     (base / "real").mkdir()
     target = base / "real" / "out.log"
     target.write_text("x\n")
-    (base / "alias").symlink_to(base / "real")
+    user_link(base / "alias", base / "real")
     assert read("--lines", "5", str(target)).stdout == b"x\n"
     refused(read("--lines", "5", str(base / "alias" / "out.log")), f"{base / 'alias'} is a symbolic link")
-    (base / "up").symlink_to("/")
+    user_link(base / "up", "/")
     refused(read("--lines", "5", str(base / "up" / "etc" / "passwd")), "is a symbolic link")
+
+
+def test_a_root_owned_directory_link_is_followed_and_its_target_checked(base: Path) -> None:
+    """A site's ``/home -> /gpfs/home`` (no user can make a root-owned link) is followed;
+    a user's link behind it, or a user's file as the link's target, is still refused."""
+    (base / "gpfs" / "home" / "alice").mkdir(parents=True)
+    out = base / "gpfs" / "home" / "alice" / "out.log"
+    out.write_text("from gpfs\n")
+    (base / "home").symlink_to(base / "gpfs" / "home")  # root's, absolute
+    (base / "rel").symlink_to("gpfs/home")  # root's, relative
+    (base / "updown").symlink_to("gpfs/../gpfs/home")  # root's, with .. in its target
+    for top in ("home", "rel", "updown"):
+        assert read("--lines", "5", str(base / top / "alice" / "out.log")).stdout == b"from gpfs\n", top
+    user_link(base / "gpfs" / "home" / "bob", base / "gpfs" / "home" / "alice")
+    refused(read("--lines", "5", str(base / "home" / "bob" / "out.log")), "is a symbolic link")
+    (base / "file-link").symlink_to(out)  # root's link as the file itself: never followed
+    refused(read("--lines", "5", str(base / "file-link")), "is a symbolic link")
+
+
+def test_a_loop_of_root_links_ends(base: Path) -> None:
+    (base / "a").symlink_to(base / "b")
+    (base / "b").symlink_to(base / "a")
+    refused(read("--lines", "5", str(base / "a" / "x.log")), "more than 8 links")
 
 
 @pytest.mark.parametrize(

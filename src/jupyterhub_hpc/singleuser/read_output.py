@@ -6,9 +6,13 @@ status the job wrote there. The sudoers rule pins the shape of ``PATH`` (the
 ``job_output`` pattern); this program adds what a regular expression cannot check:
 
 - ``PATH`` is absolute and has no empty, ``.`` or ``..`` component;
-- no component is a symbolic link: each directory is opened with
+- no symbolic link a user made is followed: each directory is opened with
   ``O_PATH | O_NOFOLLOW | O_DIRECTORY`` relative to its parent's descriptor, and
-  the file itself with ``O_NOFOLLOW``, so nothing is resolved twice;
+  the file itself with ``O_NOFOLLOW``, so nothing is resolved twice. A directory
+  component that is a symbolic link **owned by root** (a site's ``/home ->
+  /gpfs/home``: no user can make one) is followed, by walking its target the same
+  way, component by component (at most ``MAX_LINKS`` of them); the file itself is
+  never a link;
 - the file is a regular file (checked before it is opened, and again on the open
   descriptor; ``O_NONBLOCK``, so a FIFO could not block it anyway), owned by the
   invoking user (``os.getuid()``);
@@ -35,6 +39,8 @@ PROG = "jupyterhub-hpc-read-output"
 MAX_LINES = 1000
 #: the most bytes one call reads, from the end of the file
 MAX_BYTES = 64 * 1024
+#: the most root-owned directory links one path may pass through
+MAX_LINKS = 8
 
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -54,6 +60,17 @@ def _components(path: str) -> list[str]:
     return parts
 
 
+def _root_link(name: str, parent: int) -> str | None:
+    """The target of ``name`` (in ``parent``) when it is a symbolic link owned by root."""
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISLNK(info.st_mode) or info.st_uid != 0:
+        return None
+    return os.readlink(name, dir_fd=parent)
+
+
 def _open_directory(name: str, parent: int, shown: str) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent)
@@ -67,18 +84,45 @@ def _open_directory(name: str, parent: int, shown: str) -> int:
         raise ReadRefused(f"{shown}: {exc.strerror}") from None
 
 
-def open_output(path: str, uid: int | None = None) -> int:
-    """A read-only descriptor of the regular file ``path``, owned by ``uid`` (default: the
-    invoking user), reached without following any symbolic link. Raises :class:`ReadRefused`."""
-    uid = os.getuid() if uid is None else uid
-    parts = _components(path)
+def _walk_directories(path: str, parts: list[str]) -> tuple[int, str]:
+    """A descriptor of the directory holding ``path``'s last component, reached without
+    following a link a user made, and that component's name."""
+    todo, done = list(parts), []
+    links = 0
     parent = os.open("/", _DIR_FLAGS)
     try:
-        for depth, name in enumerate(parts[:-1], 1):
-            fd = _open_directory(name, parent, "/" + "/".join(parts[:depth]))
+        while len(todo) > 1:
+            name = todo.pop(0)
+            shown = "/" + "/".join([*done, name])
+            target = _root_link(name, parent)
+            if target is not None:
+                links += 1
+                if links > MAX_LINKS:
+                    raise ReadRefused(f"{path} passes through more than {MAX_LINKS} links")
+                # walk the admin's link target from the start, component by component
+                base = target if target.startswith("/") else "/" + "/".join([*done, target])
+                todo = _components(os.path.normpath(base)) + todo
+                done = []
+                os.close(parent)
+                parent = os.open("/", _DIR_FLAGS)
+                continue
+            fd = _open_directory(name, parent, shown)
             os.close(parent)
             parent = fd
-        name = parts[-1]
+            done.append(name)
+    except BaseException:
+        os.close(parent)
+        raise
+    return parent, todo[0]
+
+
+def open_output(path: str, uid: int | None = None) -> int:
+    """A read-only descriptor of the regular file ``path``, owned by ``uid`` (default: the
+    invoking user), reached without following a symbolic link a user made. Raises
+    :class:`ReadRefused`."""
+    uid = os.getuid() if uid is None else uid
+    parent, name = _walk_directories(path, _components(path))
+    try:
         try:
             before = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
