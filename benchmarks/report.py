@@ -307,9 +307,27 @@ def plot(ours: dict[str, Any], bs: dict[str, Any], reg: dict[str, Any]) -> Path 
     return path
 
 
+def readiness_table(ready: dict[str, Any]) -> list[str]:
+    """Issue 11: what the launcher's ownership check costs a spawn (benchmarks/readiness.py)."""
+    if not ready:
+        return ["(not measured: run `benchmarks/readiness.py --json results/readiness.json`)"]
+    det = ready["detection_s"]
+    return [
+        "| measurement | value | target |",
+        "|---|---|---|",
+        f"| server listens → hub has the port, median of {ready['runs']} launches (s) | {fmt(det['median'], 3)} "
+        "| ≤ 0.1 |",
+        f"| … the slowest of them (s) | {fmt(det['max'], 3)} | |",
+        f"| one ownership check, {ready['processes_on_machine']} processes on the machine (s) "
+        f"| {fmt(ready['one_check_s'], 4)} | |",
+        f"| poll interval of the check (s) | {fmt(ready['poll_interval_s'], 2)} | |",
+    ]
+
+
 def main() -> None:
     ours, bs = load("slurm_ours.json"), load("slurm_batchspawner.json")
     reg, scale = load("registered_ours.json"), load("scale_ours.json")
+    ready = load("readiness.json")
     out = [
         "# Benchmark results",
         "",
@@ -353,6 +371,10 @@ def main() -> None:
         "## Scale run without a cluster (1000 jobs, fake squeue, in-process)",
         "",
         *scale_table(scale),
+        "",
+        "## Issue 11: the launcher's ownership check (no cluster)",
+        "",
+        *readiness_table(ready),
         "",
         "## Conditions",
         "",

@@ -55,6 +55,8 @@ log "real Slurm: $SPAWNERS ($SCENARIOS)"
 if [ -z "$MERGE" ]; then
   log "scale run: 1000 jobs on the fake squeue"
   "$VENV/bin/python" scale.py
+  log "readiness check: 20 launcher runs"
+  "$VENV/bin/python" readiness.py --json results/readiness.json
 fi
 "$BENCH_VENV/bin/python" report.py >/dev/null
 log "done in $(( ($(date +%s) - started) / 60 )) min: $HERE/results/README.md"
