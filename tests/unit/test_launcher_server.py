@@ -28,9 +28,10 @@ class Hub(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.reports: list[tuple[int, bool]] = []
-        super().__init__(("127.0.0.1", 0), Handler)
+        self.started = time.time()
+        super().__init__(("127.0.0.1", port), Handler)
 
     @property
     def api_url(self) -> str:
@@ -83,13 +84,13 @@ def consecutive_free_ports(count: int) -> int:
     raise AssertionError("no free port range")
 
 
-def launch(hub: Hub, tmp_path: Path, *args: str, **fake: str) -> subprocess.Popen[str]:
+def launch(api_url: str, tmp_path: Path, *args: str, **fake: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "XDG_RUNTIME"))}
     env.update(
         PYTHONPATH=str(SRC),
         TMPDIR=str(tmp_path),
         JUPYTERHUB_API_TOKEN=TOKEN,
-        JUPYTERHUB_API_URL=hub.api_url,
+        JUPYTERHUB_API_URL=api_url,
         JUPYTERHUB_SERVICE_URL="http://127.0.0.1:0/user/alice/",
         **{f"FAKE_{k.upper()}": v for k, v in fake.items()},
     )
@@ -123,7 +124,7 @@ def started_port(line: str) -> int:
 
 
 def test_the_port_is_reported_only_once_the_server_listens(hub: Hub, tmp_path: Path) -> None:
-    proc = launch(hub, tmp_path, delay="1.0", serve="1.5")
+    proc = launch(hub.api_url, tmp_path, delay="1.0", serve="1.5")
     out = finish(proc)
     assert proc.returncode == 0, out
     [(port, listening)] = hub.reports
@@ -135,7 +136,7 @@ def test_the_port_is_reported_only_once_the_server_listens(hub: Hub, tmp_path: P
 
 def test_a_port_taken_in_the_window_is_never_reported(hub: Hub, tmp_path: Path) -> None:
     base = consecutive_free_ports(3)
-    proc = launch(hub, tmp_path, "--port-range", f"{base}-{base + 2}", delay="1.0", serve="1.0")
+    proc = launch(hub.api_url, tmp_path, "--port-range", f"{base}-{base + 2}", delay="1.0", serve="1.0")
     [*_, line] = read_until(proc, "starting the server on")
     victim_port = started_port(line)
     # the attacker binds the port between the launcher's pick and the server's bind
@@ -158,7 +159,7 @@ def test_every_port_held_is_a_clear_failure_and_nothing_is_reported(hub: Hub, tm
         sock.listen()
         held.append(sock)
     try:
-        proc = launch(hub, tmp_path, "--port-range", f"{base}-{base + 1}", serve="1")
+        proc = launch(hub.api_url, tmp_path, "--port-range", f"{base}-{base + 1}", serve="1")
         out = finish(proc)
     finally:
         for sock in held:
@@ -170,7 +171,7 @@ def test_every_port_held_is_a_clear_failure_and_nothing_is_reported(hub: Hub, tm
 
 def test_a_wildcard_listener_of_another_process_counts_as_taken(hub: Hub, tmp_path: Path) -> None:
     base = consecutive_free_ports(2)
-    proc = launch(hub, tmp_path, "--port-range", f"{base}-{base + 1}", delay="1.0", serve="1.0")
+    proc = launch(hub.api_url, tmp_path, "--port-range", f"{base}-{base + 1}", delay="1.0", serve="1.0")
     [*_, line] = read_until(proc, "starting the server on")
     with socket.socket() as attacker:
         attacker.bind(("0.0.0.0", started_port(line)))
@@ -182,19 +183,19 @@ def test_a_wildcard_listener_of_another_process_counts_as_taken(hub: Hub, tmp_pa
 
 
 def test_kernels_use_ipc_in_the_private_directory_by_default(hub: Hub, tmp_path: Path) -> None:
-    out = finish(launch(hub, tmp_path, serve="0.5"))
+    out = finish(launch(hub.api_url, tmp_path, serve="0.5"))
     info = json.loads(next(ln for ln in out.splitlines() if ln.startswith("fake-server: {"))[13:])
     assert info["config"] == {"KernelManager": {"transport": "ipc"}}
     runtime = Path(info["runtime_dir"])
     assert runtime.parent == tmp_path and info["config_path"].startswith(str(runtime))
     assert not runtime.exists(), "the private directory outlived the job"
-    out = finish(launch(hub, tmp_path, "--kernel-transport", "tcp", serve="0.5"))
+    out = finish(launch(hub.api_url, tmp_path, "--kernel-transport", "tcp", serve="0.5"))
     info = json.loads(next(ln for ln in out.splitlines() if ln.startswith("fake-server: {"))[13:])
     assert info["config"] == {} and info["config_path"] == ""
 
 
 def test_sigterm_reaches_the_server_and_the_private_directory_goes(hub: Hub, tmp_path: Path) -> None:
-    proc = launch(hub, tmp_path, term_exit="7")
+    proc = launch(hub.api_url, tmp_path, term_exit="7")
     lines = read_until(proc, "reporting the port")
     info = json.loads(next(ln for ln in lines if ln.startswith("fake-server: {"))[13:])
     proc.send_signal(signal.SIGTERM)
@@ -206,7 +207,7 @@ def test_sigterm_reaches_the_server_and_the_private_directory_goes(hub: Hub, tmp
 
 
 def test_a_server_that_fails_before_listening_is_not_reported(hub: Hub, tmp_path: Path) -> None:
-    proc = launch(hub, tmp_path, fail_before_listen="3")
+    proc = launch(hub.api_url, tmp_path, fail_before_listen="3")
     out = finish(proc)
     assert proc.returncode == 3, out
     assert "failing before it listens" in out
@@ -223,3 +224,23 @@ def test_a_missing_server_command_is_a_clear_failure(hub: Hub, tmp_path: Path) -
     assert "cannot run no-such-server" in done.stderr and "Traceback" not in done.stderr
     assert hub.reports == []
     assert not list(tmp_path.iterdir()), "the private directory outlived the job"
+
+
+def test_the_server_starts_only_once_the_hub_answers(tmp_path: Path) -> None:
+    """A job that starts while the hub is down (a hub restart): Jupyter would give up on an
+    absent hub after about 30 s, so the launcher waits for the hub before starting it."""
+    port = consecutive_free_ports(1)
+    proc = launch(f"http://127.0.0.1:{port}/hub/api/", tmp_path, serve="0.5")
+    time.sleep(2)
+    hub = Hub(port)
+    threading.Thread(target=hub.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        out = finish(proc)
+    finally:
+        hub.shutdown()
+        hub.server_close()
+    assert proc.returncode == 0, out
+    assert "hub not reachable" in out
+    info = json.loads(next(ln for ln in out.splitlines() if ln.startswith("fake-server: {"))[13:])
+    assert info["listening_at"] >= hub.started
+    assert [listening for _, listening in hub.reports] == [True]

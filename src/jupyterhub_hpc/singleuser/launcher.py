@@ -174,32 +174,33 @@ def _ssl_context() -> ssl.SSLContext | None:
     return ctx
 
 
-def report_port(
-    api_url: str, token: str, port: int, *, timeout: float, alive: Callable[[], bool] = lambda: True
+def _call_hub(
+    make_request: Callable[[], urllib.request.Request],
+    *,
+    timeout: float,
+    what: str,
+    probe: bool = False,
+    alive: Callable[[], bool] = lambda: True,
 ) -> None:
-    """POST the port to the hub, retrying with exponential back-off for ``timeout`` s
-    (while ``alive()``: a server that ended is not reported)."""
-    url = api_url.rstrip("/") + "/hpc/port"
-    body = json.dumps({"port": port}).encode()
+    """Send a request to the hub, retrying with exponential back-off for ``timeout`` s
+    while the hub is unreachable (no connection, or HTTP 502/503/504) and ``alive()``.
+    Another HTTP error is the hub refusing ``what`` (SystemExit), except for a ``probe``,
+    for which any answer means the hub is there."""
     deadline = time.monotonic() + timeout
     delay = 0.5
     context = _ssl_context()
     while True:
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            with urllib.request.urlopen(make_request(), timeout=10, context=context) as response:
                 response.read()
                 return
         except urllib.error.HTTPError as exc:
             if exc.code not in RETRY_STATUSES:
+                if probe:
+                    return
                 detail = exc.read().decode(errors="replace")[:500]
                 raise SystemExit(
-                    f"jupyterhub-hpc-singleuser: the hub refused the port: {exc.code} {detail}"
+                    f"jupyterhub-hpc-singleuser: the hub refused {what}: {exc.code} {detail}"
                 ) from None
             problem = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
@@ -207,12 +208,35 @@ def report_port(
         if time.monotonic() + delay > deadline:
             raise SystemExit(f"jupyterhub-hpc-singleuser: hub unreachable for {timeout:.0f} s ({problem})")
         if not alive():
-            raise SystemExit("jupyterhub-hpc-singleuser: the server ended before the hub took its port")
+            raise SystemExit(f"jupyterhub-hpc-singleuser: the server ended before the hub took {what}")
         print(
             f"jupyterhub-hpc-singleuser: hub not reachable ({problem}); retrying in {delay:.1f} s", flush=True
         )
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+def wait_for_hub(api_url: str, *, timeout: float) -> None:
+    """Return once the hub's API answers at all (``GET $JUPYTERHUB_API_URL``), retrying
+    while it is away (a hub restart): Jupyter itself gives up on an absent hub after
+    about 30 s, so it starts only once the hub is there."""
+    _call_hub(lambda: urllib.request.Request(api_url, method="GET"), timeout=timeout, what="", probe=True)
+
+
+def report_port(
+    api_url: str, token: str, port: int, *, timeout: float, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """POST the port to the hub, retrying with exponential back-off for ``timeout`` s
+    (while ``alive()``: a server that ended is not reported)."""
+    url = api_url.rstrip("/") + "/hpc/port"
+    body = json.dumps({"port": port}).encode()
+    headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+    _call_hub(
+        lambda: urllib.request.Request(url, data=body, method="POST", headers=headers),
+        timeout=timeout,
+        what="the port",
+        alive=alive,
+    )
 
 
 def service_url(ip: str, port: int) -> str:
@@ -402,6 +426,7 @@ def run(
         env["JUPYTER_RUNTIME_DIR"] = private.path
     kernel_environment(private, args.kernel_transport, env)
     ip = bind_address(args.ip)
+    wait_for_hub(api_url, timeout=args.report_timeout)
     port = start_server(command, env, ip, args, supervisor)
     if port is None:
         return supervisor.wait() if supervisor.child is not None else 143
