@@ -80,7 +80,7 @@ services: system-deps
 	"$(CURDIR)/scripts/gridengine.sh" start
 	"$(CURDIR)/scripts/oar.sh" start
 	"$(CURDIR)/scripts/test-users.sh"
-	VENV="$(VENV)" "$(CURDIR)/scripts/test-sudoers.sh"
+	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"
 
 # Every run runs; make fails if any failed. The multi-node Slurm tests (their own cluster and user, ~2 min,
 # mostly waiting for a walltime kill) run beside the JupyterHub 5.3 run (~3 min) instead of after it.

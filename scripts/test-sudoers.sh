@@ -7,7 +7,9 @@
 # token passes (env_keep) to sbatch only. It replaces any earlier /etc/sudoers.d/jupyterhub-hpc-test.
 # Idempotent.
 #
-# A second file, /etc/sudoers.d/jupyterhub-hpc-test-multinode, is generated the same way for the hubs of
+# With VENV_JH53 (the JupyterHub 5.3 test venv), /etc/sudoers.d/jupyterhub-hpc-test-jh53 is the same
+# for that venv (its hub runs that venv's reader).
+# A further file, /etc/sudoers.d/jupyterhub-hpc-test-multinode, is generated the same way for the hubs of
 # the multi-node tests (tests/e2e/slurm_multinode_hub.py: scheduler_environment SLURM_CONF, so the rules
 # are `/usr/bin/env ^SLURM_CONF=... sbatch --parsable$` etc. with env_keep of the token on that exact
 # command), with its own alias names (sudo refuses an alias defined twice).
@@ -40,6 +42,13 @@ install_generated() {
 }
 
 install_generated "$SUDOERS"
+# the JupyterHub 5.3 run's hub reads job output with its own venv's reader (its own path)
+VENV_JH53=${VENV_JH53:-}
+if [ -n "$VENV_JH53" ] && [ -x "$VENV_JH53/bin/jupyterhub-hpc" ]; then
+  VENV_SAVED=$VENV; VENV=$VENV_JH53
+  install_generated "$SUDOERS-jh53" --alias JUPYTERHUB_HPC_JH53
+  VENV=$VENV_SAVED
+fi
 install_generated "$SUDOERS-multinode" --alias JUPYTERHUB_HPC_MULTI \
   --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm_multinode_hub.py")"
 visudo -cq

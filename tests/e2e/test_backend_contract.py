@@ -6,9 +6,9 @@ are the fake CLI of ``tests/fakes/cli`` (real subprocesses, the recorded output
 formats, the job script really run as the user), reached through the same
 ``scheduler_commands``, sudo prefix and subprocess path as a real one.
 
-Each backend: start -> ready (the server answers through the proxy), the hub's
-poll keeps it, stop -> the scheduler no longer runs it; and a job that dies before
-its server reports its exit code and the tail of its output.
+Each backend: start -> ready (the server answers through the proxy), its output file
+is 0600, the hub's poll keeps it, stop -> the scheduler no longer runs it; and a job
+that dies before its server reports its exit code and the tail of its output.
 """
 
 from __future__ import annotations
@@ -155,6 +155,10 @@ def test_start_poll_stop(contract_hub: Callable[[str], Hub], fake_bin: Path, bac
     server = hub.wait_ready(USER, timeout=120)
     job_id = str(server["state"]["job_id"])
     assert job_running(backend, job_id, fake_bin)
+    # the job's output (node, port, Jupyter's log of every file opened) is the user's alone
+    output = Path(f"/home/{USER}/.jupyterhub-hpc-{job_id}.log")
+    assert output.stat().st_mode & 0o777 == 0o600, (backend, oct(output.stat().st_mode))
+    assert "the server listens on" in output.read_text(errors="replace")
     token = hub.user_token(USER)
     status = hub.server_status(USER, token)
     assert status.status_code == 200, status.text[:300]
