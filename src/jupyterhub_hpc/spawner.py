@@ -25,6 +25,7 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import default
 
+from . import metrics
 from .backends import Backend, JobScript, SubmitError, backend_class
 from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
@@ -173,6 +174,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
 
     @property
     def watcher(self) -> QueueWatcher:
+        metrics.ensure_registered()  # /hub/metrics reads the watchers from now on
         backend, prefix, environment = self.scheduler, self.status_prefix, self.scheduler_environment
         if self.ssh_host:
             # the status query runs on the submit host: the watcher only sees its ssh argv

@@ -8,23 +8,53 @@ one command for all jobs). A failed or timed-out query marks the jobs UNKNOWN
 (never gone) and backs off exponentially. A job the scheduler stops listing is
 reported ``NOT_FOUND`` only after two consecutive successful answers, then
 looked up in accounting when the backend has it.
+
+What others want to know of a watcher (``/hub/metrics``, benchmarks) they read
+from :meth:`QueueWatcher.snapshot`, an immutable :class:`WatcherSnapshot`, and
+:func:`all_watchers` lists the watchers of the process: this module pushes into
+nothing and imports neither :mod:`jupyterhub_hpc.metrics` nor Prometheus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from . import metrics
 from .backends.base import Backend, QueryError
 from .commands import CommandError, run_command, with_environment
 from .states import JobState, JobStatus
 
-__all__ = ["QueueWatcher", "WatcherSettings", "all_watchers", "get_watcher"]
+__all__ = [
+    "QUERY_DURATION_BOUNDS",
+    "QueueWatcher",
+    "WatcherSettings",
+    "WatcherSnapshot",
+    "all_snapshots",
+    "all_watchers",
+    "get_watcher",
+]
+
+#: upper bounds (seconds) of the classes the wall times of status queries are counted in
+QUERY_DURATION_BOUNDS: tuple[float, ...] = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,39 @@ class WatcherSettings:
     max_backoff: float = 300.0
     #: wait this long after a wake-up so that registrations arriving together share one query
     coalesce: float = 0.1
+
+
+@dataclass(frozen=True)
+class WatcherSnapshot:
+    """What a watcher knows at one moment (:meth:`QueueWatcher.snapshot`); immutable.
+
+    The query counters grow for the life of the watcher: ``query_duration_counts[i]``
+    is the number of queries that took at most ``QUERY_DURATION_BOUNDS[i]`` seconds
+    (cumulative, as a Prometheus histogram's buckets); ``queries`` counts them all.
+    """
+
+    #: the backend's name (``slurm``) and cluster (``""`` when none is set)
+    backend: str
+    cluster: str
+    status_prefix: tuple[str, ...]
+    #: the interval in force: the fast one while a spawn waits
+    interval: float
+    #: the delay before the next query while backing off after failures; 0 when healthy
+    backoff: float
+    #: failed queries in a row (0 after a success)
+    consecutive_failures: int
+    #: Unix time of the last successful query; None before the first
+    last_success: float | None
+    #: jobs registered, and spawns waiting for theirs (the watcher hurries meanwhile)
+    registered: int
+    waiting: int
+    #: registered jobs by their last known state (every state present, 0 when none)
+    jobs_by_state: Mapping[JobState, int]
+    queries: int
+    query_failures: int
+    query_seconds_total: float
+    last_query_seconds: float
+    query_duration_counts: tuple[int, ...]
 
 
 class QueueWatcher:
@@ -67,11 +130,14 @@ class QueueWatcher:
         self._updated: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._accounting = backend.accounting_argv(["0"]) is not None
-        # counters, read by metrics and benchmarks
+        # counters (see :meth:`snapshot`)
         self.failures = 0
         self.queries = 0
         self.query_failures = 0
         self.last_query_seconds = 0.0
+        self.query_seconds_total = 0.0
+        #: queries per duration class (``QUERY_DURATION_BOUNDS``, then the longer ones)
+        self._duration_classes = [0] * (len(QUERY_DURATION_BOUNDS) + 1)
         self.last_success: float | None = None
 
     # -- registration ------------------------------------------------------------
@@ -122,6 +188,34 @@ class QueueWatcher:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(seen.wait(), self.settings.timeout + 5)
         return self.cached(job_id)
+
+    def snapshot(self) -> WatcherSnapshot:
+        """What this watcher knows now, as an immutable value (for metrics at scrape time)."""
+        by_state = dict.fromkeys(JobState, 0)
+        for job_id in self._registered:
+            by_state[self.cached(job_id).state] += 1
+        counts: list[int] = []
+        running = 0
+        for count in self._duration_classes[: len(QUERY_DURATION_BOUNDS)]:
+            running += count
+            counts.append(running)
+        return WatcherSnapshot(
+            backend=self.backend.name,
+            cluster=self.backend.cluster,
+            status_prefix=tuple(self.status_prefix),
+            interval=self.settings.fast_interval if self._hurry else self.settings.interval,
+            backoff=self._delay() if self.failures else 0.0,
+            consecutive_failures=self.failures,
+            last_success=self.last_success,
+            registered=len(self._registered),
+            waiting=self._hurry,
+            jobs_by_state=MappingProxyType(by_state),
+            queries=self.queries,
+            query_failures=self.query_failures,
+            query_seconds_total=self.query_seconds_total,
+            last_query_seconds=self.last_query_seconds,
+            query_duration_counts=tuple(counts),
+        )
 
     async def wait_update(self, timeout: float) -> None:
         """Return after the next query finished (or after ``timeout``)."""
@@ -197,8 +291,7 @@ class QueueWatcher:
             self.last_success = time.time()
             await self._store(statuses)
         finally:
-            self.last_query_seconds = time.monotonic() - started
-        metrics.record_query(self)  # Prometheus (registers on first use)
+            self._count_duration(time.monotonic() - started)
         for job_id in ids:
             # a job seen missing once is not "seen" until the next answer confirms it
             if job_id in self._seen and (self.failures or self._absent.get(job_id) != 1):
@@ -209,6 +302,12 @@ class QueueWatcher:
         assert self._updated is not None
         self._updated.set()
         self._updated = asyncio.Event()
+
+    def _count_duration(self, seconds: float) -> None:
+        self.last_query_seconds = seconds
+        self.query_seconds_total += seconds
+        # a query of exactly a bound's length counts in that bound's class (``le``)
+        self._duration_classes[bisect.bisect_left(QUERY_DURATION_BOUNDS, seconds)] += 1
 
     async def _store(self, statuses: dict[str, JobStatus]) -> None:
         gone: list[str] = []
@@ -277,5 +376,10 @@ def get_watcher(
 
 
 def all_watchers() -> list[QueueWatcher]:
-    """Every watcher of this process (for metrics)."""
+    """Every watcher of this process (``get_watcher``'s registry)."""
     return list(_WATCHERS.values())
+
+
+def all_snapshots() -> list[WatcherSnapshot]:
+    """A snapshot of every watcher of this process (what ``/hub/metrics`` exports)."""
+    return [watcher.snapshot() for watcher in all_watchers()]

@@ -4,6 +4,7 @@ subprocess. Every invocation of the fake is logged, so the tests count scheduler
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -18,7 +19,14 @@ import pytest
 
 from jupyterhub_hpc.backends.slurm import SlurmBackend
 from jupyterhub_hpc.states import JobState
-from jupyterhub_hpc.watcher import QueueWatcher, WatcherSettings, all_watchers, get_watcher
+from jupyterhub_hpc.watcher import (
+    QUERY_DURATION_BOUNDS,
+    QueueWatcher,
+    WatcherSettings,
+    all_snapshots,
+    all_watchers,
+    get_watcher,
+)
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 OUTAGE = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
@@ -435,6 +443,64 @@ async def test_no_command_without_jobs(fake: FakeSlurm, make_watcher: Callable[.
     assert len(fake.calls()) - before <= 1
 
 
+# -- the snapshot others read ---------------------------------------------------------------------------
+
+
+async def test_snapshot_tells_states_queries_failures_and_waiting_spawns(
+    fake: FakeSlurm, make_watcher: Callable[..., QueueWatcher]
+) -> None:
+    fake.set_job("1", "RUNNING", BatchHost="c001")
+    fake.set_job("2", "PENDING", Reason="Priority")
+    watcher = make_watcher(interval=30, fast_interval=0.5, max_backoff=1000)
+    empty = watcher.snapshot()
+    assert (empty.registered, empty.queries, empty.last_success) == (0, 0, None)
+    assert empty.query_duration_counts == (0,) * len(QUERY_DURATION_BOUNDS)
+    assert set(empty.jobs_by_state.values()) == {0} and set(empty.jobs_by_state) == set(JobState)
+
+    before = time.time()
+    await asyncio.gather(watcher.status("1"), watcher.status("2"))
+    healthy = watcher.snapshot()
+    assert (healthy.backend, healthy.cluster, healthy.status_prefix) == ("slurm", "", ())
+    assert healthy.registered == 2 and healthy.waiting == 0 and healthy.interval == 30
+    assert healthy.jobs_by_state[JobState.RUNNING] == healthy.jobs_by_state[JobState.PENDING] == 1
+    assert sum(healthy.jobs_by_state.values()) == 2
+    assert healthy.queries == 1 and healthy.query_failures == 0
+    assert (healthy.consecutive_failures, healthy.backoff) == (0, 0.0)
+    assert healthy.last_success is not None and healthy.last_success >= before
+    # the fake is a real subprocess: the query took some time, counted in its class
+    assert 0 < healthy.last_query_seconds == healthy.query_seconds_total
+    assert list(healthy.query_duration_counts) == [
+        int(healthy.last_query_seconds <= bound) for bound in QUERY_DURATION_BOUNDS
+    ]
+
+    with watcher.hurry(), watcher.hurry():
+        hurried = watcher.snapshot()
+    assert (hurried.waiting, hurried.interval) == (2, 0.5)
+
+    fake.set(fail=True)
+    await watcher.refresh()
+    await watcher.refresh()
+    failing = watcher.snapshot()
+    assert (failing.queries, failing.query_failures, failing.consecutive_failures) == (3, 2, 2)
+    assert failing.backoff == 30 * 2**2, "the delay before the next try while backing off"
+    assert failing.jobs_by_state[JobState.UNKNOWN] == 2
+    assert failing.last_success == healthy.last_success
+    assert failing.query_seconds_total > healthy.query_seconds_total
+    assert failing.query_duration_counts[-1] <= failing.queries
+
+    # immutable, and not a view: the earlier snapshot still says what was true then
+    assert healthy.jobs_by_state[JobState.RUNNING] == 1 and healthy.queries == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        healthy.queries = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        healthy.jobs_by_state[JobState.RUNNING] = 5  # type: ignore[index]
+
+    fake.set(fail=None)
+    await watcher.refresh()
+    recovered = watcher.snapshot()
+    assert (recovered.consecutive_failures, recovered.backoff, recovered.query_failures) == (0, 0.0, 2)
+
+
 # -- one watcher per scheduler -------------------------------------------------------------------------
 
 
@@ -455,6 +521,7 @@ def test_get_watcher_is_shared_per_scheduler(tmp_path: Path) -> None:
     assert again is first
     assert first.settings.interval == 7, "the first caller's settings win"
     assert first in all_watchers()
+    assert first.snapshot() in all_snapshots()
     assert get_watcher(SlurmBackend(cluster="other", commands=commands)) is not first
     assert get_watcher(SlurmBackend(commands={"squeue": str(tmp_path / "elsewhere")})) is not first
     with_prefix = get_watcher(SlurmBackend(commands=commands), status_prefix=["sudo", "-n"])
