@@ -5,7 +5,8 @@ each server (``Spawner.create_certs``) in its own ``internal_certs_location``. A
 batch job runs on another node, as another user, so it cannot read them there,
 and a hub that is not root cannot copy them into the user's home.
 
-So the hub sends their **contents** with the job (:func:`job_certificates`):
+So the hub sends their **contents** with the job (:func:`job_certificates`, this
+module, the hub's half):
 
 - the private key, base64 on one line, in ``JUPYTERHUB_HPC_SSL_KEY``: a secret
   variable (``secret_env_names``), so it travels like the API token, in the
@@ -14,27 +15,22 @@ So the hub sends their **contents** with the job (:func:`job_certificates`):
   in the job script.
 
 In the job, the launcher writes the three files into a new private directory
-on the node (mode 0700, files 0600; :func:`write_job_certificates`), points
-``JUPYTERHUB_SSL_KEYFILE``/``CERTFILE``/``CLIENT_CA`` at them and removes the
-contents from the environment before starting the server. The hub and the
-proxy connect to the server with HTTPS and check its certificate against the
-internal CA: ``Spawner.ssl_alt_names`` must name the compute nodes as the hub
-reaches them (``node_address``), e.g. ``["DNS:*.nodes.example.org"]``.
-
-Standard library only: the launcher imports this inside the job.
+on the node (:func:`jupyterhub_hpc.singleuser.certs.write_job_certificates`, the
+job's half, which names the variables). The hub and the proxy connect to the
+server with HTTPS and check its certificate against the internal CA:
+``Spawner.ssl_alt_names`` must name the compute nodes as the hub reaches them
+(``node_address``), e.g. ``["DNS:*.nodes.example.org"]``.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
+
+from .singleuser.certs import SSL_CA_ENV, SSL_CERT_ENV, SSL_KEY_ENV
 
 __all__ = ["SSL_CA_ENV", "SSL_CERT_ENV", "SSL_KEY_ENV", "SSL_PATH_ENVS", "job_certificates"]
 
-SSL_KEY_ENV = "JUPYTERHUB_HPC_SSL_KEY"
-SSL_CERT_ENV = "JUPYTERHUB_HPC_SSL_CERT"
-SSL_CA_ENV = "JUPYTERHUB_HPC_SSL_CA"
 #: JupyterHub's variables naming the certificate files (hub-side paths: useless in a job)
 SSL_PATH_ENVS = ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
 
@@ -52,25 +48,3 @@ def job_certificates(cert_paths: Mapping[str, str]) -> dict[str, str]:
         SSL_CERT_ENV: read("certfile").decode(),
         SSL_CA_ENV: read("cafile").decode(),
     }
-
-
-def write_job_certificates(env: MutableMapping[str, str], directory: str) -> bool:
-    """In the job: write the certificates ``env`` carries into ``directory`` (which
-    must be private), point JupyterHub's variables at them and drop the contents.
-    False (nothing done) when the job carries none."""
-    if SSL_KEY_ENV not in env:
-        return False
-    files = {
-        "JUPYTERHUB_SSL_KEYFILE": ("server.key", base64.b64decode(env.pop(SSL_KEY_ENV))),
-        "JUPYTERHUB_SSL_CERTFILE": ("server.crt", env.pop(SSL_CERT_ENV, "").encode()),
-        "JUPYTERHUB_SSL_CLIENT_CA": ("ca.crt", env.pop(SSL_CA_ENV, "").encode()),
-    }
-    for variable, (name, content) in files.items():
-        if not content:
-            raise ValueError(f"the job carries no {name}")
-        path = os.path.join(directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        env[variable] = path
-    return True

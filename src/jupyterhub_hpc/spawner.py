@@ -306,7 +306,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         return [*argv, "--", *self.cmd, *self.get_args()]
 
     def job_script(self, request: JobRequest, environment: dict[str, str]) -> str:
-        """The job script for ``request``; ``environment`` is written as quoted exports."""
+        """What the submit command reads for ``request``: the job script (HTCondor: its
+        submit description, then the script); ``environment`` is written as quoted exports."""
         job = JobScript(
             workdir=self._fill(self.job_workdir),
             output_path=self._fill(self.job_output),
@@ -319,7 +320,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             directives_skip=self.job_directives_skip,
             umask=self.job_umask,
         )
-        return self.scheduler.render(request, job, self.job_script_template or None)
+        return self.scheduler.submit_input(request, job, self.job_script_template or None)
 
     # -- progress -------------------------------------------------------------------
     def _emit(self, message: str, progress: int) -> None:

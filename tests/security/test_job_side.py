@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyterhub_hpc.certs import (
-    SSL_CA_ENV,
-    SSL_CERT_ENV,
-    SSL_KEY_ENV,
-    job_certificates,
-    write_job_certificates,
-)
+from jupyterhub_hpc.certs import job_certificates
 from jupyterhub_hpc.singleuser import private
+from jupyterhub_hpc.singleuser.certs import SSL_CA_ENV, SSL_CERT_ENV, SSL_KEY_ENV, write_job_certificates
 from jupyterhub_hpc.singleuser.launcher import bind_address, node_address
 from jupyterhub_hpc.singleuser.private import PrivateDir
 

@@ -6,7 +6,7 @@ lives once in shared code (:mod:`jupyterhub_hpc.commands`,
 *which* argv to run and *how to read* what comes back:
 
 - ``submit_argv(request)`` / ``parse_submit(result) -> job id``: the job script
-  goes to standard input;
+  goes to standard input (``submit_input``: HTCondor's submit description first);
 - ``status_argv(job_ids)`` / ``parse_status(result, job_ids) -> {id: JobStatus}``:
   **one** call for every job of the hub; a job the scheduler answered about but
   does not list is ``NOT_FOUND``; a failed call raises :class:`QueryError`;
@@ -110,6 +110,9 @@ class Backend(abc.ABC):
     job_id_env: ClassVar[str | None] = None
     #: whether the script must ``cd`` to the working directory itself (no directive for it)
     script_changes_directory: ClassVar[bool] = True
+    #: whether the directives are lines of the script (``#SBATCH ...``); HTCondor's make
+    #: a submit description of their own (``submit_input``)
+    directives_in_script: ClassVar[bool] = True
 
     def __init__(self, *, cluster: str = "", commands: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
@@ -123,19 +126,19 @@ class Backend(abc.ABC):
         return self.commands[name]
 
     def stage_argv(
-        self, argv: Sequence[str], *, description: str | None = None, env_file: bool = False
+        self, argv: Sequence[str], *, description: bool = False, env_file: bool = False
     ) -> list[str]:
         """argv that writes the job script (standard input) to a file as the user, then
-        runs ``argv`` with ``{script}`` replaced by its path (:mod:`jupyterhub_hpc.stage`).
-        The Python that runs it is the command ``python`` (default: the hub's own)."""
-        options = [
-            *(["--description", description] if description else []),
-            *(["--env-file"] if env_file else []),
-        ]
+        runs ``argv`` with ``{script}`` replaced by its path (``jupyterhub-hpc-stage``,
+        :mod:`jupyterhub_hpc.singleuser.stage`); with ``description``, standard input is
+        a submit description for ``argv``, then the script (``submit_input``). The
+        Python that runs it is the command ``python`` (default: the hub's own): run by
+        module path, it needs no console script on the user's ``PATH``."""
+        options = [*(["--description"] if description else []), *(["--env-file"] if env_file else [])]
         return [
             self.commands.get("python", sys.executable),
             "-m",
-            "jupyterhub_hpc.stage",
+            "jupyterhub_hpc.singleuser.stage",
             *options,
             "--",
             *argv,
@@ -218,14 +221,23 @@ class Backend(abc.ABC):
             return ""
         return f"exec >>{self._runtime_path(output_path, self.job_id_variable)} 2>&1"
 
+    def submit_input(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
+        """What the submit command (``submit_argv``) reads on standard input: the job
+        script (:meth:`render`)."""
+        return self.render(request, job, template)
+
     def render(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
         """The complete job script for ``request``: a pure function of its inputs.
         ``template`` (a path) replaces the backend's own template."""
-        lines = directive_lines(
-            self.directive_prefix,
-            self.directives(request, job),
-            skip=job.directives_skip,
-            extra=job.extra_directives,
+        lines = (
+            directive_lines(
+                self.directive_prefix,
+                self.directives(request, job),
+                skip=job.directives_skip,
+                extra=job.extra_directives,
+            )
+            if self.directives_in_script
+            else []
         )
         return render_script(
             template or self.template,

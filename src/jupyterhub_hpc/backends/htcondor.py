@@ -1,11 +1,13 @@
 """HTCondor: ``condor_submit`` / one ``condor_q -json`` / ``condor_history -json`` / ``condor_rm``.
 
-HTCondor takes a *submit description*, not a job script. The job script is
-written to a file as the user by :mod:`jupyterhub_hpc.stage`, which then feeds
-``condor_submit -terse`` a description made of the script's ``#HTCONDOR`` lines
-plus ``executable = <that file>`` and ``queue`` on standard input: no shell, and
-the admin's ``job_extra_directives`` are description commands
-(``["+ProjectName = \\"physics\\""]``).
+HTCondor takes a *submit description*, not a job script. The backend renders
+both (:meth:`HTCondorBackend.submit_input`): the description (``key = value``
+commands, each value written by HTCondor's rules, :func:`condor_value`; the
+admin's ``job_extra_directives`` are description commands, e.g.
+``["+ProjectName = \\"physics\\""]``; then ``queue``) and a job script without
+directives. :mod:`jupyterhub_hpc.singleuser.stage` (``--description``), run as
+the user, writes the script to a file and runs ``condor_submit -terse -append
+executable=<that file> -`` with the description on standard input: no shell.
 
 Job ids are ``cluster.proc`` (``123.0``). ``condor_q`` lists a job while it is
 in the queue; a job that left it is looked up with ``condor_history``. There is
@@ -22,11 +24,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..commands import CommandResult
+from ..render import check_directive
 from ..request import JobRequest
+from ..singleuser.stage import pack
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
 
-__all__ = ["CONDOR_ATTRIBUTES", "HTCondorBackend"]
+__all__ = ["CONDOR_ATTRIBUTES", "HTCondorBackend", "condor_value"]
 
 CONDOR_ATTRIBUTES = (
     "ClusterId",
@@ -59,6 +63,25 @@ CONDOR_REASONS: dict[str, str] = {
 }
 
 
+def condor_value(value: object) -> str:
+    """``value`` as the right-hand side of a submit command.
+
+    HTCondor takes the rest of the line, blanks at both ends trimmed; a backslash
+    at the end continues the line, and ``$(NAME)`` is a macro: a literal ``$`` is
+    ``$(DOLLAR)``. A value that cannot be written so (empty, blanks at an end, a
+    trailing backslash, a line break or another control character) is refused.
+
+    >>> condor_value("/home/a b/$x")
+    '/home/a b/$(DOLLAR)x'
+    """
+    text = str(value)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"control character in a submit description value: {text!r}")
+    if not text or text != text.strip() or text.endswith("\\"):
+        raise ValueError(f"not a value a submit description can hold: {text!r}")
+    return text.replace("$", "$(DOLLAR)")
+
+
 def _host(value: object) -> str | None:
     """``slot1@node1.example.org`` -> ``node1.example.org``."""
     text = str(value or "").strip()
@@ -75,6 +98,7 @@ class HTCondorBackend(Backend):
     reasons = CONDOR_REASONS
     job_id_placeholder = "$(Cluster).$(Process)"
     job_id_variable = "JUPYTERHUB_HPC_JOB_ID"
+    directives_in_script = False
     default_commands = {
         "condor_submit": "condor_submit",
         "condor_q": "condor_q",
@@ -84,7 +108,21 @@ class HTCondorBackend(Backend):
     cancel_gone_markers = ("Couldn't find", "already")
 
     def submit_argv(self, request: JobRequest) -> list[str]:
-        return self.stage_argv([self.cmd("condor_submit"), "-terse"], description=self.directive_prefix)
+        # stage: the description (standard input) to condor_submit, the script to a file
+        submit = [self.cmd("condor_submit"), "-terse", "-append", "executable={script}", "-"]
+        return self.stage_argv(submit, description=True)
+
+    def description(self, request: JobRequest, job: JobScript) -> str:
+        """The submit description: the commands of :meth:`directives` (less those
+        ``job_directives_skip`` names), the admin's ``job_extra_directives``, ``queue``.
+        The executable is the script's file, named on the command line."""
+        commands = [d for d in self.directives(request, job) if not any(s in d for s in job.directives_skip)]
+        lines = [check_directive(command) for command in [*commands, *job.extra_directives]]
+        return "\n".join([*lines, "queue", ""])
+
+    def submit_input(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
+        """The description, then the job script, framed for ``stage --description``."""
+        return pack(self.description(request, job), self.render(request, job, template))
 
     def parse_submit(self, result: CommandResult) -> str:
         # -terse prints "123.0 - 123.0" (first and last job of the cluster)
@@ -160,11 +198,11 @@ class HTCondorBackend(Backend):
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [
             "universe = vanilla",
-            f"batch_name = {request.job_name}",
+            f"batch_name = {condor_value(request.job_name)}",
             # the script writes its own output (one file for both streams, named by the job id)
             "output = /dev/null",
             "error = /dev/null",
-            f"initialdir = {job.workdir}",
+            f"initialdir = {condor_value(job.workdir)}",
             "getenv = True",
             f'environment = "{self.job_id_variable}=$(Cluster).$(Process)"',
             f"request_cpus = {request.cpus}",
@@ -174,5 +212,5 @@ class HTCondorBackend(Backend):
         if request.gpus:
             d.append(f"request_gpus = {request.gpus}")
         if request.account:
-            d.append(f"accounting_group = {request.account}")
+            d.append(f"accounting_group = {condor_value(request.account)}")
         return d

@@ -2,7 +2,7 @@
 
 ``oarsub -S`` reads the directives from a script *file* and runs that file, with
 a clean environment, from the directory in ``$PWD`` (it fails without one). So
-the spawner submits through :mod:`jupyterhub_hpc.stage`, which writes the script
+the spawner submits through :mod:`jupyterhub_hpc.singleuser.stage`, which writes the script
 and a 0600 ``<script>.env`` holding the secrets (the script reads and deletes
 it), sets ``PWD`` and runs ``oarsub``.
 

@@ -218,10 +218,11 @@ class Supervisor:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m jupyterhub_hpc.local_scheduler.supervisor JOB_DIR`` (started by ``submit``)."""
+    """``jupyterhub-hpc-local-supervisor JOB_DIR``, which ``submit`` starts as
+    ``python -I -m jupyterhub_hpc.local_scheduler.supervisor JOB_DIR``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        raise SystemExit("usage: python -m jupyterhub_hpc.local_scheduler.supervisor JOB_DIR")
+        raise SystemExit("usage: jupyterhub-hpc-local-supervisor JOB_DIR")
     job_dir = Path(args[0])
     Supervisor(StateDir(job_dir.parent), job_dir.name).run()
 

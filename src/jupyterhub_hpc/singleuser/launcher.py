@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
-from ..certs import SSL_KEY_ENV, write_job_certificates
+from .certs import SSL_KEY_ENV, write_job_certificates
 from .listeners import TcpSocket, listeners, process_tree, socket_inodes
 from .private import PrivateDir
 

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import condor_description
+
 HERE = Path(__file__).resolve().parent
 STATE = HERE / "state"
 SERVER = "fakepbs"
@@ -298,27 +300,57 @@ def condor_ad(job_id: str, job: dict[str, Any], attributes: list[str]) -> dict[s
     return {k: v for k, v in sorted(ad.items()) if k in attributes}
 
 
+def condor_submit(argv: list[str]) -> int:
+    """``condor_submit [-terse] [-append COMMAND]... [VAR=VALUE]... [FILE | -]``: the
+    description from FILE or standard input (``condor_description``)."""
+    appended: list[str] = []
+    source = "-"
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "-terse":
+            continue
+        if arg == "-append" and args:
+            appended.append(args.pop(0))
+        elif "=" in arg and not arg.startswith("-"):
+            appended.insert(0, arg)  # parsed as if at the beginning: before -append's
+        elif arg == "-" or not arg.startswith("-"):
+            source = arg
+        else:
+            print(f"ERROR: unknown option {arg}", file=sys.stderr)
+            return 1
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    with locked() as data:
+        number = data["next"]
+    try:
+        desc = condor_description.parse(text, appended, number)
+        env_vars = condor_description.environment(desc.get("environment"))
+    except condor_description.DescriptionError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    executable = desc.get("executable")
+    if not executable:
+        print("ERROR: No 'executable' parameter was provided", file=sys.stderr)
+        return 1
+    initialdir = desc.get("initialdir", os.getcwd())
+    executable = os.path.join(initialdir, executable)
+    if not os.path.isfile(executable):
+        print(f"ERROR: Executable file {executable} does not exist", file=sys.stderr)
+        return 1
+    if not os.path.isdir(initialdir):
+        print(f"ERROR: No such directory: {initialdir}", file=sys.stderr)
+        return 1
+    env = dict(os.environ) if desc.get("getenv").lower() == "true" else {}
+    env.update(env_vars)
+    extra = {"executable": executable, "description": desc.commands, "attributes": desc.attributes}
+    job_id = submit("condor", "", "/dev/null", initialdir, env, extra)
+    print(f"{job_id} - {job_id}")
+    return 0
+
+
 def condor_main(prog: str, argv: list[str]) -> int:
     if prog == "condor_submit":
-        desc: dict[str, str] = {}
-        for line in sys.stdin.read().splitlines():
-            key, eq, value = line.partition("=")
-            if eq:
-                desc[key.strip().lower()] = value.strip()
-        if "executable" not in desc:
-            print("ERROR: No 'executable' parameter was provided", file=sys.stderr)
-            return 1
-        env = dict(os.environ) if desc.get("getenv", "").lower() == "true" else {}
-        with locked() as data:
-            number = data["next"]
-        for assignment in desc.get("environment", "").strip('"').split():
-            name, _, value = assignment.partition("=")
-            env[name] = value.replace("$(Cluster)", str(number)).replace("$(Process)", "0")
-        job_id = submit(
-            "condor", "", "/dev/null", desc.get("initialdir", "/"), env, {"executable": desc["executable"]}
-        )
-        print(f"{job_id} - {job_id}")
-        return 0
+        return condor_submit(argv)
     if prog == "condor_rm":
         rc = 0
         for job_id in argv:
