@@ -250,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("status", help="the state of jobs, as JSON lines").add_argument("ids", nargs="*")
     sub.add_parser("cancel", help="cancel jobs").add_argument("ids", nargs="+")
     args = parser.parse_args(argv)
+    # the queue's records are read by every user's supervisor (who runs, who waits), whatever
+    # umask the caller has (jobs are submitted with 077); the job's output is opened 0600 itself
+    os.umask(0o022)
     state = StateDir(Path(args.state_dir))
     command = {"submit": submit, "status": status, "cancel": cancel}[args.command]
     try:
