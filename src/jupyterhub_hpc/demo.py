@@ -3,9 +3,10 @@
 It writes a JupyterHub configuration into a new temporary directory, starts
 JupyterHub (which starts configurable-http-proxy) on ``127.0.0.1:8000``, and
 prints the URL and a login. Servers are jobs of the ``local`` backend (or of the
-real Slurm with ``--backend slurm``) and open JupyterLab. Ctrl-C (SIGINT) or
-SIGTERM stops the hub, which stops every server; the demo then cancels any job
-still left, stops the proxy if the hub could not, and removes the directory.
+real Slurm with ``--backend slurm``) and open JupyterLab. Ctrl-C (SIGINT), SIGTERM
+or closing the terminal (SIGHUP) stops the hub and the proxy, cancels every job of
+the demo and removes the directory, also when its output went to a pipe that is
+gone (``make demo | tee log``, Ctrl-C ends the ``tee`` first).
 
 Run as root, the servers need a real Unix user: the demo creates ``hpcdemo``
 (``useradd``) unless ``--user`` names another; it is kept afterwards. Run as an
@@ -35,7 +36,7 @@ from types import FrameType
 from typing import Any
 
 from .backends.local import default_program
-from .local_scheduler.store import FINAL_STATES, StateDir, job_processes
+from .local_scheduler.store import ENV_MARKER, ProcessId, StateDir
 
 __all__ = ["add_arguments", "run"]
 
@@ -61,7 +62,7 @@ c.SharedPasswordAuthenticator.user_password = s["password"]
 c.Authenticator.allowed_users = {s["user"]}
 c.JupyterHub.extra_handlers = all_handlers
 # JupyterHub's own setting: keep jobs when the hub stops (what a cluster wants); the demo
-# itself cancels whatever is left when you press Ctrl-C
+# itself cancels whatever is left when it stops
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cleanup_proxy = True
 c.Spawner.default_url = "/lab"
@@ -153,6 +154,52 @@ def demo_profiles(backend: str) -> list[dict[str, Any]]:
     return [small, custom]
 
 
+#: a second Ctrl-C this long after the first stops the hub at once; one keypress that arrives
+#: twice (the terminal's and a relaying parent's, such as sudo) does not
+FORCE_AFTER = 1.0
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print ``text``; a stream that cannot be written any more (its pipe's reader is gone:
+    EPIPE, its terminal closed: EIO) is sent to /dev/null, so that stopping goes on."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        _silence(stream)
+
+
+def _silence(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null: what it still buffers and every later
+    write (also the interpreter's last flush at exit) then succeeds."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+        stream.flush()
+
+
+def _leftovers(state_dir: Path) -> list[int]:
+    """Pids of what still runs of the jobs of ``state_dir``: every process whose command line
+    names the directory (a supervisor, a ``submit`` still under way, also in the instant
+    between its fork and exec of a supervisor) or that carries a job's marker."""
+    named = str(state_dir).encode()
+    marker = f"{ENV_MARKER}={state_dir}/".encode()
+    found: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        # a zombie has neither a command line nor an environment any more
+        with contextlib.suppress(OSError):
+            if named in Path(entry.path, "cmdline").read_bytes() or any(
+                v.startswith(marker) for v in Path(entry.path, "environ").read_bytes().split(b"\0")
+            ):
+                found.append(int(entry.name))
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -184,7 +231,7 @@ def demo_user(requested: str | None) -> str:
     except KeyError:
         if requested:
             raise SystemExit(f"jupyterhub-hpc demo: there is no user {name!r}") from None
-        print(f"Creating the Unix user {name} for the demo's servers (remove it with: userdel -r {name})")
+        say(f"Creating the Unix user {name} for the demo's servers (remove it with: userdel -r {name})")
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", name], check=True)
     return name
 
@@ -209,8 +256,10 @@ class Demo:
         self.job_name = f"jhpc-demo-{secrets.token_hex(3)}"
         self.hub_log = self.workdir / "jupyterhub.log"
         self.hub: subprocess.Popen[bytes] | None = None
+        self.proxy: ProcessId | None = None
         self.stopping = False
         self.force = False
+        self.interrupted: float | None = None
 
     @property
     def host(self) -> str:
@@ -253,7 +302,8 @@ class Demo:
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
         with open(self.hub_log, "ab") as log:
-            # its own session: Ctrl-C reaches the demo, which stops the hub in order
+            # its own session: Ctrl-C and a closed terminal reach the demo only, which stops
+            # the hub in order and then kills what is left of its process group
             self.hub = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(self.workdir / "jupyterhub_config.py")],
                 cwd=self.workdir,
@@ -268,10 +318,11 @@ class Demo:
         assert self.hub is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
-            if self.hub.poll() is not None:
+            if self.hub_status() is not None:
                 return False
             try:
                 with urllib.request.urlopen(f"http://{self.host}:{self.args.port}/hub/api/", timeout=2):
+                    self.proxy = self.proxy_process()
                     return True
             except (urllib.error.URLError, OSError):
                 time.sleep(0.3)
@@ -302,85 +353,141 @@ class Demo:
 
     # -- stopping --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping:
-            print("\nStopping the hub at once; its jobs are still cancelled.", flush=True)
-            self.force = True
+        # only flags here: the main loop prints and stops (a print could be interrupted itself)
+        if signum == signal.SIGINT:
+            now = time.monotonic()
+            if self.interrupted is None:
+                self.interrupted = now
+            elif now - self.interrupted >= FORCE_AFTER:
+                self.force = True
         self.stopping = True
 
+    def install_signals(self) -> None:
+        """SIGINT, SIGTERM and SIGHUP stop the demo; SIGHUP stays ignored under ``nohup``.
+        SIGPIPE stays ignored (Python's default): a dead pipe is an error to catch, not death."""
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
+                signal.signal(signum, self._on_signal)
+
+    def hub_status(self) -> int | None:
+        """None while the hub runs, else its exit status (negative: the signal). The hub is
+        not reaped here: its pid, and with it its process group, stay ours until ``stop_hub``."""
+        assert self.hub is not None
+        if self.hub.returncode is not None:
+            return self.hub.returncode
+        try:
+            info = os.waitid(os.P_PID, self.hub.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.hub.wait()
+        if info is None:
+            return None
+        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+
     def stop_hub(self, timeout: float = 90.0) -> None:
-        """SIGTERM: the hub stops every server and the proxy; SIGKILL after ``timeout``
-        (or at a second Ctrl-C)."""
+        """SIGTERM: the hub stops the proxy; SIGKILL after ``timeout`` (or at a second Ctrl-C).
+        Then SIGKILL to its process group, which only it and the commands it runs are in."""
         if self.hub is None:
             return
-        if self.hub.poll() is None:
-            self.hub.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.hub.poll() is None and not self.force and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if self.hub.poll() is None:
+        if self.hub.returncode is None:
+            if self.hub_status() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.hub.pid, signal.SIGKILL)
-                self.hub.wait()
-        self.stop_proxy()
+                    os.kill(self.hub.pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while self.hub_status() is None and not self.force and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if self.hub_status() is None:
+                    say("Stopping the hub at once; its jobs are still cancelled.")
+            # the group is still the hub's: it is not reaped yet
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.hub.pid, signal.SIGKILL)
+            self.hub.wait()
 
-    def stop_proxy(self) -> None:
-        """The proxy runs in a session of its own; stop it when the hub could not."""
-        path = self.workdir / "jupyterhub-proxy.pid"
+    def proxy_process(self) -> ProcessId | None:
+        """The proxy the hub started (its pid file), identified so that a reused pid is not it."""
         with contextlib.suppress(OSError, ValueError):
-            pid = int(path.read_text().strip())
-            if "configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
-                errors="replace"
-            ):
-                os.kill(pid, signal.SIGTERM)
+            pid = int((self.workdir / "jupyterhub-proxy.pid").read_text().strip())
+            if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return ProcessId.of(pid)
+        return None
+
+    def stop_proxy(self, timeout: float = 10.0) -> None:
+        """The proxy runs in a session of its own: SIGTERM, then SIGKILL, to the one the hub
+        started (or restarted) if it is still there."""
+        proxies = {p for p in (self.proxy, self.proxy_process()) if p is not None and p.alive()}
+        for proxy in proxies:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proxy.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(p.alive() for p in proxies) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for proxy in proxies:
+            if proxy.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proxy.pid, signal.SIGKILL)
 
     def local_program(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [default_program(), f"--state-dir={self.state_dir}", *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
     def stop_jobs(self, timeout: float = 30.0) -> None:
-        """Cancel what the hub left running, wait for it to end, then sweep the stragglers."""
+        """Cancel every job that has not ended, until none is left: a job whose submission
+        the hub still had under way gets its supervisor a moment later and is cancelled then.
+        After ``timeout``, SIGKILL to whatever of the jobs still runs."""
         if self.args.backend == "slurm":
             subprocess.run(["scancel", f"--name={self.job_name}"], check=False, capture_output=True)
             return
         state = StateDir(self.state_dir)
-        active = [job.spec.job_id for job in state.jobs() if job.effective().state not in FINAL_STATES]
-        if active:
-            print(f"Cancelling {len(active)} job(s) the hub left: {' '.join(active)}", flush=True)
-            self.local_program("cancel", *active)
+        asked: set[tuple[str, ProcessId | None]] = set()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            jobs = state.jobs()
-            alive = [j for j in jobs if j.run.supervisor is not None and j.run.supervisor.alive()]
-            if not alive and not any(job_processes(state.marker(j.spec.job_id)) for j in jobs):
+        while True:
+            jobs = [job for job in state.jobs() if not job.run.final]
+            todo = [j.spec.job_id for j in jobs if (j.spec.job_id, j.run.supervisor) not in asked]
+            if todo:
+                if not asked:
+                    say(f"Cancelling {len(todo)} job(s) the hub left: {' '.join(todo)}")
+                self.local_program("cancel", *todo)
+                asked |= {(j.spec.job_id, j.run.supervisor) for j in jobs}
+            left = _leftovers(self.state_dir)
+            if not left:
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.2)
-        self.local_program("cancel", *[j.spec.job_id for j in state.jobs()])
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def cleanup(self) -> None:
+        """Stop everything; each step runs even if one before it failed."""
         self.stopping = True
-        print("Stopping JupyterHub and its servers...", flush=True)
-        self.stop_hub()
-        self.stop_jobs()
+        say("Stopping JupyterHub and its servers...")
+        failed = False
+        for step in (self.stop_hub, self.stop_proxy, self.stop_jobs):
+            try:
+                step()
+            except Exception as exc:
+                failed = True
+                say(f"jupyterhub-hpc demo: {step.__name__} failed: {exc!r}", err=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
-        print("Demo stopped; nothing of it is left running.", flush=True)
+        if not failed:
+            say("Demo stopped; nothing of it is left running.")
 
     def run(self) -> int:
         _check_port(self.args.ip, self.args.port)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._on_signal)
+        self.install_signals()
         code = 0
         try:
             self.start_hub()
-            assert self.hub is not None
             if self.wait_ready():
-                print(self.banner(), flush=True)
+                say(self.banner())
             elif not self.stopping:
-                print(f"JupyterHub did not start; the end of its log:\n{self.log_tail()}", file=sys.stderr)
+                say(f"JupyterHub did not start; the end of its log:\n{self.log_tail()}", err=True)
                 code = 1
-            while code == 0 and not self.stopping and self.hub.poll() is None:
+            while code == 0 and not self.stopping and self.hub_status() is None:
                 time.sleep(0.3)
-            if self.hub.poll() is not None and not self.stopping:
-                print(f"JupyterHub exited ({self.hub.returncode}):\n{self.log_tail()}", file=sys.stderr)
+            if code == 0 and not self.stopping:
+                say(f"JupyterHub exited ({self.hub_status()}):\n{self.log_tail()}", err=True)
                 code = 1
         finally:
             self.cleanup()
@@ -388,5 +495,5 @@ class Demo:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C; the exit status."""
+    """Run the demo until Ctrl-C (or SIGTERM, or SIGHUP); the exit status."""
     return Demo(args).run()

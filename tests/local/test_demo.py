@@ -1,20 +1,27 @@
 """``jupyterhub-hpc demo`` as a user meets it: started as a command, used through the real
-login page in headless Chromium, stopped with Ctrl-C (SIGINT), leaving nothing running."""
+login page in headless Chromium, stopped with Ctrl-C (SIGINT), leaving nothing running; and run
+as ``jupyterhub-hpc demo 2>&1 | tee log`` (one process group), stopped by a Ctrl-C that ends the
+``tee`` first or by the terminal's hangup (SIGHUP), again leaving nothing running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import queue as queue_mod
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Page, sync_playwright
 
 from hub import VENV_BIN, free_port
@@ -22,7 +29,7 @@ from jupyterhub_hpc.local_scheduler.store import ENV_MARKER
 
 from .conftest import LOCAL
 
-pytestmark = [pytest.mark.hub, pytest.mark.browser]
+pytestmark = [pytest.mark.hub]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -166,6 +173,7 @@ def demo(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str]
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.browser
 def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
     demo: tuple[subprocess.Popen[str], Output, int],
 ) -> None:
@@ -230,3 +238,162 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
         pid for pid in _pids() if str(workdir) in _cmdline(pid) or str(port) in _cmdline(pid).split()
     ] == []
     assert not workdir.exists()
+
+
+# -- in a pipeline: ``jupyterhub-hpc demo 2>&1 | tee log`` ---------------------------------------
+
+
+def as_ordinary_user(name: str) -> dict[str, Any]:
+    """Popen arguments that run a command as ``name`` directly, as its own login shell would:
+    not through sudo, whose pty (``use_pty``) would stand between the demo and the pipe."""
+    pw = pwd.getpwnam(name)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": pw.pw_dir,
+        "USER": name,
+        "LOGNAME": name,
+        "SHELL": "/bin/sh",
+        "LANG": "C.UTF-8",
+    }
+    return {
+        "user": pw.pw_uid,
+        "group": pw.pw_gid,
+        "extra_groups": os.getgrouplist(name, pw.pw_gid),
+        "env": env,
+        "cwd": pw.pw_dir,
+    }
+
+
+@dataclass
+class Pipeline:
+    demo: subprocess.Popen[bytes]
+    tee: subprocess.Popen[str]
+    out: Output
+    port: int
+    log: Path
+
+
+def in_group(pgid: int) -> dict[str, Any]:
+    """Popen arguments that put the child into process group ``pgid`` (0: a new one of its own)."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": pgid}
+    return {"preexec_fn": lambda: os.setpgid(0, pgid)}
+
+
+#: the pipeline's processes start with the default action for these (a shell's background job
+#: would ignore SIGINT, ``nohup`` SIGHUP): tee must die of them as in a terminal
+DEFAULT_SIGNALS = ["env", "--default-signal=INT,HUP,PIPE"]
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def piped_demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipeline]:
+    """``jupyterhub-hpc demo --port=P 2>&1 | tee LOG``, both in one new process group of this
+    session, as a shell runs a pipeline; ``tee``'s own output is read by the test."""
+    port = free_port()
+    log = tmp_path / "demo.log"
+    tee = subprocess.Popen(
+        [*DEFAULT_SIGNALS, "tee", str(log)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **in_group(0),
+    )
+    assert tee.stdin is not None
+    runner = {} if request.param == "root" else as_ordinary_user("jupyterhub")
+    try:
+        demo = subprocess.Popen(
+            [*DEFAULT_SIGNALS, str(VENV_BIN / "jupyterhub-hpc"), "demo", f"--port={port}"],
+            stdout=tee.stdin,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **in_group(tee.pid),
+            **runner,
+        )
+    finally:
+        tee.stdin.close()
+    try:
+        yield Pipeline(demo=demo, tee=tee, out=Output(tee), port=port, log=log)
+    finally:
+        for proc in (demo, tee):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def start_server_through_api(url: str, user: str, password: str, timeout: float = 120) -> None:
+    """Log in through the login form, start the server with the hub's REST API (the cookie and
+    its XSRF token), wait until the hub says it is ready."""
+    session = requests.Session()
+    session.get(url + "hub/login", timeout=30)
+    xsrf = session.cookies.get("_xsrf") or ""
+    r = session.post(
+        url + "hub/login",
+        data={"username": user, "password": password, "_xsrf": xsrf},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    headers = {"X-XSRFToken": session.cookies.get("_xsrf") or xsrf}
+    r = session.post(
+        url + f"hub/api/users/{user}/server",
+        json={"profile": "custom", "memory": "512M"},
+        headers=headers,
+        timeout=30,
+    )
+    assert r.status_code in (201, 202), (r.status_code, r.text[:300])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = session.get(url + f"hub/api/users/{user}", headers=headers, timeout=30)
+        r.raise_for_status()
+        server = r.json()["servers"].get("")
+        assert server, r.json()
+        if server.get("ready"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{user}'s server not ready in {timeout} s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+def test_demo_in_a_pipeline_stops_on_ctrl_c_and_hangup(piped_demo: Pipeline, signum: int) -> None:
+    pipe = piped_demo
+    pipe.out.until("Press Ctrl-C", timeout=90)
+    url, user, password = pipe.out.field("URL"), pipe.out.field("user"), pipe.out.field("password")
+    workdir = Path(re.search(r"Files of this demo: (\S+)", "\n".join(pipe.out.lines)).group(1))  # type: ignore[union-attr]
+    start_server_through_api(url, user, password)
+
+    running = demo_processes(pipe.demo.pid, workdir)
+    commands = " ".join(cmd for _, cmd in running.values())
+    for program in (
+        "jupyterhub",
+        "configurable-http-proxy",
+        "jupyterhub-singleuser",
+        "local_scheduler.supervisor",
+    ):
+        assert program in commands, (program, running)
+    assert {os.getpgid(pipe.demo.pid), os.getpgid(pipe.tee.pid)} == {pipe.tee.pid}
+
+    # Ctrl-C: the terminal signals the whole foreground group, tee dies at once, and what the
+    # demo prints next goes to a pipe without a reader (EPIPE). A closed terminal: the shell
+    # hangs its jobs up, and the kernel does again when the shell has exited.
+    os.killpg(pipe.tee.pid, signum)
+    assert pipe.tee.wait(timeout=10) == -signum
+    if signum == signal.SIGHUP:
+        time.sleep(1.5)
+        os.killpg(pipe.tee.pid, signum)
+    assert pipe.demo.wait(timeout=120) == 0
+
+    left = {pid: cmd for pid, (start, cmd) in running.items() if (s := _stat(pid)) and s[1] == start}
+    assert left == {}
+    assert demo_processes(pipe.demo.pid, workdir) == {}
+    if user == "hpcdemo":  # the demo's own user: none of its processes may be left
+        assert [pid for pid in _pids() if _uid(pid) == pwd.getpwnam(user).pw_uid and _stat(pid)] == []
+    assert [
+        pid for pid in _pids() if str(workdir) in _cmdline(pid) or str(pipe.port) in _cmdline(pid).split()
+    ] == []
+    assert not workdir.exists()
+    # what tee got before it died: the banner, nothing of the stop
+    assert "Press Ctrl-C" in pipe.log.read_text()
