@@ -134,7 +134,8 @@ def test_not_in_the_job_script_slurm_stores(running: dict[str, Any]) -> None:
 def test_not_in_the_job_output(running: dict[str, Any]) -> None:
     output = Path(pwd.getpwnam(USER).pw_dir) / f".jupyterhub-hpc-{running['job']}.log"
     text = output.read_text()
-    assert f"marker: {running['marker']}" in text and "jupyterhub-hpc-singleuser: the server listens on" in text
+    assert f"marker: {running['marker']}" in text
+    assert "jupyterhub-hpc-singleuser: the server listens on" in text
     assert running["token"] not in text
 
 
