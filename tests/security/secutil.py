@@ -4,7 +4,6 @@ its stored script) and of every process on the machine."""
 from __future__ import annotations
 
 import glob
-import ipaddress
 import os
 import pwd
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import Hub, wait_for
+from jupyterhub_hpc.singleuser.listeners import listeners, socket_inodes
 
 USERS = ["hpcuser1", "hpcuser2", "hpcuser3"]
 HOLD = {"job_extra_directives": ["--begin=now+600"]}  # per-user: the job stays PENDING
@@ -154,29 +154,8 @@ def cancel_test_jobs() -> None:
 
 def listening(pid: int) -> list[tuple[str, int]]:
     """(address, port) of every listening TCP socket of process ``pid`` (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A" or fields[9] not in inodes:
-                continue
-            addr_hex, port_hex = fields[1].split(":")
-            raw = bytes.fromhex(addr_hex)
-            if v6:
-                words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
-                address = str(ipaddress.IPv6Address(b"".join(words)))
-            else:
-                address = ".".join(str(b) for b in raw[::-1])
-            found.append((address, int(port_hex, 16)))
-    return found
+    inodes = socket_inodes([pid])
+    return [(sock.address, sock.port) for sock in listeners() if sock.inode in inodes]
 
 
 def cmdline(pid: int) -> bytes:

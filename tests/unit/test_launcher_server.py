@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_launcher import consecutive_free_ports
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "fakes" / "fake_server.py"
 TOKEN = "secret-token-launcher"
@@ -65,23 +67,6 @@ def hub() -> Iterator[Hub]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-def consecutive_free_ports(count: int) -> int:
-    for base in range(42000, 60000, 7):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise AssertionError("no free port range")
 
 
 def launch(api_url: str, tmp_path: Path, *args: str, **fake: str) -> subprocess.Popen[str]:
