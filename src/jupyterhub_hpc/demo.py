@@ -68,13 +68,13 @@ c.JupyterHub.cleanup_proxy = True
 c.Spawner.default_url = "/lab"
 c.HPCSpawner.job_name = s["job_name"]
 if s["backend"] == "local":
-    c.JupyterHub.spawner_class = "local-hpc-profiles"
+    c.JupyterHub.spawner_class = "local-hpc"
     c.LocalHPCSpawner.local_state_dir = s["state_dir"]
     c.LocalHPCSpawner.local_max_running = s["max_servers"]
     c.HPCSpawner.job_output = os.path.join(s["log_dir"], "{username}-{job_id}.log")
 else:
-    c.JupyterHub.spawner_class = "slurm-profiles"
-c.ProfilesHPCSpawner.profile_list = s["profiles"]
+    c.JupyterHub.spawner_class = "slurm"
+c.HPCSpawner.profile_list = s["profiles"]
 if not s["root"]:
     c.HPCSpawner.submit_prefix = []
     c.HPCSpawner.cancel_prefix = []

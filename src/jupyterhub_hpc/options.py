@@ -14,6 +14,8 @@ from typing import Any
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
+from .units import MemoryTrait, PortRangeTrait, WalltimeTrait
+
 SUDO_AS_USER = ["sudo", "-n", "-u", "{username}", "--"]
 
 
@@ -190,18 +192,25 @@ class HPCSpawnerOptions(Configurable):
     cpus = Integer(1, help="""CPU cores for the server (per task; Slurm ``--cpus-per-task``).""").tag(
         config=True
     )
-    memory = Unicode(
+    memory = MemoryTrait(
         "1G",
         help="""
         Memory for the server, e.g. ``"4G"`` or ``"512M"`` (a bare number is MiB).
         Always passed explicitly: without it, some sites give a job the whole node.
+        Read when the configuration is loaded, by the parser of the users' requests,
+        and kept as whole MiB (an int); a value it cannot read is an error naming
+        this option, at hub start with ``check_profiles(c)``.
         """,
     ).tag(config=True)
-    walltime = Unicode(
+    walltime = WalltimeTrait(
         "08:00:00",
         help="""
-        Time limit of the server's job, ``HH:MM:SS``, ``D-HH:MM:SS`` or minutes.
-        Always passed, so a forgotten server cannot hold resources forever.
+        Time limit of the server's job: ``HH:MM:SS``, ``D-HH:MM:SS``, ``D-HH`` or
+        minutes (a bare number), as Slurm reads ``--time``. Always passed, so a
+        forgotten server cannot hold resources forever. Read when the configuration
+        is loaded and kept in seconds (``jupyterhub_hpc.request.Seconds``); a value
+        it cannot read is an error naming this option, at hub start with
+        ``check_profiles(c)``.
         """,
     ).tag(config=True)
     gpus = Integer(0, help="""Number of GPUs (Slurm ``--gres=gpu:N``).""").tag(config=True)
@@ -296,11 +305,15 @@ class HPCSpawnerOptions(Configurable):
     def _default_path_prepend(self) -> list[str]:
         return [os.path.dirname(sys.executable)]
 
-    port_range = Unicode(
+    port_range = PortRangeTrait(
         "",
         help="""
         Ports the server may use on the node, ``"LOW-HIGH"`` (e.g. a range the
-        firewall opens). Empty: any free port the node's kernel hands out.
+        firewall opens), within 1-65535. Empty: any free port the node's kernel
+        hands out (the hub then accepts a reported port from 1024 to 65535). Read
+        when the configuration is loaded, by the launcher's own parser, and kept as a
+        ``PortRange`` (``None`` when empty); a value it cannot read is an error
+        naming this option, at hub start with ``check_profiles(c)``.
         """,
     ).tag(config=True)
 

@@ -9,6 +9,13 @@ Numbers are read from ASCII digits only (a fullwidth or Arabic-Indic 3 is not 3)
 fields are range-checked (``"00:99:99"`` is refused, not read as 01:40:39), and
 every refusal is a :class:`RequestError` whose reason names the rule in plain
 words (:func:`request_error` is the one place a pydantic error becomes one).
+
+The same functions read the admin's configuration: the trait types of
+:mod:`jupyterhub_hpc.units` call :func:`check_memory` and :func:`check_walltime`, the
+rules of the request's ``memory`` and ``walltime`` fields. A walltime already in
+seconds is a :class:`Seconds` (a bare number is minutes, as for Slurm), so a parsed
+value read back is never taken for minutes: ``JobRequest.from_mapping(r.model_dump())``
+is ``r``.
 """
 
 from __future__ import annotations
@@ -26,12 +33,16 @@ __all__ = [
     "MAX_WALLTIME",
     "JobRequest",
     "RequestError",
+    "Seconds",
+    "check_memory",
+    "check_walltime",
     "format_walltime",
     "parse_memory_mib",
     "parse_walltime_seconds",
     "parse_whole_number",
     "request_error",
     "shown",
+    "walltime_text",
 ]
 
 #: Names (partition, account, QoS, reservation, GPU type): no spaces, no quotes, no shell syntax.
@@ -65,6 +76,18 @@ _MEMORY_FACTOR = {
     "T": Fraction(1024**2),
 }
 WALLTIME_FORMS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+
+
+class Seconds(int):
+    """A time limit already in seconds: what :func:`parse_walltime_seconds` returns and
+    passes through unchanged, where a bare number means minutes. ``Walltime`` traits and
+    :attr:`JobRequest.walltime` hold one, so a value read back keeps its meaning.
+
+    >>> Seconds(90) + 0, parse_walltime_seconds(Seconds(90 * 60)), parse_walltime_seconds(90)
+    (90, 5400, 5400)
+    """
+
+    __slots__ = ()
 
 
 class RequestError(ValueError):
@@ -161,10 +184,11 @@ def parse_memory_mib(value: object) -> int:
     return result
 
 
-def parse_walltime_seconds(value: object) -> int:
+def parse_walltime_seconds(value: object) -> Seconds:
     """A time limit in seconds, read the way Slurm reads ``--time``: minutes (a whole
     number or ``"MM"``), ``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH"``, ``"D-HH:MM"`` or
-    ``"D-HH:MM:SS"``, in the digits 0-9.
+    ``"D-HH:MM:SS"``, in the digits 0-9. A :class:`Seconds` is already parsed: its
+    number is seconds. The result is a :class:`Seconds`.
 
     The leading field is unbounded (``"90"`` minutes, ``"100:00:00"``, ``"90:00"``);
     every field after it is range-checked: minutes and seconds below 60, and hours
@@ -175,7 +199,9 @@ def parse_walltime_seconds(value: object) -> int:
     >>> parse_walltime_seconds("1-00:00:00"), parse_walltime_seconds("1-2")
     (86400, 93600)
     """
-    if isinstance(value, str):
+    if isinstance(value, Seconds):
+        seconds = int(value)
+    elif isinstance(value, str):
         match = _WALLTIME_RE.fullmatch(value) if len(value) <= _MAX_NUMBER_TEXT else None
         if match is None:
             raise ValueError(f"not a walltime: {shown(value)} (use {WALLTIME_FORMS}, in the digits 0-9)")
@@ -211,7 +237,7 @@ def parse_walltime_seconds(value: object) -> int:
         raise ValueError(f"must be minutes or text such as HH:MM:SS (got {shown(value)})")
     if seconds < 60:
         raise ValueError(f"must be at least one minute (got {shown(value)})")
-    return seconds
+    return Seconds(seconds)
 
 
 def format_walltime(seconds: int) -> str:
@@ -224,9 +250,14 @@ def format_walltime(seconds: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def _exact_walltime(seconds: int) -> str:
-    """``H:MM:SS`` to the second: what :func:`parse_walltime_seconds` reads back unchanged."""
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def walltime_text(seconds: int) -> str:
+    """``HH:MM:SS`` to the second (hours may exceed 24): what :func:`parse_walltime_seconds`
+    reads back unchanged, and :func:`format_walltime`'s text for whole minutes.
+
+    >>> walltime_text(5400), walltime_text(93784), parse_walltime_seconds(walltime_text(93784))
+    ('01:30:00', '26:03:04', 93784)
+    """
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # -- the fields' validators: each raises ValueError with the rule in plain words -----------------
@@ -247,14 +278,18 @@ def _count(low: int, high: int) -> Callable[[object], int]:
     return check
 
 
-def _memory(value: object) -> int:
+def check_memory(value: object) -> int:
+    """The rule of :attr:`JobRequest.memory` (and of ``memory`` traits): whole MiB, from 1
+    MiB to :data:`MAX_MEMORY_MIB`; raises ``ValueError`` with the rule in plain words."""
     mib = parse_memory_mib(value)
     if mib > MAX_MEMORY_MIB:
         raise ValueError(f"must be at most {MAX_MEMORY_MIB // 1024**2}T (got {shown(value)})")
     return mib
 
 
-def _walltime(value: object) -> int:
+def check_walltime(value: object) -> Seconds:
+    """The rule of :attr:`JobRequest.walltime` (and of ``walltime`` traits): one minute to
+    :data:`MAX_WALLTIME`, as :class:`Seconds`; raises ``ValueError`` in plain words."""
     seconds = parse_walltime_seconds(value)
     if seconds > MAX_WALLTIME:
         raise ValueError(f"must be at most {MAX_WALLTIME // 86400}-00:00:00, a year (got {shown(value)})")
@@ -276,8 +311,9 @@ Name = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE))]
 #: account and QoS names are case-insensitive to Slurm, which stores them in lower case
 LowerName = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE)), AfterValidator(str.lower)]
 Constraint = Annotated[str, BeforeValidator(_text(_CONSTRAINT_RE, CONSTRAINT_RULE))]
-Memory = Annotated[int, BeforeValidator(_memory)]
-Walltime = Annotated[int, BeforeValidator(_walltime)]
+Memory = Annotated[int, BeforeValidator(check_memory)]
+#: kept a Seconds: a request's walltime read back (model_dump, updated) stays seconds
+Walltime = Annotated[int, BeforeValidator(check_walltime), AfterValidator(Seconds)]
 
 #: reasons for the pydantic errors that are not our own validators' (no pydantic wording)
 _REASONS = {
@@ -310,8 +346,10 @@ class JobRequest(BaseModel):
     """What one Jupyter server asks of the scheduler: validated and immutable.
 
     Memory is in MiB (``memory="4G"`` is accepted and stored as 4096), the
-    walltime in seconds (``"08:00:00"`` or minutes are accepted). ``None`` means
-    "let the scheduler decide" for the optional names.
+    walltime in seconds, as a :class:`Seconds` (``"08:00:00"`` or minutes are
+    accepted). ``None`` means "let the scheduler decide" for the optional names.
+    ``from_mapping(r.model_dump())`` is ``r``; over JSON, where a number is minutes,
+    :meth:`as_options` gives the walltime as text.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
@@ -325,7 +363,7 @@ class JobRequest(BaseModel):
     nodes: Annotated[int, BeforeValidator(_count(1, 10_000))] = 1
     cpus: Annotated[int, BeforeValidator(_count(1, 100_000))] = 1
     memory: Memory = 1024
-    walltime: Walltime = 8 * 3600
+    walltime: Walltime = Seconds(8 * 3600)
     gpus: Annotated[int, BeforeValidator(_count(0, 1024))] = 0
     gpu_type: Name | None = None
 
@@ -338,8 +376,13 @@ class JobRequest(BaseModel):
         except ValidationError as exc:
             raise request_error(exc, rename) from None
 
+    def as_options(self) -> dict[str, Any]:
+        """The fields as plain values that :meth:`from_mapping` reads back to this request,
+        also through JSON: memory in MiB, the walltime as ``HH:MM:SS`` text
+        (:func:`walltime_text`; a bare number would be minutes)."""
+        return {**self.model_dump(), "walltime": walltime_text(self.walltime)}
+
     def updated(self, changes: Mapping[str, Any]) -> JobRequest:
-        """A new, re-validated request with ``changes`` applied (the rest kept exactly:
-        the walltime is passed on as ``H:MM:SS``, since a bare number would mean minutes)."""
-        kept = {**self.model_dump(), "walltime": _exact_walltime(self.walltime)}
-        return self.from_mapping({**kept, **changes})
+        """A new, re-validated request with ``changes`` applied (the rest kept exactly; a
+        changed walltime is read as given: a bare number is minutes)."""
+        return self.from_mapping({**self.as_options(), **changes})

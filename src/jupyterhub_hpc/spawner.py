@@ -31,6 +31,8 @@ from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError, expand_prefix, run_command, with_environment
 from .options import HPCSpawnerOptions
+from .profiles.compat import upgrade_config
+from .profiles.mixin import ProfilesMixin
 from .progress import end_message, failure_message, queue_message
 from .refusal import OptionsRefused
 from .request import JobRequest, RequestError
@@ -39,7 +41,7 @@ from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queri
 from .states import JobState, JobStatus
 from .watcher import QueueWatcher, WatcherSettings, get_watcher
 
-__all__ = ["HPCSpawner", "SlurmSpawner", "token_digest"]
+__all__ = ["HPCSpawner", "HPCSpawnerBase", "SlurmSpawner", "token_digest"]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: the umask jobs are submitted with (their output files are created private)
@@ -73,8 +75,8 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
-    """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``."""
+class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
+    """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
@@ -239,7 +241,7 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
 
     # -- the job request and script ---------------------------------------------------------
     def job_request(self) -> JobRequest:
-        """The validated request for this spawn: admin defaults plus the
+        """The validated request for this spawn: the admin's settings plus the
         ``user_options`` keys listed in ``allowed_user_options``."""
         base: dict[str, Any] = {
             "job_name": self.job_name,
@@ -298,8 +300,8 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
 
     def launcher_argv(self) -> list[str]:
         argv = list(self.launcher_command)
-        if self.port_range:
-            argv += ["--port-range", self.port_range]
+        if self.port_range is not None:
+            argv += ["--port-range", str(self.port_range)]
         if self.server_bind:
             argv += ["--ip", self.server_bind]
         argv += ["--kernel-transport", self.kernel_transport.lower()]
@@ -481,9 +483,9 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         return bool(self.job_token_digest) and hmac.compare_digest(self.job_token_digest, token_digest(token))
 
     def port_bounds(self) -> tuple[int, int]:
-        if self.port_range:
-            low, _, high = self.port_range.partition("-")
-            return int(low), int(high)
+        """The ports a job may report: ``port_range`` (parsed when it was set), else 1024-65535."""
+        if self.port_range is not None:
+            return self.port_range.low, self.port_range.high
         return 1024, 65535
 
     def accept_port(self, port: int) -> None:
@@ -558,6 +560,40 @@ class HPCSpawner(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         except Exception as exc:
             self.log.warning("%s: job %s not re-adopted: %s", self._log_name, self.job_id, exc)
             return str(self.server.url)
+
+
+class HPCSpawner(ProfilesMixin, HPCSpawnerBase):
+    """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``.
+
+    Profiles are built in, as in KubeSpawner: with a ``profile_list`` the spawn form
+    and the REST API offer the admin's profiles, and the chosen profile's overrides
+    and options make the job request; an empty ``profile_list`` means no form, and
+    the configured values (``c.HPCSpawner.*``, ``c.SlurmSpawner.*``, ...) apply with
+    the ``user_options`` listed in ``allowed_user_options``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("config") is not None:
+            # c.ProfilesSlurmSpawner.* (the deprecated class names) apply as c.SlurmSpawner.*
+            kwargs["config"] = upgrade_config(kwargs["config"], type(self))
+        super().__init__(**kwargs)
+
+    def profile_base_job(self) -> dict[str, Any]:
+        """Every job-request field that is also a trait of this spawner, as configured
+        (before a profile's overrides): what a profile starts from."""
+        base: dict[str, Any] = {}
+        for name in JobRequest.model_fields:
+            if self.has_trait(name):
+                value = self._base_trait(name)
+                base[name] = None if value == "" else value
+        return base
+
+    def job_request(self) -> JobRequest:
+        """The chosen profile's request (validated when JupyterHub applied the user's
+        options), else the admin's settings plus the allowed ``user_options``."""
+        if self.profile_resolution is not None and self.profile_resolution.request is not None:
+            return self.profile_resolution.request
+        return super().job_request()
 
 
 class SlurmSpawner(HPCSpawner):

@@ -300,7 +300,12 @@ def load_spawner(config_file: str | None, spawner_class: str | None) -> Any:
 
     if not (isinstance(cls, type) and issubclass(cls, HPCSpawner)):
         raise SudoersError(f"spawner class {name!r} is not a jupyterhub-hpc spawner")
-    return cls(config=config)
+    from .startcheck import SpawnerConfigError, check_spawner_config
+
+    try:
+        return check_spawner_config(config, cls)
+    except SpawnerConfigError as exc:  # a value the hub would refuse at start, named
+        raise SudoersError(f"invalid configuration: {exc}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

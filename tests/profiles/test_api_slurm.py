@@ -1,6 +1,6 @@
 """Profiles through a real JupyterHub on the real Slurm: the REST API, spawn links, discovery and dry run.
 
-One hub (ProfilesSlurmSpawner, the site profiles of conftest.py) serves the module's tests; jobs
+One hub (SlurmSpawner, the site profiles of conftest.py) serves the module's tests; jobs
 are checked with Slurm's own ``scontrol``.
 """
 
@@ -40,10 +40,10 @@ USERS = ["hpcuser1", "hpcuser2", "hpcuser3"]
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root: Path = tmp_path_factory.mktemp("profiles-api")
     config = {
-        "ProfilesSlurmSpawner": {"profile_list": SITE_PROFILES, "profile_limits_ttl": 30.0},
+        "SlurmSpawner": {"profile_list": SITE_PROFILES, "profile_limits_ttl": 30.0},
         "JupyterHub": {"load_groups": {"hpc-staff": {"users": ["hpcuser3"]}}},
     }
-    hub = make_hub(root, "slurm-profiles", config, **FAST)
+    hub = make_hub(root, "slurm", config, **FAST)
     hub.start()
     try:
         yield hub

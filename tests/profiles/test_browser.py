@@ -32,8 +32,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
-    config = {"ProfilesSlurmSpawner": {"profile_list": SITE_PROFILES, "profile_availability_refresh": 2.0}}
-    hub = make_hub(tmp_path / "hub", "slurm-profiles", config, **FAST)
+    config = {"SlurmSpawner": {"profile_list": SITE_PROFILES, "profile_availability_refresh": 2.0}}
+    hub = make_hub(tmp_path / "hub", "slurm", config, **FAST)
     hub.start()
     try:
         yield hub

@@ -15,9 +15,9 @@ from jupyterhub_hpc.backends.base import JobScript
 from jupyterhub_hpc.backends.slurm import SlurmBackend
 from jupyterhub_hpc.profiles.limits import ClusterLimits, parse_sinfo_nodes
 from jupyterhub_hpc.profiles.model import parse_profile_list
-from jupyterhub_hpc.profiles.spawners import ProfilesSlurmSpawner
 from jupyterhub_hpc.profiles.validate import Context, resolve
 from jupyterhub_hpc.request import RequestError
+from jupyterhub_hpc.spawner import SlurmSpawner
 
 from .conftest import data
 
@@ -34,14 +34,14 @@ def site_config() -> Config:
 
 
 @pytest.fixture(scope="module")
-def site() -> tuple[ProfilesSlurmSpawner, Any]:
+def site() -> tuple[SlurmSpawner, Any]:
     c = site_config()
     user = SimpleNamespace(name="alice", groups=[], url="/user/alice/")
-    spawner = ProfilesSlurmSpawner(config=c, user=user)
+    spawner = SlurmSpawner(config=c, user=user)
     return spawner, parse_profile_list(spawner.profile_list, frozenset(spawner.trait_names()))
 
 
-def context(spawner: ProfilesSlurmSpawner, groups: tuple[str, ...] = ()) -> Context:
+def context(spawner: SlurmSpawner, groups: tuple[str, ...] = ()) -> Context:
     live = ClusterLimits(
         partitions=parse_sinfo_nodes(data("sinfo-node-multinode.HAND-WRITTEN.txt")), live=True
     )

@@ -17,7 +17,8 @@ from jupyterhub_hpc.profiles.model import (
     parse_profile_list,
     slugify,
 )
-from jupyterhub_hpc.profiles.spawners import ProfilesLocalProcessSpawner, ProfilesSlurmSpawner
+from jupyterhub_hpc.profiles.spawners import ProfilesLocalProcessSpawner
+from jupyterhub_hpc.spawner import SlurmSpawner
 
 # -- KubeSpawner's examples, re-typed from its documentation (profile_list help text, older and current
 #    versions; the unlisted_choice example of the docs; the fancy-profiles image-building example) -------
@@ -265,7 +266,7 @@ def test_override_keys_are_checked_against_the_spawner_traits() -> None:
     with pytest.raises(ProfileConfigError) as info:
         parse_profile_list(KS_CLASSIC, local_traits)  # "image" is a KubeSpawner trait
     assert info.value.key == "profile_list[0].overrides.image"
-    slurm_traits = frozenset(ProfilesSlurmSpawner.class_trait_names())
+    slurm_traits = frozenset(SlurmSpawner.class_trait_names())
     ok = [{"display_name": "A", "backend": "local", "cluster": "b", "spawner_override": {"partition": "gpu"}}]
     assert parse_profile_list(ok, slurm_traits).profiles[0].all_overrides == {
         "partition": "gpu",
@@ -282,14 +283,14 @@ def test_check_profiles_at_hub_start_reads_the_config_of_the_spawner_class() -> 
     from traitlets.config import Config
 
     c = Config()
-    c.JupyterHub.spawner_class = "slurm-profiles"
+    c.JupyterHub.spawner_class = "slurm"
     c.HPCSpawner.profile_list = [{"display_name": "A", "spawner_override": {"partition": "x"}}]
     check_profiles(c)  # inherited from the HPCSpawner section
-    c.ProfilesSlurmSpawner.profile_list = [{"display_name": "A", "spawner_override": {"image": "x"}}]
+    c.SlurmSpawner.profile_list = [{"display_name": "A", "spawner_override": {"image": "x"}}]
     with pytest.raises(ProfileConfigError, match=r"profile_list\[0\]\.overrides\.image"):
         check_profiles(c)
-    c.ProfilesSlurmSpawner.profile_list = [{"display_name": "A"}]
-    c.ProfilesSlurmSpawner.partition_limits = {"gpu": {"max_walltimes": "1:00:00"}}
+    c.SlurmSpawner.profile_list = [{"display_name": "A"}]
+    c.SlurmSpawner.partition_limits = {"gpu": {"max_walltimes": "1:00:00"}}
     with pytest.raises(ProfileConfigError, match="max_walltimes"):
         check_profiles(c)
 

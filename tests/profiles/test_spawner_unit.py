@@ -11,8 +11,9 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from jupyterhub_hpc.profiles.mixin import ProfileOptionsError, explicit_options
-from jupyterhub_hpc.profiles.spawners import ProfilesLocalProcessSpawner, ProfilesSlurmSpawner
+from jupyterhub_hpc.profiles.spawners import ProfilesLocalProcessSpawner
 from jupyterhub_hpc.request import RequestError
+from jupyterhub_hpc.spawner import SlurmSpawner
 
 USER = SimpleNamespace(
     name="hpcuser1", groups=[SimpleNamespace(name="jupyterhub-users")], url="/user/hpcuser1/"
@@ -30,9 +31,9 @@ PROFILES = [
 ]
 
 
-def slurm_spawner(**kw: Any) -> ProfilesSlurmSpawner:
+def slurm_spawner(**kw: Any) -> SlurmSpawner:
     kw.setdefault("profile_list", PROFILES)
-    return ProfilesSlurmSpawner(user=USER, profile_live_limits=False, **kw)
+    return SlurmSpawner(user=USER, profile_live_limits=False, **kw)
 
 
 async def test_a_profile_picks_backend_and_cluster_without_a_child_spawner() -> None:
@@ -100,7 +101,7 @@ def test_options_of_this_start_or_stored_ones(handler: Any, explicit: bool) -> N
 
 
 async def test_without_profiles_the_spawner_is_plain_hpc_spawner() -> None:
-    spawner = ProfilesSlurmSpawner(user=USER, allowed_user_options=["cpus"], user_options={"cpus": 3})
+    spawner = SlurmSpawner(user=USER, allowed_user_options=["cpus"], user_options={"cpus": 3})
     assert await spawner.render_profiles_form() == ""
     assert spawner.job_request().cpus == 3
     spawner.user_options = {"memory": "1G"}

@@ -82,8 +82,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     assert "is UP" in slurm("b", "scontrol", "ping")
     for cluster in ("a", "b"):
         slurm(cluster, "scancel", f"--user={USER}")
-    config = {"ProfilesSlurmSpawner": {"profile_list": PROFILES, "profile_limits_ttl": 30.0}}
-    hub = make_hub(tmp_path_factory.mktemp("two-clusters"), "slurm-profiles", config, **FAST)
+    config = {"SlurmSpawner": {"profile_list": PROFILES, "profile_limits_ttl": 30.0}}
+    hub = make_hub(tmp_path_factory.mktemp("two-clusters"), "slurm", config, **FAST)
     hub.start()
     try:
         yield hub

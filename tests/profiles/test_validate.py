@@ -25,7 +25,7 @@ INTERNALS = re.compile(
     re.IGNORECASE,
 )
 
-#: what ProfilesSlurmSpawner passes as the admin's base (its traits' defaults)
+#: what SlurmSpawner passes as the admin's base (its traits' defaults)
 BASE = {
     "job_name": "jupyterhub",
     "partition": None,

@@ -46,8 +46,8 @@ PROFILES = [
 ]
 #: PLAIN gets no profiles, so its start is validated by HPCSpawner (allowed_user_options)
 PLAIN_CONFIG = f"""
-_site_profiles = c.ProfilesSlurmSpawner.profile_list
-c.ProfilesSlurmSpawner.profile_list = lambda spawner: [] if spawner.user.name == {PLAIN!r} else _site_profiles
+_site_profiles = c.SlurmSpawner.profile_list
+c.SlurmSpawner.profile_list = lambda spawner: [] if spawner.user.name == {PLAIN!r} else _site_profiles
 """
 #: what an error message must never show: Python's internals
 INTERNALS = re.compile(r"Traceback|(Recursion|Unicode\w*|JSONDecode|Value|Type|Key)Error|File \"|line \d+")
@@ -73,7 +73,7 @@ class LogWindow:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     secutil.cancel_test_jobs()
     config = {
-        "ProfilesSlurmSpawner": {
+        "SlurmSpawner": {
             "profile_list": PROFILES,
             "profile_api_rate_limit": RATE,
             "profile_api_rate_window": WINDOW,
@@ -81,7 +81,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     }
     with nonroot_hubs(tmp_path_factory.mktemp("logs")) as make:
         hub = make(config=config, allowed_user_options=["cpus"], **FAST)
-        hub.settings["spawner_class"] = "slurm-profiles"
+        hub.settings["spawner_class"] = "slurm"
         (hub.root / "settings.json").write_text(json.dumps(hub.settings))
         path = hub.root / "jupyterhub_config.py"
         path.write_text(path.read_text() + PROFILES_CONFIG + PLAIN_CONFIG)

@@ -138,8 +138,8 @@ FAKE_HUB = """
 import signal, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c",
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
-print(child.pid, flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
+print(child.pid, flush=True)  # after the handler: the test signals as soon as it reads this
 time.sleep(300)
 """
 

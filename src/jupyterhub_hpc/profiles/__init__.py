@@ -2,9 +2,10 @@
 
 Importing this package registers nothing and starts nothing. Public names:
 
-* :class:`~.spawners.ProfilesSlurmSpawner`, :class:`~.spawners.ProfilesHPCSpawner`,
-  :class:`~.spawners.ProfilesLocalProcessSpawner` and :class:`~.mixin.ProfilesMixin`
-  (import them from their modules);
+* profiles are built into :class:`~jupyterhub_hpc.spawner.HPCSpawner` (and so into
+  ``SlurmSpawner`` and every per-scheduler class); :class:`~.mixin.ProfilesMixin` adds
+  them to spawners that are not ours, e.g. :class:`~.spawners.ProfilesLocalProcessSpawner`;
+  the old ``Profiles*Spawner`` names are deprecated aliases (:mod:`.compat`);
 * :func:`check_profiles`: validate the configuration at hub start;
 * ``jupyterhub_hpc.profiles.handlers.all_handlers``: the discovery and dry-run API
   plus the job port endpoint, for ``c.JupyterHub.extra_handlers``.
@@ -16,8 +17,11 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from ..startcheck import check_spawner_config
+from .compat import upgrade_config
 from .limits import configured_partition_fields
 from .model import ProfileConfigError, parse_profile_list
+from .overrides import check_override_values
 
 __all__ = ["ProfileConfigError", "check_profiles"]
 
@@ -40,10 +44,15 @@ def check_profiles(config: Any, spawner_class: Any = None) -> None:
 
     Call at the end of ``jupyterhub_config.py``: ``check_profiles(c)``. Raises
     :class:`ProfileConfigError` naming the bad key; a callable ``profile_list`` is
-    checked each time it is called instead.
+    checked each time it is called instead. Then every configured value of the spawner
+    goes through its trait (``memory``, ``walltime``, ``port_range`` are read into their
+    units: :class:`~jupyterhub_hpc.startcheck.SpawnerConfigError` names the key), and
+    every value in the profiles' overrides through the job request's field rules and
+    the spawner's traits (:func:`~.overrides.check_override_values`).
     """
 
     cls = _spawner_class(spawner_class or config.JupyterHub.get("spawner_class"))
+    config = upgrade_config(config, cls)
     values: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         if klass.__name__ in config:
@@ -55,10 +64,12 @@ def check_profiles(config: Any, spawner_class: Any = None) -> None:
     if "profile_list" not in trait_names:
         raise ProfileConfigError("JupyterHub.spawner_class", f"{cls.__name__} has no profile_list")
     raw = values.get("profile_list")
-    if raw and not callable(raw):
-        parse_profile_list(raw, trait_names)
+    parsed = parse_profile_list(raw, trait_names) if raw and not callable(raw) else None
     for name, limits in (values.get("partition_limits") or {}).items():
         try:
             configured_partition_fields(str(name), limits)
         except (ValueError, TypeError) as exc:
             raise ProfileConfigError(f"partition_limits.{name}", str(exc)) from None
+    spawner = check_spawner_config(config, cls)
+    if parsed is not None:
+        check_override_values(parsed, spawner)

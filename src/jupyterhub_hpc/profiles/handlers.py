@@ -23,6 +23,7 @@ bytes of JSON, nested at most :data:`VALIDATE_BODY_DEPTH` levels (413 / 400 othe
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from jupyterhub.apihandlers.base import APIHandler
@@ -31,10 +32,10 @@ from tornado import web
 from ..handlers import api_handlers
 from ..httpbody import JSONBodyHandler
 from ..ratelimit import get_rate_limiter
-from ..request import format_walltime
+from ..request import walltime_text
 from .mixin import ProfileOptionsError, ProfilesMixin
 
-__all__ = ["PROFILES_ROUTE", "VALIDATE_ROUTE", "all_handlers", "profile_handlers"]
+__all__ = ["PROFILES_ROUTE", "VALIDATE_ROUTE", "all_handlers", "dry_run_job", "profile_handlers"]
 
 PROFILES_ROUTE = r"/api/hpc/profiles"
 VALIDATE_ROUTE = r"/api/hpc/profiles/validate"
@@ -44,6 +45,17 @@ USER_VALIDATE_ROUTE = r"/api/hpc/users/([^/]+)/profiles/validate"
 VALIDATE_BODY_LIMIT = 64 * 1024
 #: levels of arrays and objects in a dry-run body
 VALIDATE_BODY_DEPTH = 16
+
+
+def dry_run_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The dry run's ``job``: the request's fields (memory in MiB, walltime in seconds) and
+    ``walltime_text``, the walltime to the second as ``HH:MM:SS`` (what ``walltime`` means
+    as a job field; a bare number there would be minutes)."""
+    document = dict(job)
+    if "walltime" in document:
+        document["walltime"] = int(document["walltime"])
+        document["walltime_text"] = walltime_text(document["walltime"])
+    return document
 
 
 class _ProfilesBase(JSONBodyHandler):
@@ -118,9 +130,7 @@ class ValidateHandler(_ProfilesBase):
             return
         if resolution is None:
             raise web.HTTPError(404, "no profiles are configured")
-        job = dict(resolution.job)
-        if "walltime" in job:
-            job["walltime_text"] = format_walltime(int(job["walltime"]))
+        job = dry_run_job(resolution.job)
         self.write_json(
             200,
             {

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..request import JobRequest, RequestError, format_walltime, shown
+from ..request import JobRequest, RequestError, Seconds, shown, walltime_text
 from .limits import ClusterLimits, PartitionInfo
 from .model import (
     CHOICE_TYPES,
@@ -100,11 +100,13 @@ class Resolution:
 
 
 def wire_value(option: Option, number: int) -> str | int:
-    """The canonical ``user_options`` form of a typed number (``"4G"``, ``"01:30:00"``, ``4``)."""
+    """The canonical ``user_options`` form of a typed number (``"4G"``, ``"01:30:00"``, ``4``):
+    exact, so that the same options sent again make the same job (a walltime keeps its
+    seconds, ``"01:30:30"``)."""
     if option.type == "memory":
         return f"{number // 1024}G" if number % 1024 == 0 else f"{number}M"
     if option.type == "walltime":
-        return format_walltime(number)
+        return walltime_text(number)
     return number
 
 
@@ -358,7 +360,7 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
         if option.target_field:
             value = parsed.value
             if option.type == "walltime":
-                value = format_walltime(value)  # a bare number would mean minutes to JobRequest
+                value = Seconds(value)  # seconds, not minutes, to JobRequest
             job[option.target_field] = value if value != "" else None
             source[option.target_field] = key
     resolution = Resolution(profile, wire, overrides, job, target.backend, target.cluster)
@@ -388,8 +390,8 @@ def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | 
     if part.max_walltime is not None and request.walltime > part.max_walltime:
         fail(
             "walltime",
-            f"{format_walltime(request.walltime)} is more than the {part.name} partition's "
-            f"limit of {format_walltime(part.max_walltime)}",
+            f"{walltime_text(request.walltime)} is more than the {part.name} partition's "
+            f"limit of {walltime_text(part.max_walltime)}",
         )
     if part.cpus_per_node and request.cpus > part.cpus_per_node:
         fail("cpus", f"{request.cpus} CPUs: nodes of partition {part.name} have at most {part.cpus_per_node}")

@@ -42,17 +42,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .certs import SSL_KEY_ENV, write_job_certificates
 from .listeners import TcpSocket, listeners, process_tree, socket_inodes
+from .portrange import parse_port_range
 from .private import PrivateDir
 
 RETRY_STATUSES = {502, 503, 504}
 
 
 def parse_range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    digits = low.isascii() and high.isascii() and low.isdigit() and high.isdigit()
-    if not sep or not digits or not 0 < int(low) <= int(high) < 65536:
-        raise argparse.ArgumentTypeError(f"not a port range: {text!r} (use LOW-HIGH)")
-    return int(low), int(high)
+    """``--port-range LOW-HIGH``, read by the hub's own parser (:mod:`.portrange`)."""
+    try:
+        ports = parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return ports.low, ports.high
 
 
 def node_address() -> str:

@@ -87,7 +87,7 @@ def _open_directory(name: str, parent: int, shown: str) -> int:
 def _walk_directories(path: str, parts: list[str]) -> tuple[int, str]:
     """A descriptor of the directory holding ``path``'s last component, reached without
     following a link a user made, and that component's name."""
-    todo, done = list(parts), []
+    todo, done = list(parts), list[str]()
     links = 0
     parent = os.open("/", _DIR_FLAGS)
     try:
