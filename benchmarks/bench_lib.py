@@ -1,7 +1,8 @@
 """Shared helpers of the benchmarks: Slurm's own counters and logs, and a JupyterHub subprocess.
 
-Standard library + ``requests`` only (both venvs have them). Runs as root: it reads
-``slurmctld``'s log, resets ``sdiag`` and creates the benchmark hubs.
+Standard library, ``requests`` and ``jupyterhub_hpc.hubprocess`` (the hub process, as the tests'
+and the demo's): it runs with the project venv, also when a hub runs from the benchmark venv.
+Runs as root: it reads ``slurmctld``'s log, resets ``sdiag`` and creates the benchmark hubs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from jupyterhub_hpc.hubprocess import API_PATH, HubProcess, free_port, hub_environment, log_offset
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -332,12 +333,6 @@ def hub_log_times(path: Path, offset: int, patterns: dict[str, str]) -> dict[str
 
 
 # -- a JupyterHub subprocess -------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class BenchHub:
     """A JupyterHub (and its configurable-http-proxy) run from ``venv`` with ``hub_config.py``."""
 
@@ -361,51 +356,36 @@ class BenchHub:
         }
         (self.root / "settings.json").write_text(json.dumps(self.settings))
         self.log_path = self.root / "hub.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: HubProcess | None = None
         self.per_user({})
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The hub's process, once started."""
+        return self.process.proc if self.process is not None else None
 
     def per_user(self, values: dict[str, dict[str, Any]]) -> None:
         """Spawner settings per user, read at each spawn (a pre_spawn_hook)."""
         Path(self.settings["per_user"]).write_text(json.dumps(values))
 
     def start(self, timeout: float = 90) -> None:
-        env = dict(os.environ)
-        env["BENCH_HUB_SETTINGS"] = str(self.root / "settings.json")
-        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(self.venv / "bin" / "jupyterhub"), "-f", str(HERE / "hub_config.py")],
-                cwd=self.root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited {self.proc.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"hub did not come up; see {self.log_path}")
+        self.process = HubProcess.start(
+            HERE / "hub_config.py",
+            log_path=self.log_path,
+            command=[str(self.venv / "bin" / "jupyterhub")],
+            env=hub_environment(self.venv / "bin", {"BENCH_HUB_SETTINGS": str(self.root / "settings.json")}),
+            cwd=self.root,
+        )
+        self.process.wait_ready(f"{self.url}{API_PATH}", timeout)
 
     def stop(self) -> None:
-        """SIGTERM the hub's process group (hub and proxy); SIGKILL after 30 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        """SIGTERM the hub (it stops its proxy), SIGKILL after 30 s; then what is left in its
+        process group."""
+        if self.process is not None:
+            self.process.stop(timeout=30)
 
     def log_offset(self) -> int:
-        return self.log_path.stat().st_size
+        return log_offset(self.log_path)
 
     # -- REST -------------------------------------------------------------------------------
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:

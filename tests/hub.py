@@ -1,4 +1,7 @@
-"""A real JupyterHub (with configurable-http-proxy) as a subprocess, for end-to-end tests."""
+"""A real JupyterHub (with configurable-http-proxy) as a subprocess, for end-to-end tests.
+
+The process itself (started, waited for, stopped) is ``jupyterhub_hpc.hubprocess``'s, as the
+demo's and the benchmarks' hubs are."""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import json
 import os
 import pwd
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from jupyterhub_hpc.hubprocess import API_PATH, HubProcess, free_port, hub_environment, log_tail
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -66,10 +69,7 @@ c.Spawner.pre_spawn_hook = per_user
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["CONFIG", "VENV_BIN", "Hub", "free_port", "iter_lines", "wait_for"]
 
 
 class Hub:
@@ -113,8 +113,13 @@ class Hub:
         (root / "settings.json").write_text(json.dumps(self.settings))
         (root / "jupyterhub_config.py").write_text(CONFIG)
         self._own(root, root / "settings.json", root / "jupyterhub_config.py")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: HubProcess | None = None
         self.log_path = root / "hub.log"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The running hub's process (None after ``stop``, ``kill`` and ``kill_all``)."""
+        return self.process.proc if self.process is not None else None
 
     def _own(self, *paths: Path) -> None:
         """Give the hub's files to the account it runs as (private: tokens are in them)."""
@@ -129,69 +134,48 @@ class Hub:
         self._own(Path(self.settings["per_user"]))
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        env["HPC_TEST_SETTINGS"] = str(self.root / "settings.json")
-        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
-        identity: dict[str, Any] = {}
-        if self.run_as is not None:
+        extra = {"HPC_TEST_SETTINGS": str(self.root / "settings.json")}
+        account = self.run_as
+        if account is not None:
             # an unprivileged hub: its own uid, gid and no supplementary groups
-            env.update(HOME=self.run_as.pw_dir, USER=self.run_as.pw_name, LOGNAME=self.run_as.pw_name)
-            identity = {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": []}
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
+            extra.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+        self.process = HubProcess.start(
+            self.root / "jupyterhub_config.py",
+            log_path=self.log_path,
+            command=[str(VENV_BIN / "jupyterhub")],
+            env=hub_environment(VENV_BIN, extra),
             cwd=self.root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **identity,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"hub did not come up:\n{self.log_tail()}")
+        self.process.wait_ready(f"{self.url}{API_PATH}", timeout)
 
     def stop(self) -> None:
-        """Graceful: SIGTERM, as a service manager would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        self.proc = None
+        """Graceful: SIGTERM, as a service manager would (SIGKILL after 60 s), then what is
+        left in the hub's process group."""
+        if self.process is not None:
+            self.process.stop(timeout=60)
+        self.process = None
 
     def kill(self) -> None:
         """A crash: SIGKILL the hub only (the proxy it started survives, as in real life)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc = None
+        if self.process is not None:
+            self.process.kill()
+        self.process = None
 
     def kill_all(self) -> None:
-        """Tear down: hub and proxy process group."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        """Tear down: the hub and its process group, and the proxy (in a session of its own)."""
+        if self.process is not None:
+            self.process.stop(timeout=30)
         subprocess.run(
             ["pkill", "-f", f"configurable-http-proxy.*{self.settings['proxy_api_url'].rsplit(':', 1)[1]}"],
             check=False,
         )
-        self.proc = None
+        self.process = None
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     # -- REST ---------------------------------------------------------------------------
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:

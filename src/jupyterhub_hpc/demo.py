@@ -29,13 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .backends.local import default_program
+from .hubprocess import API_PATH, HubError, HubProcess, free_port, hub_environment, log_tail
 from .local_scheduler.store import ENV_MARKER, ProcessId, StateDir
 
 __all__ = ["add_arguments", "run"]
@@ -200,12 +199,6 @@ def _leftovers(state_dir: Path) -> list[int]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _check_port(ip: str, port: int) -> None:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -255,7 +248,7 @@ class Demo:
             os.chmod(path, 0o1777)
         self.job_name = f"jhpc-demo-{secrets.token_hex(3)}"
         self.hub_log = self.workdir / "jupyterhub.log"
-        self.hub: subprocess.Popen[bytes] | None = None
+        self.hub: HubProcess | None = None
         self.proxy: ProcessId | None = None
         self.stopping = False
         self.force = False
@@ -276,8 +269,8 @@ class Demo:
             "workdir": str(self.workdir),
             "ip": self.args.ip,
             "port": self.args.port,
-            "hub_port": _free_port(),
-            "proxy_api_port": _free_port(),
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
             "user": self.user,
             "password": self.password,
             "backend": self.args.backend,
@@ -296,37 +289,27 @@ class Demo:
         return path
 
     def start_hub(self) -> None:
+        """Start ``python -m jupyterhub`` in a session of its own: Ctrl-C and a closed
+        terminal reach the demo only, which stops the hub in order and then kills what is
+        left of its process group."""
         settings = self.write_config()
-        env = dict(os.environ)
-        env["JUPYTERHUB_HPC_DEMO_SETTINGS"] = str(settings)
-        bindir = os.path.dirname(sys.executable)
-        env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-        with open(self.hub_log, "ab") as log:
-            # its own session: Ctrl-C and a closed terminal reach the demo only, which stops
-            # the hub in order and then kills what is left of its process group
-            self.hub = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(self.workdir / "jupyterhub_config.py")],
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = hub_environment(Path(sys.executable).parent, {"JUPYTERHUB_HPC_DEMO_SETTINGS": str(settings)})
+        self.hub = HubProcess.start(
+            self.workdir / "jupyterhub_config.py", log_path=self.hub_log, env=env, cwd=self.workdir
+        )
 
     def wait_ready(self, timeout: float = 90.0) -> bool:
+        """True once the hub answers through the proxy; False if it exits, does not answer
+        in ``timeout`` seconds or the demo is stopped meanwhile."""
         assert self.hub is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.stopping:
-            if self.hub_status() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"http://{self.host}:{self.args.port}/hub/api/", timeout=2):
-                    self.proxy = self.proxy_process()
-                    return True
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.3)
-        return False
+        url = f"http://{self.host}:{self.args.port}{API_PATH}"
+        try:
+            ready = self.hub.wait_ready(url, timeout, interval=0.3, cancelled=lambda: self.stopping)
+        except HubError:
+            return False
+        if ready:
+            self.proxy = self.proxy_process()
+        return ready
 
     def banner(self) -> str:
         where = "jobs of jupyterhub-hpc-local" if self.args.backend == "local" else "Slurm jobs"
@@ -347,9 +330,7 @@ class Demo:
         )
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.hub_log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.hub_log, lines)
 
     # -- stopping --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -374,34 +355,18 @@ class Demo:
         """None while the hub runs, else its exit status (negative: the signal). The hub is
         not reaped here: its pid, and with it its process group, stay ours until ``stop_hub``."""
         assert self.hub is not None
-        if self.hub.returncode is not None:
-            return self.hub.returncode
-        try:
-            info = os.waitid(os.P_PID, self.hub.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return self.hub.wait()
-        if info is None:
-            return None
-        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+        return self.hub.status()
 
     def stop_hub(self, timeout: float = 90.0) -> None:
         """SIGTERM: the hub stops the proxy; SIGKILL after ``timeout`` (or at a second Ctrl-C).
         Then SIGKILL to its process group, which only it and the commands it runs are in."""
         if self.hub is None:
             return
-        if self.hub.returncode is None:
-            if self.hub_status() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.hub.pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while self.hub_status() is None and not self.force and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if self.hub_status() is None:
-                    say("Stopping the hub at once; its jobs are still cancelled.")
-            # the group is still the hub's: it is not reaped yet
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.hub.pid, signal.SIGKILL)
-            self.hub.wait()
+        self.hub.stop(
+            timeout,
+            force=lambda: self.force,
+            on_kill=lambda: say("Stopping the hub at once; its jobs are still cancelled."),
+        )
 
     def proxy_process(self) -> ProcessId | None:
         """The proxy the hub started (its pid file), identified so that a reused pid is not it."""

@@ -16,6 +16,7 @@ import pytest
 
 from jupyterhub_hpc import demo as demo_mod
 from jupyterhub_hpc.demo import Demo, _leftovers
+from jupyterhub_hpc.hubprocess import HubProcess
 from jupyterhub_hpc.local_scheduler.store import ENV_MARKER
 
 SRC = str(Path(demo_mod.__file__).resolve().parents[1])
@@ -150,7 +151,7 @@ def test_stop_hub_kills_what_the_hub_left_in_its_process_group(tmp_path: Path) -
     assert hub.stdout is not None
     child = int(hub.stdout.readline())
     try:
-        demo.hub = hub
+        demo.hub = HubProcess(hub, tmp_path / "jupyterhub.log")
         assert demo.hub_status() is None
         os.kill(hub.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
