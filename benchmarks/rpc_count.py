@@ -160,6 +160,7 @@ class WatcherThread:
 
     def __init__(self) -> None:
         from jupyterhub_hpc.backends.slurm import SlurmBackend
+        from jupyterhub_hpc.client import ClientSettings, Prefixes, SchedulerClient
         from jupyterhub_hpc.watcher import QueueWatcher
 
         self.backend = SlurmBackend()
@@ -168,7 +169,8 @@ class WatcherThread:
         self.thread.start()
 
         async def make() -> QueueWatcher:
-            return QueueWatcher(self.backend, status_prefix=["sudo", "-n", "-u", REGISTERED_USER, "--"])
+            sudo = Prefixes(status=("sudo", "-n", "-u", REGISTERED_USER, "--"))
+            return QueueWatcher(SchedulerClient(self.backend, ClientSettings(prefixes=sudo)))
 
         self.watcher = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
         self.jobs: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Mapping
 
 from traitlets import Float, Integer, Unicode, default
 
@@ -109,10 +110,12 @@ class LocalHPCSpawner(HPCSpawner):
         # a local status query reads a few small files
         return 5.0
 
-    def make_backend(self, name: str | None = None, cluster: str | None = None) -> Backend:
+    def make_backend(
+        self, name: str | None = None, cluster: str | None = None, commands: Mapping[str, str] | None = None
+    ) -> Backend:
         cls = backend_class(name or self.job_backend or self.backend)
         if not issubclass(cls, LocalBackend):
-            return super().make_backend(name, cluster)
+            return super().make_backend(name, cluster, commands)
         try:
             # created by the hub, not by the first user who submits
             StateDir(self.local_state_dir).ensure()
@@ -120,7 +123,7 @@ class LocalHPCSpawner(HPCSpawner):
             self.log.error("local scheduler state directory %s: %s", self.local_state_dir, exc)
         return cls(
             cluster=self.cluster if cluster is None else cluster,
-            commands=self.scheduler_commands,
+            commands=self.scheduler_commands if commands is None else commands,
             state_dir=self.local_state_dir,
             max_running=self.local_max_running,
             kill_wait=self.local_kill_wait,

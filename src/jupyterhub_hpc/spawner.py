@@ -17,7 +17,7 @@ import os
 import pwd
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from jupyterhub.spawner import Spawner
@@ -29,7 +29,8 @@ from . import metrics
 from .backends import Backend, JobScript, SubmitError, backend_class
 from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
-from .commands import CommandError, expand_prefix, run_command, with_environment
+from .client import ClientSettings, Prefixes, SchedulerClient, get_client
+from .commands import CommandError
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -37,7 +38,7 @@ from .progress import end_message, failure_message, queue_message
 from .refusal import OptionsRefused
 from .request import JobRequest, RequestError
 from .singleuser.read_output import MAX_LINES
-from .ssh import SubmitHostOptions, local_environment, remote_argv, remote_queries, secrets_on_stdin
+from .ssh import SubmitHostOptions
 from .states import JobState, JobStatus
 from .watcher import QueueWatcher, WatcherSettings, get_watcher
 
@@ -151,40 +152,71 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             session.commit()
 
     # -- the scheduler ----------------------------------------------------------------
-    def make_backend(self, name: str | None = None, cluster: str | None = None) -> Backend:
+    def make_backend(
+        self, name: str | None = None, cluster: str | None = None, commands: Mapping[str, str] | None = None
+    ) -> Backend:
         cls = backend_class(name or self.job_backend or self.backend)
         return cls(
             cluster=self.cluster if cluster is None else cluster,
-            commands=self.scheduler_commands,
+            commands=self.scheduler_commands if commands is None else commands,
         )
 
+    def client_settings(self, environment: Mapping[str, str] | None = None) -> ClientSettings:
+        """How this spawner's scheduler commands run: prefixes, ``scheduler_environment``
+        (or ``environment``), the submit host's SSH settings, ``command_timeout``."""
+        return ClientSettings(
+            prefixes=Prefixes(
+                submit=tuple(self.submit_prefix),
+                status=tuple(self.status_prefix),
+                cancel=tuple(self.cancel_prefix),
+                read=tuple(self.read_prefix),
+            ),
+            environment=tuple(
+                sorted((self.scheduler_environment if environment is None else environment).items())
+            ),
+            ssh=self.ssh_settings() if self.ssh_host else None,
+            timeout=float(self.command_timeout),
+            secret_env_names=tuple(self.secret_env_names),
+        )
+
+    def scheduler_client(
+        self,
+        backend: str | None = None,
+        cluster: str | None = None,
+        commands: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> SchedulerClient:
+        """The hub's one client of a scheduler (this spawner's by default; a profile's
+        ``backend``/``cluster`` with its own commands and environment otherwise),
+        shared with every spawner, the watcher and the limits cache of the same key."""
+        return get_client(self.make_backend(backend, cluster, commands), self.client_settings(environment))
+
     @property
-    def scheduler(self) -> Backend:
-        """The scheduler backend of this spawner's job (or of its next one): rebuilt when
-        backend, cluster or ``scheduler_commands`` change (a profile may set them)."""
-        # the values the backend is built from: name, cluster, commands
+    def client(self) -> SchedulerClient:
+        """The scheduler client of this spawner's job (or of its next one): rebuilt when
+        what it is built from changes (a profile may set backend, cluster, commands)."""
         built_from = (
             self.job_backend or self.backend,
             self.job_cluster or self.cluster,
             dict(self.scheduler_commands),
+            self.client_settings(),
         )
-        cached: tuple[Any, Backend] | None = getattr(self, "_backend_cache", None)
+        cached: tuple[Any, SchedulerClient] | None = getattr(self, "_client_cache", None)
         if cached is None or cached[0] != built_from:
-            cached = (built_from, self.make_backend(cluster=self.job_cluster or None))
-            self._backend_cache = cached
+            cached = (built_from, self.scheduler_client(cluster=self.job_cluster or None))
+            self._client_cache = cached
         return cached[1]
+
+    @property
+    def scheduler(self) -> Backend:
+        """The scheduler backend of this spawner's job: its argv builders and parsers."""
+        return self.client.backend
 
     @property
     def watcher(self) -> QueueWatcher:
         metrics.ensure_registered()  # /hub/metrics reads the watchers from now on
-        backend, prefix, environment = self.scheduler, self.status_prefix, self.scheduler_environment
-        if self.ssh_host:
-            # the status query runs on the submit host: the watcher only sees its ssh argv
-            backend = remote_queries(backend, self.ssh_settings(), prefix, environment)
-            prefix, environment = [], {}
         return get_watcher(
-            backend,
-            status_prefix=prefix,
+            self.client,
             settings=WatcherSettings(
                 interval=self.status_interval,
                 fast_interval=self.status_fast_interval,
@@ -192,7 +224,6 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                 max_backoff=self.status_max_backoff,
             ),
             log=self.log,
-            environment=environment,
         )
 
     def user_home(self) -> str:
@@ -204,40 +235,6 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     def _fill(self, pattern: str, job_id: str | None = None) -> str:
         text = pattern.replace("{home}", self.user_home()).replace("{username}", self.user.name)
         return self.scheduler.output_path(text, job_id)
-
-    async def _run_as_user(self, prefix: list[str], argv: list[str], **kwargs: Any) -> Any:
-        if self.ssh_host:
-            return await self._run_on_submit_host(prefix, argv, {}, **kwargs)
-        full = [*expand_prefix(prefix, username=self.user.name), *argv]
-        return await run_command(full, timeout=self.command_timeout, **kwargs)
-
-    async def _run_on_submit_host(
-        self, prefix: list[str], argv: list[str], environment: dict[str, str], **kwargs: Any
-    ) -> Any:
-        """``prefix + argv`` on ``ssh_host``; the secrets of ``env`` go on standard input."""
-        env = kwargs.pop("env", None) or {}
-        secrets = {k: v for k, v in env.items() if k in self.secret_env_names}
-        remote = remote_argv(expand_prefix(prefix, username=self.user.name), argv, environment)
-        remote, stdin = secrets_on_stdin(remote, secrets, kwargs.pop("input", None))
-        settings = self.ssh_settings()
-        settings.ensure_control_dir()
-        return await run_command(
-            settings.argv(remote),
-            input=stdin,
-            env=local_environment(),
-            timeout=self.command_timeout,
-            **kwargs,
-        )
-
-    async def _run_scheduler(self, prefix: list[str], argv: list[str], **kwargs: Any) -> Any:
-        """A scheduler command as the user, with ``scheduler_environment``."""
-        if self.ssh_host:
-            return await self._run_on_submit_host(prefix, argv, dict(self.scheduler_environment), **kwargs)
-        env = kwargs.pop("env", None)
-        full, env = with_environment(
-            expand_prefix(prefix, username=self.user.name), argv, self.scheduler_environment, env
-        )
-        return await run_command(full, timeout=self.command_timeout, env=env, **kwargs)
 
     # -- the job request and script ---------------------------------------------------------
     def job_request(self) -> JobRequest:
@@ -368,8 +365,8 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         self.job_port = 0
         # umask 077: the scheduler creates the job's output file private (Slurm applies
         # the submitting umask); the script sets job_umask for the server itself
-        result = await self._run_scheduler(
-            self.submit_prefix, argv, input=script, env=submit_env, umask=SUBMIT_UMASK
+        result = await self.client.submit(
+            argv, script, username=self.user.name, env=submit_env, umask=SUBMIT_UMASK
         )
         try:
             job_id = self.scheduler.parse_submit(result)
@@ -449,9 +446,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         path = self._fill(self.job_output, self.job_id)
         lines = min(max(self.log_tail_lines, 1) + 1, MAX_LINES)
         try:
-            result = await self._run_as_user(
-                self.read_prefix, [*self.output_reader, "--lines", str(lines), path]
-            )
+            result = await self.client.read_output(self.output_reader, path, lines, username=self.user.name)
         except CommandError as exc:
             self.log.warning("cannot read %s: %s", path, exc)
             return ""
@@ -531,9 +526,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     async def stop(self, now: bool = False) -> None:
         if not self.job_id or self._ended_job == self.job_id:
             return  # nothing to cancel: no job, or the scheduler already said it ended
-        argv = self.scheduler.cancel_argv(self.job_id)
-        result = await self._run_scheduler(self.cancel_prefix, argv)
-        self.scheduler.parse_cancel(result)
+        await self.client.cancel(self.job_id, username=self.user.name)
         watcher = self.watcher
         watcher.register(self.job_id)
         deadline = time.monotonic() + max(self.command_timeout, 30)
@@ -549,7 +542,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
 
     async def get_url(self) -> str:
         """After a hub restart: the URL of a running server, or, for a job that was
-        still queued or starting, wait for it (bounded by ``start_timeout``)."""
+        still queued or starting, wait for it (bounded by ``start_timeout``).
+        JupyterHub's start waits ``c.JupyterHub.init_spawners_timeout`` for this; set it
+        to 1 so that the hub serves at once and queued jobs are checked in the background."""
         if self.job_port and self.job_host:
             return self._server_url()
         if not self.job_id:

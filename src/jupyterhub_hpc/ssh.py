@@ -2,7 +2,8 @@
 
 A hub outside the cluster reaches the scheduler through a login node: every
 scheduler command (submit, cancel, reading a job's output, the shared status
-query) runs there as ``ssh [options] HOST -- REMOTE``.
+query, the partition limits) runs there as ``ssh [options] HOST -- REMOTE``, built
+by the scheduler client (:meth:`jupyterhub_hpc.client.SchedulerClient.command`).
 
 ``ssh`` does not pass an argv: it joins its arguments into **one string** that
 the remote account's shell parses. So ``REMOTE`` is built here from the argv
@@ -25,25 +26,20 @@ status query every few seconds does not open a new SSH connection each time.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from traitlets import Integer, List, Unicode
 from traitlets.config import Configurable
-
-from .backends.base import Backend
 
 __all__ = [
     "SSHSettings",
     "SubmitHostOptions",
     "remote_argv",
     "remote_command",
-    "remote_queries",
     "secrets_on_stdin",
 ]
 
@@ -244,48 +240,3 @@ def local_environment() -> dict[str, str]:
     """The environment of the local ``ssh`` process: nothing of the hub's own."""
     keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG")
     return {k: os.environ[k] for k in keep if k in os.environ}
-
-
-_REMOTE_CLASSES: dict[type[Backend], type[Backend]] = {}
-
-
-def _remote_class(base: type[Backend]) -> type[Backend]:
-    """A subclass of ``base`` whose status and accounting queries run on the submit
-    host (the shared watcher runs them; it only sees their argv)."""
-
-    def over_ssh(self: Any, argv: list[str]) -> list[str]:
-        settings: SSHSettings = self._ssh
-        return settings.argv(remote_argv(self._ssh_prefix, argv, dict(self._ssh_environment)))
-
-    def key(self: Any) -> tuple[str, ...]:
-        settings: SSHSettings = self._ssh
-        where = f"ssh={settings.user}@{settings.host}:{settings.port}"
-        return (*base.key(self), where, *self._ssh_prefix)
-
-    def status_argv(self: Any, job_ids: Sequence[str]) -> list[str]:
-        return over_ssh(self, base.status_argv(self, job_ids))
-
-    def accounting_argv(self: Any, job_ids: Sequence[str]) -> list[str] | None:
-        argv = base.accounting_argv(self, job_ids)
-        return None if argv is None else over_ssh(self, argv)
-
-    methods = {"key": key, "status_argv": status_argv, "accounting_argv": accounting_argv}
-    return type(f"Remote{base.__name__}", (base,), methods)
-
-
-def remote_queries(
-    backend: Backend, settings: SSHSettings, prefix: Sequence[str], environment: Mapping[str, str]
-) -> Backend:
-    """A copy of ``backend`` whose status and accounting commands run over SSH
-    behind ``prefix`` (``status_prefix``) with ``environment``; everything else
-    (parsers, name, template) is the backend's own."""
-    base = type(backend)
-    if base not in _REMOTE_CLASSES:
-        _REMOTE_CLASSES[base] = _remote_class(base)
-    remote: Any = copy.copy(backend)
-    remote.__class__ = _REMOTE_CLASSES[base]
-    remote._ssh = settings
-    remote._ssh_prefix = tuple(prefix)
-    remote._ssh_environment = tuple(sorted(environment.items()))
-    result: Backend = remote
-    return result

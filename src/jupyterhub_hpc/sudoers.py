@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .commands import with_environment
 from .request import JobRequest
 
 __all__ = ["SudoRule", "SudoersError", "add_arguments", "render_sudoers", "rules_for_spawner", "run"]
@@ -173,18 +172,20 @@ def rules_for_spawner(
     if bad:
         raise SudoersError(f"secret_env_names {bad} are not environment variable names")
     programs = {**spawner.scheduler_commands, **(commands or {})}
-    environment = dict(getattr(spawner, "scheduler_environment", {}) or {})
-
-    def behind_sudo(argv: list[str]) -> list[str]:
-        # what follows the prefix: `env NAME=value prog ...` with scheduler_environment
-        full, _ = with_environment(["sudo"], argv, environment)
-        return full[1:]
 
     rules: list[SudoRule] = []
     for name in backends or [spawner.backend]:
-        backend = spawner.make_backend(name)
+        # the very client the hub runs its commands with: the same argv, prefix and environment
+        client = spawner.scheduler_client(name)
+        backend = client.backend
+
+        def behind_sudo(kind: str, argv: list[str], client: Any = client) -> list[str]:
+            # what follows the prefix: `env NAME=value prog ...` with scheduler_environment
+            full: list[str] = client.on_submit_host(argv, kind=kind, username="{username}")
+            return full[len(client.settings.prefixes.of(kind)) :]
+
         if _check_prefix(spawner.submit_prefix, "submit_prefix"):
-            submit = behind_sudo(backend.submit_argv(JobRequest()))
+            submit = behind_sudo("submit", backend.submit_argv(JobRequest()))
             rules.append(
                 SudoRule(
                     "SUBMIT",
@@ -195,7 +196,7 @@ def rules_for_spawner(
                 )
             )
         if _check_prefix(spawner.cancel_prefix, "cancel_prefix"):
-            cancel = behind_sudo(backend.cancel_argv("{job_id}"))
+            cancel = behind_sudo("cancel", backend.cancel_argv("{job_id}"))
             rules.append(
                 SudoRule(
                     "CANCEL",

@@ -22,12 +22,13 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .backends.base import Backend, QueryError
-from .commands import CommandError, run_command, with_environment
+from .backends.base import QueryError
+from .client import SchedulerClient
+from .commands import CommandError
 from .states import JobState, JobStatus
 
 __all__ = [
@@ -107,18 +108,15 @@ class QueueWatcher:
 
     def __init__(
         self,
-        backend: Backend,
+        client: SchedulerClient,
         *,
-        status_prefix: Sequence[str] = (),
         settings: WatcherSettings | None = None,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
-        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.log = log or logging.getLogger(__name__)
-        self.backend = backend
-        self.status_prefix = list(status_prefix)
-        #: variables every scheduler command gets (``scheduler_environment``)
-        self.environment = dict(environment or {})
+        #: runs the status and accounting queries (prefix, environment, SSH: its settings)
+        self.client = client
+        self.backend = client.backend
         self.settings = settings or WatcherSettings()
         self._cache: dict[str, JobStatus] = {}
         self._registered: set[str] = set()
@@ -129,7 +127,7 @@ class QueueWatcher:
         self._wake: asyncio.Event | None = None
         self._updated: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._accounting = backend.accounting_argv(["0"]) is not None
+        self._accounting = client.has_accounting()
         # counters (see :meth:`snapshot`)
         self.failures = 0
         self.queries = 0
@@ -202,7 +200,7 @@ class QueueWatcher:
         return WatcherSnapshot(
             backend=self.backend.name,
             cluster=self.backend.cluster,
-            status_prefix=tuple(self.status_prefix),
+            status_prefix=self.client.settings.prefixes.status,
             interval=self.settings.fast_interval if self._hurry else self.settings.interval,
             backoff=self._delay() if self.failures else 0.0,
             consecutive_failures=self.failures,
@@ -268,12 +266,10 @@ class QueueWatcher:
         ids = sorted(self._registered)
         if not ids:
             return
-        argv, env = with_environment(self.status_prefix, self.backend.status_argv(ids), self.environment)
         started = time.monotonic()
         self.queries += 1
         try:
-            result = await run_command(argv, env=env, timeout=self.settings.timeout)
-            statuses = self.backend.parse_status(result, ids)
+            statuses = await self.client.status(ids, timeout=self.settings.timeout)
         except (CommandError, QueryError) as exc:
             self.failures += 1
             self.query_failures += 1
@@ -329,13 +325,8 @@ class QueueWatcher:
             await self._lookup_accounting(gone)
 
     async def _lookup_accounting(self, job_ids: list[str]) -> None:
-        argv = self.backend.accounting_argv(job_ids)
-        if argv is None:
-            return
-        full, env = with_environment(self.status_prefix, argv, self.environment)
         try:
-            result = await run_command(full, env=env, timeout=self.settings.timeout)
-            found = self.backend.parse_accounting(result, job_ids)
+            found = await self.client.accounting(job_ids, timeout=self.settings.timeout)
         except (CommandError, QueryError) as exc:
             self.log.info(
                 "%s accounting is not available (%s); relying on exit-status markers", self.backend.name, exc
@@ -356,22 +347,17 @@ _WATCHERS: dict[tuple[object, ...], QueueWatcher] = {}
 
 
 def get_watcher(
-    backend: Backend,
+    client: SchedulerClient,
     *,
-    status_prefix: Sequence[str] = (),
     settings: WatcherSettings | None = None,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
-    environment: Mapping[str, str] | None = None,
 ) -> QueueWatcher:
-    """The one watcher for this scheduler (backend, cluster, commands, status prefix and
-    scheduler environment) in this process, created on first use. Settings of the first
-    caller win."""
-    key = (*backend.key(), *status_prefix, *sorted((environment or {}).items()))
-    watcher = _WATCHERS.get(key)
+    """The one watcher for this scheduler client (backend, cluster, commands, prefixes,
+    scheduler environment, SSH host: :attr:`SchedulerClient.key`) in this process,
+    created on first use. Settings of the first caller win."""
+    watcher = _WATCHERS.get(client.key)
     if watcher is None:
-        watcher = _WATCHERS[key] = QueueWatcher(
-            backend, status_prefix=status_prefix, settings=settings, log=log, environment=environment
-        )
+        watcher = _WATCHERS[client.key] = QueueWatcher(client, settings=settings, log=log)
     return watcher
 
 

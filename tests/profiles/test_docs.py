@@ -12,8 +12,9 @@ import pytest
 from traitlets.config import Config
 
 from jupyterhub_hpc.backends.base import JobScript
+from jupyterhub_hpc.backends.limits import ClusterLimits
 from jupyterhub_hpc.backends.slurm import SlurmBackend
-from jupyterhub_hpc.profiles.limits import ClusterLimits, parse_sinfo_nodes
+from jupyterhub_hpc.backends.slurm_limits import parse_sinfo_nodes
 from jupyterhub_hpc.profiles.model import parse_profile_list
 from jupyterhub_hpc.profiles.validate import Context, resolve
 from jupyterhub_hpc.request import RequestError

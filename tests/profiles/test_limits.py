@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from jupyterhub_hpc.profiles.limits import (
-    ClusterLimits,
-    LimitsCache,
-    get_limits_cache,
-    parse_gres,
+from jupyterhub_hpc.backends.limits import ClusterLimits, parse_gres
+from jupyterhub_hpc.backends.slurm import SlurmBackend
+from jupyterhub_hpc.backends.slurm_limits import (
     parse_sacctmgr_associations,
     parse_sinfo_nodes,
     parse_slurm_duration,
     sinfo_argv,
 )
+from jupyterhub_hpc.client import ClientSettings, SchedulerClient, get_client
+from jupyterhub_hpc.profiles.limits import LimitsCache, get_limits_cache
 
 from .conftest import DATA, data
 
@@ -153,10 +153,15 @@ def _counting_sinfo(
     return _program(tmp_path / "sinfo", body), count
 
 
+def slurm_cache(**commands: str) -> LimitsCache:
+    """A cache of its own (not the registry's) for Slurm with these program paths."""
+    return LimitsCache(SchedulerClient(SlurmBackend(commands=commands), ClientSettings(timeout=20)))
+
+
 async def test_one_scheduler_call_per_ttl_for_all_callers(tmp_path: Path) -> None:
     sinfo, calls = _counting_sinfo(tmp_path, data("sinfo-node-idle.txt"), delay=0.3)
     sacctmgr = _program(tmp_path / "sacctmgr", "sys.stderr.write('no accounting\\n'); sys.exit(1)")
-    cache = LimitsCache("slurm", "", {"sinfo": sinfo, "sacctmgr": sacctmgr})
+    cache = slurm_cache(sinfo=sinfo, sacctmgr=sacctmgr)
     results = await asyncio.gather(*(cache.get(ttl=60, timeout=10) for _ in range(20)))
     assert all(r is results[0] for r in results)
     assert results[0].live and results[0].associations is None and "gpu" in results[0].partitions
@@ -167,13 +172,13 @@ async def test_one_scheduler_call_per_ttl_for_all_callers(tmp_path: Path) -> Non
 
 async def test_a_failing_scheduler_keeps_the_last_data_and_never_raises(tmp_path: Path) -> None:
     good, _ = _counting_sinfo(tmp_path, data("sinfo-node-idle.txt"))
-    cache = LimitsCache("slurm", "", {"sinfo": good, "sacctmgr": "/nonexistent/sacctmgr"})
+    cache = slurm_cache(sinfo=good, sacctmgr="/nonexistent/sacctmgr")
     first = await cache.get(ttl=0, timeout=10)
     assert first.live and first.error is None
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
     bad, _ = _counting_sinfo(bad_dir, "", fail=True)
-    cache.commands["sinfo"] = bad
+    cache.client.backend.commands["sinfo"] = bad
     stale = await cache.get(ttl=0, timeout=10)  # the last data at once; a refresh starts
     assert stale is first
     assert cache._refresh is not None
@@ -181,14 +186,14 @@ async def test_a_failing_scheduler_keeps_the_last_data_and_never_raises(tmp_path
     assert not refreshed.live and "Unable to contact slurm controller" in (refreshed.error or "")
     assert refreshed.partitions == first.partitions
     # never answered at all: no partitions, an error, no exception
-    empty = LimitsCache("slurm", "", {"sinfo": "/nonexistent/sinfo"})
+    empty = slurm_cache(sinfo="/nonexistent/sinfo")
     result = await empty.get(ttl=60, timeout=10)
     assert result.partitions == {} and "cannot run" in (result.error or "")
 
 
 async def test_a_hanging_scheduler_is_cut_off_by_the_timeout(tmp_path: Path) -> None:
     slow, _ = _counting_sinfo(tmp_path, data("sinfo-node-idle.txt"), delay=30)
-    cache = LimitsCache("slurm", "", {"sinfo": slow})
+    cache = slurm_cache(sinfo=slow)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     result = await cache.get(ttl=60, timeout=1)
@@ -198,9 +203,10 @@ async def test_a_hanging_scheduler_is_cut_off_by_the_timeout(tmp_path: Path) -> 
 
 async def test_real_sinfo_and_the_process_wide_registry() -> None:
     """The real sinfo of this machine (scripts/slurm.sh), through the shared registry."""
-    cache = get_limits_cache("slurm", "", {})
-    assert get_limits_cache("slurm", "", {}) is cache
-    assert get_limits_cache("slurm", "other", {}) is not cache
+    cache = get_limits_cache(get_client(SlurmBackend()))
+    assert get_limits_cache(get_client(SlurmBackend())) is cache
+    assert get_limits_cache(get_client(SlurmBackend(cluster="other"))) is not cache
+    assert get_limits_cache(get_client(SlurmBackend(), ClientSettings(timeout=5))) is not cache
     result = await cache.get(ttl=60, timeout=20)
     assert result.live, result.error
     assert {"debug", "short", "gpu"} <= set(result.partitions)

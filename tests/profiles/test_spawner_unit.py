@@ -167,7 +167,7 @@ async def test_a_profiles_scheduler_address_rides_with_its_job_across_a_restart(
     assert spawner.scheduler.cmd("squeue") == "squeue"
     await spawner.apply_profile({"profile": "other"})
     assert spawner.scheduler.cmd("squeue") == "/opt/other/bin/squeue"  # not the cached backend
-    assert spawner.watcher.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
+    assert spawner.watcher.client.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
     spawner.job_id = "42"
     state = spawner.get_state()
     assert state["profile_job_address"] == {
@@ -179,7 +179,7 @@ async def test_a_profiles_scheduler_address_rides_with_its_job_across_a_restart(
     restarted = slurm_spawner(profile_list=[*PROFILES, other], scheduler_environment={"SITE": "a"})
     restarted.load_state(state)
     assert restarted.job_id == "42"
-    assert restarted.watcher.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
+    assert restarted.watcher.client.environment == {"SITE": "a", "SLURM_CONF": "/etc/other/slurm.conf"}
     assert restarted.scheduler.cmd("squeue") == "/opt/other/bin/squeue"
     assert restarted.job_output == "{home}/.other-{job_id}.log"
     restarted.clear_state()  # the job ended: the configuration is back

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_hpc.profiles.limits import ClusterLimits, parse_sinfo_nodes
+from jupyterhub_hpc.backends.limits import ClusterLimits
+from jupyterhub_hpc.backends.slurm_limits import parse_sinfo_nodes
 from jupyterhub_hpc.profiles.model import ProfileList, parse_profile_list
 from jupyterhub_hpc.profiles.schema import MEMORY_PATTERN, WALLTIME_PATTERN
 from jupyterhub_hpc.profiles.validate import Context, reconcile, resolve
@@ -210,7 +211,7 @@ def test_partitions_and_accounts_from_the_scheduler() -> None:
     # accounting off: the account is free text (a name), checked by the scheduler at submit
     assert resolve(profiles, {"account": "physics"}, ctx()).job_request().account == "physics"
     assert refused_with(profiles, {"account": "bad name"}).field == "account"
-    from jupyterhub_hpc.profiles.limits import parse_sacctmgr_associations
+    from jupyterhub_hpc.backends.slurm_limits import parse_sacctmgr_associations
 
     with_acct = ClusterLimits(
         partitions=LIMITS.partitions,

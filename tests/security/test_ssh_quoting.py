@@ -12,12 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupyterhub_hpc.backends.slurm import SlurmBackend
+from jupyterhub_hpc.client import ClientSettings, Prefixes, SchedulerClient
+from jupyterhub_hpc.request import JobRequest
 from jupyterhub_hpc.ssh import (
     READER_NAME,
     SSHSettings,
     remote_argv,
     remote_command,
-    remote_queries,
     secrets_on_stdin,
 )
 
@@ -115,13 +116,19 @@ def test_host_names_that_are_options_are_refused(host: str) -> None:
         SSHSettings(host=host).argv(["true"])
 
 
-def test_remote_status_queries_for_the_shared_watcher() -> None:
+def test_every_scheduler_command_runs_on_the_submit_host() -> None:
+    """One client builds every command: over SSH, behind its prefix, with the environment."""
     backend = SlurmBackend()
-    settings_ = SSHSettings(host="login1")
-    remote = remote_queries(backend, settings_, ["sudo", "-u", "x", "--"], {"SLURM_CONF": "/c"})
-    argv = remote.status_argv(["5"])
-    assert argv[0] == "ssh"
-    assert shlex.split(argv[-1]) == [
+    how = ClientSettings(
+        prefixes=Prefixes(status=("sudo", "-u", "x", "--"), submit=("sudo", "-u", "{username}", "--")),
+        environment=(("SLURM_CONF", "/c"),),
+        ssh=SSHSettings(host="login1"),
+        secret_env_names=("JUPYTERHUB_API_TOKEN",),
+    )
+    client = SchedulerClient(backend, how)
+    status = client.command(backend.status_argv(["5"]), kind="status")
+    assert status.argv[0] == "ssh" and "login1" in status.argv
+    assert shlex.split(status.argv[-1]) == [
         "sudo",
         "-u",
         "x",
@@ -130,9 +137,25 @@ def test_remote_status_queries_for_the_shared_watcher() -> None:
         "SLURM_CONF=/c",
         *backend.status_argv(["5"]),
     ]
-    accounting = remote.accounting_argv(["5"])
-    assert accounting is not None and shlex.split(accounting[-1])[-1].startswith("--format=")
-    # parsing, the name and the template are the backend's own; the watcher key names the host
-    assert remote.name == "slurm" and remote.parse_status is not None
-    assert remote.key() != backend.key() and "ssh=@login1:22" in remote.key()
-    assert backend.status_argv(["5"])[0] == "squeue"  # the original is untouched
+    accounting = backend.accounting_argv(["5"])
+    assert accounting is not None
+    assert shlex.split(client.command(accounting, kind="status").argv[-1])[-1].startswith("--format=")
+    # the limits query too: as the hub's account on the login node, with the environment
+    limits = backend.limits_argv()
+    assert limits is not None and limits[0] == "sinfo"
+    assert shlex.split(client.command(limits).argv[-1]) == ["env", "SLURM_CONF=/c", *limits]
+    # a submit: the user's prefix, the token on standard input only
+    submit = client.command(
+        backend.submit_argv(JobRequest()),
+        kind="submit",
+        username="alice",
+        env={"JUPYTERHUB_API_TOKEN": "t0ken", "PATH": "/bin"},
+        input="#!/bin/sh\n",
+    )
+    assert "t0ken" not in " ".join(submit.argv) and submit.input == "t0ken\n#!/bin/sh\n"
+    remote = shlex.split(submit.argv[-1])
+    assert remote[:2] == ["sh", "-c"] and remote[3:8] == [READER_NAME, "sudo", "-u", "alice", "--"]
+    assert submit.env is not None and "JUPYTERHUB_API_TOKEN" not in submit.env
+    # the key names the host, so a remote scheduler has a watcher of its own
+    assert client.key != SchedulerClient(backend).key
+    assert backend.status_argv(["5"])[0] == "squeue"  # the backend is untouched

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import secutil
 from secutil import FAST
 from test_running_server import CommandLines
@@ -74,7 +75,7 @@ def sshd() -> Iterator[dict[str, Any]]:
         wait_for(accepting, 15, message="sshd did not start")
         yield {"port": port, "log": log, "client": client_dir}
     finally:
-        for control in (client_dir / "cm", client_dir / "cm-wrong"):
+        for control in (client_dir / "cm", client_dir / "cm-wrong", client_dir / "cl"):
             for socket_path in control.glob("*") if control.exists() else []:
                 subprocess.run(
                     [
@@ -163,3 +164,64 @@ def test_an_unknown_host_key_is_refused(
         assert "Host key verification failed" in events[-1]["message"]
         secutil.wait_no_server(hub, USER)
         assert secutil.live_jobs(USER) == []
+
+
+#: what docs/profiles.md adds to a hub's config: the profile endpoints and the start check
+PROFILES_CONFIG = """
+from jupyterhub_hpc.profiles import check_profiles
+from jupyterhub_hpc.profiles.handlers import all_handlers
+
+c.JupyterHub.extra_handlers = all_handlers
+check_profiles(c)
+"""
+PROFILES = [
+    {
+        "display_name": "Interactive",
+        "slug": "interactive",
+        "profile_options": {
+            "partition": {"display_name": "Partition", "type": "partition"},
+            "walltime": {"display_name": "Time", "type": "walltime", "default": "00:04:00"},
+        },
+    }
+]
+
+
+def test_the_form_shows_the_login_nodes_limits(
+    sshd: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With ``ssh_host`` the partition query runs on the login node, like every other
+    scheduler command (one scheduler client): the sshd log has the ``sinfo`` call, and the
+    form and the discovery API show the partitions it reported."""
+    before = sshd["log"].read_text(errors="replace").count("sinfo --noheader --Node")
+    with nonroot_hubs(tmp_path_factory.mktemp("logs")) as make:
+        hub = make(**FAST, **ssh_options(sshd, control="cl"), profile_list=PROFILES)
+        config = hub.root / "jupyterhub_config.py"
+        config.write_text(config.read_text() + PROFILES_CONFIG)
+        hub.start()
+        hub.ensure_user(USER)
+        r = hub.api("POST", f"/users/{USER}/tokens", json={"scopes": [f"read:servers!user={USER}"]})
+        token = r.json()["token"]
+        r = hub.api("GET", "/hpc/profiles", headers={"Authorization": f"token {token}"})
+        assert r.status_code == 200, r.text
+        (limits,) = r.json()["limits"].values()
+        assert limits["live"] and limits["error"] is None, limits
+        partitions = {p["name"]: p for p in limits["partitions"]}
+        assert {"debug", "short", "gpu"} <= set(partitions)
+        assert partitions["short"]["max_walltime_seconds"] == 300
+        # the form, as the user's browser gets it
+        session = requests.Session()
+        session.get(f"{hub.url}/hub/login", timeout=30)
+        login = session.post(
+            f"{hub.url}/hub/login",
+            data={"username": USER, "password": hub.password, "_xsrf": session.cookies.get("_xsrf") or ""},
+            timeout=30,
+        )
+        assert login.status_code == 200, login.status_code
+        form = session.get(f"{hub.url}/hub/spawn/{USER}", timeout=30)
+        assert form.status_code == 200 and "Interactive" in form.text
+        assert all(f">{name}<" in form.text or f'"{name}"' in form.text for name in ("debug", "short", "gpu"))
+        hub_log = hub.log_path.read_text(errors="replace")
+    # the query ran on the login node (sshd's log) and not on the hub's host
+    log = sshd["log"].read_text(errors="replace")
+    assert log.count("sinfo --noheader --Node") > before, log[-3000:]
+    assert "scheduler limits unavailable" not in hub_log

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from jupyterhub_hpc import metrics
 from jupyterhub_hpc.backends.slurm import SlurmBackend
+from jupyterhub_hpc.client import get_client
 from jupyterhub_hpc.states import JobState
 from jupyterhub_hpc.watcher import QUERY_DURATION_BOUNDS, WatcherSnapshot, get_watcher
 
@@ -119,7 +120,9 @@ def test_watchers_sharing_labels_add_up_and_clusters_stay_apart() -> None:
 def test_a_scrape_reads_the_live_watchers_once_registered() -> None:
     collector = metrics.ensure_registered()
     assert metrics.ensure_registered() is collector, "registered once per process"
-    watcher = get_watcher(SlurmBackend(cluster="metrics-export-test", commands={"squeue": "/nonexistent"}))
+    watcher = get_watcher(
+        get_client(SlurmBackend(cluster="metrics-export-test", commands={"squeue": "/nonexistent"}))
+    )
     labels = 'backend="slurm",cluster="metrics-export-test"'
     text = generate_latest(REGISTRY).decode()
     assert sample(text, "jupyterhub_hpc_waiting_spawns", labels) == 0

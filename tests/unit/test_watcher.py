@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from jupyterhub_hpc.backends.slurm import SlurmBackend
+from jupyterhub_hpc.client import ClientSettings, Prefixes, SchedulerClient, get_client
+from jupyterhub_hpc.ssh import SSHSettings
 from jupyterhub_hpc.states import JobState
 from jupyterhub_hpc.watcher import (
     QUERY_DURATION_BOUNDS,
@@ -109,7 +111,7 @@ async def make_watcher(fake: FakeSlurm) -> AsyncIterator[Callable[..., QueueWatc
     def make(**settings: float) -> QueueWatcher:
         values: dict[str, float] = {"interval": 30.0, "fast_interval": 30.0, "timeout": 5.0, "coalesce": 0.01}
         values.update(settings)
-        watcher = QueueWatcher(fake.backend(), settings=WatcherSettings(**values))
+        watcher = QueueWatcher(SchedulerClient(fake.backend()), settings=WatcherSettings(**values))
         made.append(watcher)
         return watcher
 
@@ -516,15 +518,23 @@ def forget_watchers() -> Iterator[None]:
 @pytest.mark.usefixtures("forget_watchers")
 def test_get_watcher_is_shared_per_scheduler(tmp_path: Path) -> None:
     commands = {"squeue": str(tmp_path / "squeue")}
-    first = get_watcher(SlurmBackend(commands=commands), settings=WatcherSettings(interval=7))
-    again = get_watcher(SlurmBackend(commands=dict(commands)), settings=WatcherSettings(interval=99))
+    first = get_watcher(get_client(SlurmBackend(commands=commands)), settings=WatcherSettings(interval=7))
+    again = get_watcher(
+        get_client(SlurmBackend(commands=dict(commands))), settings=WatcherSettings(interval=99)
+    )
     assert again is first
     assert first.settings.interval == 7, "the first caller's settings win"
     assert first in all_watchers()
     assert first.snapshot() in all_snapshots()
-    assert get_watcher(SlurmBackend(cluster="other", commands=commands)) is not first
-    assert get_watcher(SlurmBackend(commands={"squeue": str(tmp_path / "elsewhere")})) is not first
-    with_prefix = get_watcher(SlurmBackend(commands=commands), status_prefix=["sudo", "-n"])
+    assert get_watcher(get_client(SlurmBackend(cluster="other", commands=commands))) is not first
+    assert (
+        get_watcher(get_client(SlurmBackend(commands={"squeue": str(tmp_path / "elsewhere")}))) is not first
+    )
+    sudo = ClientSettings(prefixes=Prefixes(status=("sudo", "-n")))
+    with_prefix = get_watcher(get_client(SlurmBackend(commands=commands), sudo))
     assert with_prefix is not first
-    assert with_prefix.status_prefix == ["sudo", "-n"]
-    assert get_watcher(SlurmBackend(commands=commands), status_prefix=["sudo", "-n"]) is with_prefix
+    assert with_prefix.snapshot().status_prefix == ("sudo", "-n")
+    assert get_watcher(get_client(SlurmBackend(commands=commands), sudo)) is with_prefix
+    remote = ClientSettings(ssh=SSHSettings(host="login1"))
+    over_ssh = get_watcher(get_client(SlurmBackend(commands=commands), remote))
+    assert over_ssh is not first and over_ssh.client.remote

@@ -1,7 +1,7 @@
 """The scheduler-backend contract: argv builders, pure parsers, a state map and a template.
 
 A backend is mostly data. Everything that runs processes, caches or waits
-lives once in shared code (:mod:`jupyterhub_hpc.commands`,
+lives once in shared code (:mod:`jupyterhub_hpc.client`, :mod:`jupyterhub_hpc.commands`,
 :mod:`jupyterhub_hpc.watcher`, :mod:`jupyterhub_hpc.spawner`); a backend only says
 *which* argv to run and *how to read* what comes back:
 
@@ -12,7 +12,8 @@ lives once in shared code (:mod:`jupyterhub_hpc.commands`,
   does not list is ``NOT_FOUND``; a failed call raises :class:`QueryError`;
 - ``cancel_argv(job_id)`` / ``parse_cancel(result)``;
 - optionally ``accounting_argv(job_ids)`` / ``parse_accounting`` for jobs that
-  left the live queue;
+  left the live queue, and ``limits_argv()`` / ``parse_limits`` (partitions and node
+  sizes, :mod:`.limits`) and ``associations_argv()`` / ``parse_associations``;
 - ``directives(request, job)``: the scheduler directive arguments for a validated
   request; the template (``template``) writes them, quoted values everywhere else.
 """
@@ -30,6 +31,7 @@ from ..commands import CommandResult
 from ..render import Safe, directive_lines, render_script
 from ..request import JobRequest
 from ..states import JobState, JobStatus
+from .limits import Associations, PartitionInfo
 
 __all__ = ["Backend", "JobScript", "QueryError", "SubmitError"]
 
@@ -178,6 +180,23 @@ class Backend(abc.ABC):
         return None
 
     def parse_accounting(self, result: CommandResult, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        return {}
+
+    def limits_argv(self) -> list[str] | None:
+        """argv asking for the partitions (queues) and their node sizes; None when this
+        backend has no such query (the form then shows the admin's ``partition_limits``)."""
+        return None
+
+    def parse_limits(self, result: CommandResult) -> dict[str, PartitionInfo]:
+        """The partitions from :meth:`limits_argv`'s output; raises ``ValueError``."""
+        return {}
+
+    def associations_argv(self) -> list[str] | None:
+        """argv asking for the accounts and QoS each user may use; None if unsupported."""
+        return None
+
+    def parse_associations(self, result: CommandResult) -> dict[str, Associations]:
+        """{user: Associations} from :meth:`associations_argv`'s output."""
         return {}
 
     @abc.abstractmethod

@@ -15,6 +15,8 @@ from ..commands import CommandResult
 from ..request import JobRequest, format_walltime
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
+from .limits import Associations, PartitionInfo
+from .slurm_limits import parse_sacctmgr_associations, parse_sinfo_nodes, sacctmgr_argv, sinfo_argv
 
 __all__ = ["SlurmBackend", "parse_exit_code", "parse_slurm_time", "parse_wait_status"]
 
@@ -127,7 +129,14 @@ class SlurmBackend(Backend):
     job_id_placeholder = "%j"
     job_id_env = "SLURM_JOB_ID"
     script_changes_directory = False  # --chdir
-    default_commands = {"sbatch": "sbatch", "squeue": "squeue", "scancel": "scancel", "sacct": "sacct"}
+    default_commands = {
+        "sbatch": "sbatch",
+        "squeue": "squeue",
+        "scancel": "scancel",
+        "sacct": "sacct",
+        "sinfo": "sinfo",
+        "sacctmgr": "sacctmgr",
+    }
     cancel_gone_markers = ("Invalid job id", "already completing")
 
     def _cluster_args(self) -> list[str]:
@@ -229,6 +238,18 @@ class SlurmBackend(Backend):
                 native_state=native,
             )
         return found
+
+    def limits_argv(self) -> list[str] | None:
+        return sinfo_argv(self.cmd("sinfo"), self.cluster)
+
+    def parse_limits(self, result: CommandResult) -> dict[str, PartitionInfo]:
+        return parse_sinfo_nodes(result.stdout)
+
+    def associations_argv(self) -> list[str] | None:
+        return sacctmgr_argv(self.cmd("sacctmgr"), self.cluster)
+
+    def parse_associations(self, result: CommandResult) -> dict[str, Associations]:
+        return parse_sacctmgr_associations(result.stdout)
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [

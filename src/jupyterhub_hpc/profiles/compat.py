@@ -48,7 +48,7 @@ def upgrade_config(config: Config, cls: type) -> Config:
         entry = DEPRECATED_NAMES[old][2]
         warn_once(
             old,
-            'c.%s is deprecated: applied as c.%s (profiles are built into %s); rename the section, '
+            "c.%s is deprecated: applied as c.%s (profiles are built into %s); rename the section, "
             'and use c.JupyterHub.spawner_class = "%s"',
             old,
             new,

@@ -275,9 +275,13 @@ class ProfilesMixin(LoggingConfigurable):
     async def _fetch_limits(self, target: Target) -> ClusterLimits:
         if not self.profile_live_limits or target.backend is None:
             return ClusterLimits()
+        make_client = getattr(self, "scheduler_client", None)
+        if make_client is None:  # not a spawner of this package: no scheduler to ask
+            return ClusterLimits()
         commands = {**(self._base_trait("scheduler_commands", {}) or {}), **target.commands}
         environment = {**(self._base_trait("scheduler_environment", {}) or {}), **target.environment}
-        cache = get_limits_cache(target.backend, target.cluster, commands, environment)
+        client = make_client(target.backend, target.cluster, commands, environment)
+        cache = get_limits_cache(client)
         return await cache.get(self.profile_limits_ttl, self.profile_limits_timeout)
 
     def stored_user_options(self) -> dict[str, Any]:
