@@ -315,8 +315,8 @@ def readiness_table(ready: dict[str, Any]) -> list[str]:
     return [
         "| measurement | value | target |",
         "|---|---|---|",
-        f"| server listens → hub has the port, median of {ready['runs']} launches (s) | {fmt(det['median'], 3)} "
-        "| ≤ 0.1 |",
+        f"| server listens → hub has the port, median of {ready['runs']} launches (s) "
+        f"| {fmt(det['median'], 3)} | ≤ 0.1 |",
         f"| … the slowest of them (s) | {fmt(det['max'], 3)} | |",
         f"| one ownership check, {ready['processes_on_machine']} processes on the machine (s) "
         f"| {fmt(ready['one_check_s'], 4)} | |",
