@@ -3,6 +3,8 @@ hub at start with a message naming it; never a user's start with a 400 that blam
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from jupyterhub_hpc.hubprocess import free_port
 from jupyterhub_hpc.profiles import ProfileConfigError, check_profiles
 from jupyterhub_hpc.profiles.model import parse_profile_list
 from jupyterhub_hpc.profiles.overrides import check_override_values
@@ -89,6 +92,33 @@ def test_jupyterhub_stops_at_its_config_file(tmp_path: Path) -> None:
     )
     with pytest.raises(SpawnerConfigError, match=r"c\.SlurmSpawner\.port_range: not a port range: '9000'"):
         JupyterHub().load_config_file(str(path))
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ('c.SlurmSpawner.memory = "4gigs"', "c.SlurmSpawner.memory: not a memory size: '4gigs'"),
+        ('c.HPCSpawner.walltime = "8 hours"', "c.HPCSpawner.walltime: not a walltime: '8 hours'"),
+        (
+            'c.SlurmSpawner.profile_list = [{"display_name": "A", "spawner_override": {"memory": "lots"}}]',
+            "profile_list[0].spawner_override.memory",
+        ),
+    ],
+)
+def test_the_jupyterhub_process_exits_naming_the_bad_value(tmp_path: Path, line: str, named: str) -> None:
+    """The real ``jupyterhub -f`` process: it exits at its config file, before it listens."""
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(
+        "from jupyterhub_hpc.profiles import check_profiles\n"
+        'c.JupyterHub.spawner_class = "slurm"\n'
+        f"{line}\ncheck_profiles(c)\n"
+    )
+    port = str(free_port())
+    argv = [sys.executable, "-m", "jupyterhub", "-f", str(path), "--port", port]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert named in done.stderr + done.stdout, done.stderr[-2000:]
+    assert not (tmp_path / "jupyterhub.sqlite").exists()  # stopped before its database
 
 
 def test_the_sudoers_and_audit_commands_name_the_bad_value(tmp_path: Path) -> None:
