@@ -18,9 +18,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..startcheck import check_spawner_config
-from .compat import upgrade_config
+from .compat import upgrade_config, warn_once
 from .limits import configured_partition_fields
-from .model import ProfileConfigError, parse_profile_list
+from .model import ProfileConfigError, ignored_key_warnings, parse_profile_list
 from .overrides import check_override_values
 
 __all__ = ["ProfileConfigError", "check_profiles"]
@@ -72,4 +72,6 @@ def check_profiles(config: Any, spawner_class: Any = None) -> None:
             raise ProfileConfigError(f"partition_limits.{name}", str(exc)) from None
     spawner = check_spawner_config(config, cls)
     if parsed is not None:
+        for text in ignored_key_warnings(parsed):
+            warn_once(text, "profile_list: %s", text)  # once per key, also when the spawner parses it
         check_override_values(parsed, spawner)

@@ -36,9 +36,10 @@ from traitlets.config import LoggingConfigurable
 
 from ..refusal import OptionsRefused
 from ..request import RequestError
+from .compat import warn_once
 from .form import options_from_formdata, render_form
 from .limits import ClusterLimits, configured_partition_fields, get_limits_cache
-from .model import ProfileConfigError, ProfileList, parse_profile_list
+from .model import ProfileConfigError, ProfileList, ignored_key_warnings, parse_profile_list
 from .schema import profiles_document
 from .validate import (
     Context,
@@ -77,14 +78,15 @@ class ProfileOptionsError(OptionsRefused):
 
 
 def _merge(old: Any, new: Any) -> Any:
-    """KubeSpawner's override semantics, without mutating ``old``: dicts merge, None deletes."""
+    """KubeSpawner's override semantics, without mutating ``old``: dicts merge, None deletes
+    (also inside a dict the trait does not have yet: it is merged into an empty one)."""
     if isinstance(old, dict) and isinstance(new, dict):
         merged = copy.deepcopy(old)
         for key, value in new.items():
             if value is None:
                 merged.pop(key, None)
             else:
-                merged[key] = _merge(merged.get(key), value)
+                merged[key] = _merge(merged.get(key, {} if isinstance(value, dict) else None), value)
         return merged
     return copy.deepcopy(new)
 
@@ -241,6 +243,8 @@ class ProfilesMixin(LoggingConfigurable):
         try:
             parsed = parse_profile_list(raw, frozenset(self.trait_names()))
             self.__dict__["_profile_parsed"] = (raw, parsed)
+            for text in ignored_key_warnings(parsed):
+                warn_once(text, "profile_list: %s", text)
             return parsed
         except ProfileConfigError as exc:
             self.log.error("profile_list is invalid: %s", exc)
@@ -494,6 +498,19 @@ class ProfilesMixin(LoggingConfigurable):
         super().clear_state()  # type: ignore[misc]
         self.undo_profile_overrides()
         self.profile_resolution = None
+
+    async def load_user_options(self) -> None:
+        """KubeSpawner's own profile step, which its ``start`` calls: with ``profile_list``,
+        the profiles were applied by :meth:`apply_profile` already, so it does nothing (the
+        overrides must not be applied twice, nor by KubeSpawner's rules); without, it is the
+        parent's, where there is one."""
+        if self.profile_list:
+            return
+        parent = getattr(super(), "load_user_options", None)
+        if parent is not None:
+            result = parent()
+            if isawaitable(result):
+                await result
 
     async def start(self) -> Any:
         if self.profile_resolution is None and self.profile_list:

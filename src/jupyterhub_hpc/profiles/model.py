@@ -51,6 +51,7 @@ __all__ = [
     "ProfileList",
     "UnlistedChoice",
     "forbidden_character",
+    "ignored_key_warnings",
     "parse_profile_list",
     "slugify",
 ]
@@ -400,6 +401,9 @@ class ProfileList(_Strict):
     """The validated, ordered profiles; slugs are unique and exactly one is the default."""
 
     profiles: list[Profile]
+    #: keys KubeSpawner accepts and ignores, accepted and dropped here: (path, why), one
+    #: warning each at hub start (:func:`ignored_key_warnings`)
+    ignored: tuple[tuple[str, str], ...] = ()
 
     @model_validator(mode="after")
     def _unique(self) -> ProfileList:
@@ -433,10 +437,93 @@ def _error_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+#: Keys of a profile, option or choice that KubeSpawner ignores when they are placed inside an
+#: override (it sets them as plain attributes that nothing reads), e.g. ``default: true`` one
+#: level too deep. Accepted and dropped, with a warning, unless the spawner has such a trait.
+IGNORED_OVERRIDE_KEYS = frozenset({"default", "display_name", "description", "slug"})
+#: Keys of ``unlisted_choice`` that KubeSpawner's form does not use (and ignores).
+IGNORED_UNLISTED_KEYS = frozenset({"description"})
+OVERRIDE_NAMES = ("kubespawner_override", "spawner_override")
+
+
+def _without_ignored(
+    item: Any, path: str, trait_names: frozenset[str] | None, ignored: list[tuple[str, str]]
+) -> Any:
+    """``item`` (a profile, option, choice or write-in, as configured) without the keys KubeSpawner
+    ignores inside its overrides; each dropped key is added to ``ignored`` with its path."""
+    if not isinstance(item, Mapping):
+        return item
+    result = dict(item)
+    for name in OVERRIDE_NAMES:
+        overrides = result.get(name)
+        if not isinstance(overrides, Mapping):
+            continue
+        drop = [
+            k
+            for k in overrides
+            if k in IGNORED_OVERRIDE_KEYS and (trait_names is None or k not in trait_names)
+        ]
+        for key in drop:
+            ignored.append(
+                (
+                    f"{path}.{name}.{key}",
+                    "ignored: not a trait of the spawner (KubeSpawner ignores it too; "
+                    "a profile or choice key placed inside an override?)",
+                )
+            )
+        result[name] = {k: v for k, v in overrides.items() if k not in drop}
+    return result
+
+
+def _strip_ignored(
+    items: list[Any], trait_names: frozenset[str] | None
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The profiles without the keys KubeSpawner accepts and ignores, and those keys' paths."""
+    ignored: list[tuple[str, str]] = []
+    out: list[Any] = []
+    for i, profile in enumerate(items):
+        where = f"profile_list[{i}]"
+        profile = _without_ignored(profile, where, trait_names, ignored)
+        options = profile.get("profile_options") if isinstance(profile, dict) else None
+        if isinstance(options, Mapping):
+            new_options: dict[Any, Any] = {}
+            for key, option in options.items():
+                base = f"{where}.profile_options.{key}"
+                option = _without_ignored(option, base, trait_names, ignored)
+                if isinstance(option, dict):
+                    choices = option.get("choices")
+                    if isinstance(choices, Mapping):
+                        option["choices"] = {
+                            ck: _without_ignored(c, f"{base}.choices.{ck}", trait_names, ignored)
+                            for ck, c in choices.items()
+                        }
+                    unlisted = _without_ignored(
+                        option.get("unlisted_choice"), f"{base}.unlisted_choice", trait_names, ignored
+                    )
+                    if isinstance(unlisted, dict):
+                        for key2 in sorted(IGNORED_UNLISTED_KEYS & set(unlisted)):
+                            del unlisted[key2]
+                            ignored.append(
+                                (f"{base}.unlisted_choice.{key2}", "ignored (KubeSpawner does not use it)")
+                            )
+                        option["unlisted_choice"] = unlisted
+                new_options[key] = option
+            profile["profile_options"] = new_options
+        out.append(profile)
+    return out, ignored
+
+
+def ignored_key_warnings(profiles: ProfileList) -> list[str]:
+    """One warning text per key that was accepted and ignored, naming its path."""
+    return [f"{path}: {why}" for path, why in profiles.ignored]
+
+
 def parse_profile_list(raw: object, trait_names: frozenset[str] | None = None) -> ProfileList:
     """Validate ``profile_list`` (a list, or a dict sorted by key); raise :class:`ProfileConfigError`.
 
     With ``trait_names``, every override key must be one of them (the spawner's traits).
+    Keys KubeSpawner accepts and ignores (:data:`IGNORED_OVERRIDE_KEYS` inside an override,
+    :data:`IGNORED_UNLISTED_KEYS` of a write-in) are dropped and listed in ``ignored``.
     """
     if isinstance(raw, Mapping):
         items = [raw[k] for k in sorted(raw)]
@@ -446,8 +533,9 @@ def parse_profile_list(raw: object, trait_names: frozenset[str] | None = None) -
         raise ProfileConfigError("profile_list", "must be a list or a dict of profiles")
     if not items:
         raise ProfileConfigError("profile_list", "is empty")
+    items, ignored = _strip_ignored(items, trait_names)
     try:
-        result = ProfileList.model_validate({"profiles": items})
+        result = ProfileList.model_validate({"profiles": items, "ignored": tuple(ignored)})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(p for p in first["loc"] if not str(p).startswith("function-"))

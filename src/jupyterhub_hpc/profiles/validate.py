@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,14 +111,33 @@ def wire_value(option: Option, number: int) -> str | int:
     return number
 
 
+_FIELD_RE = re.compile(r"\{\{|\}\}|\{value\}")
+
+
+def format_value(template: str, text: str) -> str:
+    """``template`` formatted as KubeSpawner formats a write-in's override (``str.format`` with
+    only ``value`` known): ``{value}`` becomes ``text``, ``{{`` and ``}}`` become ``{`` and ``}``,
+    and every other field (``${JUPYTER_USER}``) is left as it is. ``text`` is never formatted.
+
+    >>> format_value("${{JUPYTER_USER}} ${HOME} {value}:{{x}}", "img")
+    '${JUPYTER_USER} ${HOME} img:{x}'
+    """
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return text if token == "{value}" else token[0]
+
+    return _FIELD_RE.sub(one, template)
+
+
 def _substitute(value: Any, text: str) -> Any:
-    """``{value}`` -> ``text`` in every string, through lists and dicts (nothing else is formatted)."""
+    """:func:`format_value` on every string, through lists and dicts (their keys too)."""
     if isinstance(value, str):
-        return value.replace("{value}", text)
+        return format_value(value, text)
     if isinstance(value, list):
         return [_substitute(v, text) for v in value]
     if isinstance(value, dict):
-        return {k: _substitute(v, text) for k, v in value.items()}
+        return {_substitute(k, text): _substitute(v, text) for k, v in value.items()}
     return value
 
 
