@@ -12,6 +12,10 @@
 #                                   (for when a busy machine cut that stage short)
 #   benchmarks/run.sh --rerun-phases  only the spawn-time phases of both spawners, merged into the
 #                                   existing results (for when other work loaded the machine then)
+#   benchmarks/run.sh --restart     only the hub-restart scenario (issue 12, item 6; restart.py, about
+#                                   8 min): 10 queued spawns across a hub restart, ours with
+#                                   init_spawners_timeout 10 and 1, and batchspawner; the full run
+#                                   runs it too, after slurm_bench.py
 #
 # Setup (benchmarks/setup.sh, idempotent) builds the benchmark venv with batchspawner 1.3.0 and
 # matplotlib, creates the accounts benchuser1..20, benchfail1/2 and benchstat with `useradd -m` when
@@ -26,12 +30,14 @@ SHARED_PARTITION=${BENCH_SHARED_PARTITION:-benchshared}
 SPAWNERS=ours,batchspawner
 SCENARIOS=phases,idle,queued,failure,registered,shared
 MERGE=
+RESTART=yes
 case "${1:-}" in
   "") ;;
-  --ours-only) SPAWNERS=ours; SCENARIOS=phases,registered,shared ;;
-  --rerun-shared) SPAWNERS=ours,batchspawner; SCENARIOS=registered,shared; MERGE=--merge ;;
-  --rerun-phases) SPAWNERS=ours,batchspawner; SCENARIOS=phases; MERGE=--merge ;;
-  *) echo "usage: $0 [--ours-only | --rerun-shared | --rerun-phases]" >&2; exit 2 ;;
+  --ours-only) SPAWNERS=ours; SCENARIOS=phases,registered,shared; RESTART= ;;
+  --rerun-shared) SPAWNERS=ours,batchspawner; SCENARIOS=registered,shared; MERGE=--merge; RESTART= ;;
+  --rerun-phases) SPAWNERS=ours,batchspawner; SCENARIOS=phases; MERGE=--merge; RESTART= ;;
+  --restart) SCENARIOS= ;;
+  *) echo "usage: $0 [--ours-only | --rerun-shared | --rerun-phases | --restart]" >&2; exit 2 ;;
 esac
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
@@ -50,13 +56,21 @@ trap cleanup EXIT
 "$HERE/setup.sh"
 started=$(date +%s)
 cd "$HERE"
-log "real Slurm: $SPAWNERS ($SCENARIOS)"
-"$VENV/bin/python" slurm_bench.py --spawners "$SPAWNERS" --scenarios "$SCENARIOS" $MERGE
-if [ -z "$MERGE" ]; then
+if [ -n "$SCENARIOS" ]; then
+  log "real Slurm: $SPAWNERS ($SCENARIOS)"
+  "$VENV/bin/python" slurm_bench.py --spawners "$SPAWNERS" --scenarios "$SCENARIOS" $MERGE
+fi
+if [ -n "$RESTART" ]; then
+  log "hub restart with 10 queued spawns: ours (init_spawners_timeout 10, 1), batchspawner"
+  "$VENV/bin/python" restart.py
+fi
+if [ -z "$MERGE" ] && [ -n "$SCENARIOS" ]; then
   log "scale run: 1000 jobs on the fake squeue"
   "$VENV/bin/python" scale.py
   log "readiness check: 20 launcher runs"
   "$VENV/bin/python" readiness.py --json results/readiness.json
 fi
 "$BENCH_VENV/bin/python" report.py >/dev/null
+# report.py rewrites results/README.md: put the restart section back (from results/restart.json)
+if [ -f results/restart.json ]; then "$VENV/bin/python" restart.py --section; fi
 log "done in $(( ($(date +%s) - started) / 60 )) min: $HERE/results/README.md"

@@ -64,6 +64,8 @@ c.JupyterHub.extra_handlers = all_handlers
 # itself cancels whatever is left when it stops
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.cleanup_proxy = True
+# queued jobs are checked in the background; the hub serves at once
+c.JupyterHub.init_spawners_timeout = 1
 c.Spawner.default_url = "/lab"
 c.HPCSpawner.job_name = s["job_name"]
 if s["backend"] == "local":
