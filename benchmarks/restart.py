@@ -60,6 +60,8 @@ from bench_lib import (
 )
 from spawners import Kind
 
+from jupyterhub_hpc.hubprocess import API_PATH, HubProcess, hub_environment
+
 #: configuration name -> (spawner kind, init_spawners_timeout given on the command line or None)
 CONFIGS: dict[str, tuple[str, int | None]] = {
     "ours-10": ("ours", None),
@@ -95,31 +97,29 @@ SECTION_END = "<!-- restart.py: end -->"
 
 class RestartHub(BenchHub):
     """A benchmark hub started with extra JupyterHub options, stopped by one signal and started
-    again; it runs its hub process itself (only the directory, settings and REST helpers are
-    BenchHub's)."""
+    again: the process is the shared harness's (:class:`jupyterhub_hpc.hubprocess.HubProcess`),
+    started with those options and timed here."""
 
     def __init__(self, name: str, kind: Kind, init_timeout: int | None) -> None:
         super().__init__(name, kind.venv, kind.name, kind.base_config())
         self.extra_args = (
             [] if init_timeout is None else [f"--JupyterHub.init_spawners_timeout={init_timeout}"]
         )
-        self.hub_proc: subprocess.Popen[bytes] | None = None
         #: process groups of every hub started (a proxy left by a SIGKILLed hub lives in its group)
         self.groups: list[int] = []
 
     def launch(self) -> float:
         """Start the hub process; returns the wall-clock time right before it was created."""
-        env = dict(os.environ)
-        env["BENCH_HUB_SETTINGS"] = str(self.root / "settings.json")
-        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-        argv = [str(self.venv / "bin" / "jupyterhub"), "-f", str(HERE / "hub_config.py"), *self.extra_args]
-        with open(self.log_path, "ab") as out:
-            started = time.time()
-            proc = subprocess.Popen(
-                argv, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.hub_proc = proc
-        self.groups.append(proc.pid)
+        started = time.time()
+        self.process = HubProcess.start(
+            HERE / "hub_config.py",
+            log_path=self.log_path,
+            command=[str(self.venv / "bin" / "jupyterhub")],
+            args=self.extra_args,
+            env=hub_environment(self.venv / "bin", {"BENCH_HUB_SETTINGS": str(self.root / "settings.json")}),
+            cwd=self.root,
+        )
+        self.groups.append(self.process.pid)
         return started
 
     def start(self, timeout: float = 90) -> None:
@@ -127,37 +127,25 @@ class RestartHub(BenchHub):
         self.wait_api(timeout)
 
     def wait_api(self, timeout: float = 90) -> float:
-        """Poll ``GET /hub/api/`` with the token every 50 ms; the time of the first 200."""
-        deadline = time.monotonic() + timeout
-        headers = {"Authorization": f"token {self.token}"}
-        while time.monotonic() < deadline:
-            if self.hub_proc is not None and self.hub_proc.poll() is not None:
-                raise RuntimeError(f"hub exited {self.hub_proc.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/hub/api/", headers=headers, timeout=5).status_code == 200:
-                    return time.time()
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"hub API did not answer in {timeout} s; see {self.log_path}")
+        """Poll ``GET /hub/api/`` every 50 ms; the wall-clock time of the first answer."""
+        assert self.process is not None
+        self.process.wait_ready(f"{self.url}{API_PATH}", timeout, interval=0.05)
+        return time.time()
 
     def kill_hub(self, how: str) -> None:
-        """SIGTERM (JupyterHub's own shutdown, which stops its proxy) or SIGKILL (the hub only)."""
-        assert self.hub_proc is not None
-        self.hub_proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
-        self.hub_proc.wait(timeout=60)
+        """SIGTERM (JupyterHub's own shutdown, which stops its proxy) or SIGKILL (the hub only,
+        its proxy left running as after a crash)."""
+        assert self.process is not None
+        if how == "sigterm":
+            self.process.stop(timeout=60)
+        else:
+            self.process.kill()
 
     def stop(self) -> None:
-        """SIGTERM the running hub (it stops its proxy), SIGKILL after 30 s; then whatever is left
-        in the process groups of the hubs this object started."""
-        proc = self.hub_proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        """Stop the running hub; then whatever is left in the process groups of the hubs this
+        object started."""
+        if self.process is not None:
+            self.process.stop(timeout=30)
         for group in self.groups:
             try:
                 os.killpg(group, signal.SIGKILL)
