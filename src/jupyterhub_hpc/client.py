@@ -108,11 +108,15 @@ class SchedulerClient:
         return text + (f" on {self.settings.ssh.host}" if self.settings.ssh else "")
 
     # -- the one place an argv becomes a command ------------------------------------------
-    @staticmethod
-    def _wants_environment(kind: str | None, asked: bool | None) -> bool:
-        """``scheduler_environment`` goes to every command but the output reader (no
-        scheduler program), unless the caller says otherwise."""
-        return kind != "read" if asked is None else asked
+    def _prefix_and_environment(
+        self, kind: str | None, username: str | None, asked: bool | None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The prefix of ``kind`` filled for ``username``, and the variables the command gets:
+        ``scheduler_environment`` for every command but the output reader (no scheduler
+        program), unless the caller says otherwise (``asked``)."""
+        prefix = expand_prefix(self.settings.prefixes.of(kind), username=username or "")
+        wanted = kind != "read" if asked is None else asked
+        return prefix, self.environment if wanted else {}
 
     def on_submit_host(
         self,
@@ -126,8 +130,7 @@ class SchedulerClient:
         of ``kind`` filled for ``username``, ``env NAME=value ...`` for
         ``scheduler_environment`` when there is a prefix (sudo resets the environment) or
         SSH (which forwards none), then ``argv``. What ``jupyterhub-hpc sudoers`` grants."""
-        prefix = expand_prefix(self.settings.prefixes.of(kind), username=username or "")
-        environment = self.environment if self._wants_environment(kind, scheduler_environment) else {}
+        prefix, environment = self._prefix_and_environment(kind, username, scheduler_environment)
         return remote_argv(prefix, argv, environment)
 
     def command(
@@ -144,17 +147,13 @@ class SchedulerClient:
         ``scheduler_environment`` (unless told otherwise; the output reader is no
         scheduler program) and ``env`` (the process environment; over SSH only the
         ``secret_env_names`` of it travel, on standard input). Pure: nothing runs."""
-        prefix = expand_prefix(self.settings.prefixes.of(kind), username=username or "")
-        environment = self.environment if self._wants_environment(kind, scheduler_environment) else {}
+        prefix, environment = self._prefix_and_environment(kind, username, scheduler_environment)
         ssh = self.settings.ssh
         if ssh is None:
             full, process_env = with_environment(prefix, argv, environment, env)
             return Command(tuple(full), process_env, input)
         secrets = {k: v for k, v in (env or {}).items() if k in self.settings.secret_env_names}
-        remote = self.on_submit_host(
-            argv, kind=kind, username=username, scheduler_environment=scheduler_environment
-        )
-        remote, stdin = secrets_on_stdin(remote, secrets, input)
+        remote, stdin = secrets_on_stdin(remote_argv(prefix, argv, environment), secrets, input)
         return Command(tuple(ssh.argv(remote)), local_environment(), stdin)
 
     async def run(

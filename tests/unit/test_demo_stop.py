@@ -17,7 +17,7 @@ import pytest
 from jupyterhub_hpc import demo as demo_mod
 from jupyterhub_hpc.demo import Demo, _leftovers
 from jupyterhub_hpc.hubprocess import HubProcess
-from jupyterhub_hpc.local_scheduler.store import ENV_MARKER
+from jupyterhub_hpc.local_scheduler.store import ENV_MARKER, ProcessId
 
 SRC = str(Path(demo_mod.__file__).resolve().parents[1])
 
@@ -127,11 +127,9 @@ print(demo.stopping)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text.rsplit(")", 1)[1].split()[0] != "Z"
+    """The process exists and has not ended (a zombie has): the local scheduler's /proc reader."""
+    process = ProcessId.of(pid)
+    return process is not None and process.alive()
 
 
 #: a "hub": leaves a child in its process group that ignores SIGTERM, exits at SIGTERM

@@ -25,6 +25,7 @@ from jupyterhub_hpc.hubprocess import (
     log_offset,
     log_tail,
 )
+from jupyterhub_hpc.local_scheduler.store import ProcessId
 
 #: answers 200 at /hub/api/ on $FAKE_HUB_PORT, 404 elsewhere; exits 0 at SIGTERM
 SERVING = """
@@ -68,11 +69,9 @@ time.sleep(300)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text.rsplit(")", 1)[1].split()[0] != "Z"
+    """The process exists and has not ended (a zombie has): the local scheduler's /proc reader."""
+    process = ProcessId.of(pid)
+    return process is not None and process.alive()
 
 
 def _wait_for_line(path: Path, timeout: float = 30) -> str:
