@@ -453,7 +453,11 @@ async def test_snapshot_tells_states_queries_failures_and_waiting_spawns(
 ) -> None:
     fake.set_job("1", "RUNNING", BatchHost="c001")
     fake.set_job("2", "PENDING", Reason="Priority")
-    watcher = make_watcher(interval=30, fast_interval=0.5, max_backoff=1000)
+    # hurry() below wakes the loop, which then waits out the fast interval before it
+    # queries: 20 s keeps that query out of the counts this test reads (0.5 s did not
+    # on a loaded machine: the two refreshes below took longer and the loop's query
+    # made it four)
+    watcher = make_watcher(interval=30, fast_interval=20, max_backoff=1000)
     empty = watcher.snapshot()
     assert (empty.registered, empty.queries, empty.last_success) == (0, 0, None)
     assert empty.query_duration_counts == (0,) * len(QUERY_DURATION_BOUNDS)
@@ -477,7 +481,7 @@ async def test_snapshot_tells_states_queries_failures_and_waiting_spawns(
 
     with watcher.hurry(), watcher.hurry():
         hurried = watcher.snapshot()
-    assert (hurried.waiting, hurried.interval) == (2, 0.5)
+    assert (hurried.waiting, hurried.interval) == (2, 20)
 
     fake.set(fail=True)
     await watcher.refresh()
