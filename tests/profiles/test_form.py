@@ -11,7 +11,7 @@ from jupyterhub_hpc.profiles.model import parse_profile_list
 from jupyterhub_hpc.profiles.validate import reconcile, reconcile_each, remembered_choices, resolve
 
 from .conftest import SITE_PROFILES
-from .test_validate import PROFILES, ctx
+from .test_validate import PER_PROFILE, PROFILES, _short_partition_limits, ctx
 
 
 class Inputs(HTMLParser):
@@ -170,3 +170,16 @@ def test_single_profile_forms_and_site_profiles_render() -> None:
     single = parse_profile_list([SITE_PROFILES[1]])
     html = render(single)
     assert "<legend>Profile</legend>" in html and "Large memory (short)" in html
+
+
+def test_the_form_shows_the_default_a_start_would_use() -> None:
+    parser = Inputs()
+    parser.feed(render(PER_PROFILE, limits=_short_partition_limits()))
+    values = {c["name"]: c.get("value") for c in parser.controls if c["tag"] == "input"}
+    # the profile's own 4 h and 4 CPUs, not the admin's 8 h and 1 CPU
+    assert values["profile-option-shared--walltime"] == "04:00:00"
+    assert values["profile-option-shared--cpus"] == "4"
+    # the 6 h / 16G / 5-CPU partition's own maximum, not a default it would refuse
+    assert values["profile-option-short--walltime"] == "06:00:00"
+    assert values["profile-option-short--memory"] == "16G"
+    assert values["profile-option-short--cpus"] == "4"

@@ -636,3 +636,90 @@ def test_free_text_refusals_say_the_rule_not_the_pattern() -> None:
     )
     # an admin's pattern is the admin's rule: it is quoted as written
     assert free_refused({"label--unlisted-choice": "a\nb"}).reason == "'a\\nb' does not match .+"
+
+
+# -- defaults: the profile's value wins over the admin's, and every default fits its range ------------
+
+#: NERSC's shape: each profile fixes its own walltime and cores; the options have no default
+PER_PROFILE = parse_profile_list(
+    [
+        {
+            "display_name": "Shared CPU, 4 h",
+            "slug": "shared",
+            "default": True,
+            "spawner_override": {"walltime": "04:00:00", "cpus": 4, "memory": "6G"},
+            "profile_options": {
+                "walltime": {"display_name": "Time", "type": "walltime", "max": "12:00:00"},
+                "cpus": {"display_name": "Cores", "type": "integer", "job_field": "cpus", "max": 16},
+                "memory": {"display_name": "Memory", "type": "memory"},
+            },
+        },
+        {
+            "display_name": "Explicit default",
+            "slug": "explicit",
+            "spawner_override": {"walltime": "04:00:00"},
+            "profile_options": {
+                "walltime": {"display_name": "Time", "type": "walltime", "default": "02:00:00"},
+            },
+        },
+        {
+            "display_name": "Short queue",
+            "slug": "short",
+            "spawner_override": {"partition": "short", "cpus": 7},
+            "profile_options": {
+                "walltime": {"display_name": "Time", "type": "walltime"},
+                "memory": {"display_name": "Memory", "type": "memory", "default": "64G"},
+                "cpus": {
+                    "display_name": "Cores",
+                    "type": "integer",
+                    "job_field": "cpus",
+                    "min": 2,
+                    "max": 7,
+                    "step": 2,
+                },
+            },
+        },
+    ]
+)
+
+
+def _short_partition_limits() -> ClusterLimits:
+    return ClusterLimits().with_config(
+        {"short": {"default": True, "max_walltime": "06:00:00", "max_memory": "16G", "max_cpus": 5}}
+    )
+
+
+def test_a_profiles_own_values_win_over_the_admins_for_options_without_a_default() -> None:
+    # the admin's base is 8 h, 1 CPU, 1G: the profile's 4 h, 4 CPUs and 6G are what is asked
+    res = resolve(PER_PROFILE, {}, ctx())
+    request = res.job_request()
+    assert (request.walltime, request.cpus, request.memory) == (4 * 3600, 4, 6144)
+    assert res.user_options == {"profile": "shared", "walltime": "04:00:00", "cpus": 4, "memory": "6G"}
+    # a user's own value still wins over both
+    res = resolve(PER_PROFILE, {"walltime": "10:00:00", "cpus": "8"}, ctx())
+    assert (res.job_request().walltime, res.job_request().cpus) == (10 * 3600, 8)
+
+
+def test_an_options_own_default_wins_over_the_profiles_value() -> None:
+    res = resolve(PER_PROFILE, {"profile": "explicit"}, ctx())
+    assert res.job_request().walltime == 2 * 3600
+
+
+def test_typed_defaults_are_brought_into_the_partitions_range() -> None:
+    context = ctx(limits=_short_partition_limits())
+    # the admin's 8 h in a 6 h partition, an explicit 64G default on 16G nodes, CPUs 2-7 in
+    # steps of 2 (the profile asks 7) on 5-CPU nodes: the default start fits instead of being refused
+    res = resolve(PER_PROFILE, {"profile": "short"}, context)
+    request = res.job_request()
+    assert (request.partition, request.walltime, request.memory, request.cpus) == (
+        "short",
+        6 * 3600,
+        16384,
+        4,
+    )
+    assert res.user_options["walltime"] == "06:00:00"
+    # what a user writes is checked, never brought into range
+    error = refused({"profile": "short", "walltime": "07:00:00"}, context)
+    assert error.field == "walltime" and "06:00:00" in error.reason
+    error = refused({"profile": "short", "memory": "32G"}, context)
+    assert error.field == "memory"

@@ -255,23 +255,45 @@ def _parse_name(key: str, option: Option, raw: Any) -> _Parsed | None:
     return _Parsed({key: raw}, raw, _substitute(option.overrides, raw))
 
 
-def _parse_number(key: str, option: Option, raw: Any, base: Mapping[str, Any]) -> _Parsed:
-    low, high = option.bound("min"), option.bound("max")
-    if raw is None or raw == "":
-        if option.default is not None:
-            raw = option.default
-        elif option.target_field and base.get(option.target_field) is not None:
-            # the admin's value, brought into the option's range (GPUs 1-2 when the admin has 0)
-            raw = base[option.target_field]
-            if option.type == "integer" and isinstance(raw, int) and not isinstance(raw, bool):
-                raw = max(raw, low) if low is not None else raw
-                raw = min(raw, high) if high is not None else raw
-        else:
-            raw = low or 0
+def _default_number(key: str, option: Option, job: Mapping[str, Any], limits: ClusterLimits | None) -> int:
+    """What a number option holds when the user gave nothing: its own ``default``, else
+    the job's value so far (a profile's override wins over the admin's setting), else its
+    minimum; brought into the option's range as the form shows it (its own bounds, capped
+    by the partition's limits, on its steps): a 6 h partition starts at 06:00:00 when the
+    admin's walltime is 8 h, GPUs 1-2 start at 1 when the admin has 0."""
+    if option.default is not None:
+        raw: Any = option.default
+    elif option.target_field and job.get(option.target_field) is not None:
+        raw = job[option.target_field]
+    else:
+        raw = option.bound("min") or 0
     try:
         number = option.parse_number(raw)
     except ValueError as exc:
         raise RequestError(key, str(exc)) from None
+    partition = limits.partition(job.get("partition")) if limits is not None else None
+    gpu_type = job.get("gpu_type") if isinstance(job.get("gpu_type"), str) else None
+    low, high = effective_bounds(option, partition, gpu_type)
+    if high is not None and number > high:
+        number = high
+        if option.type == "integer":
+            number -= (number - (low or 0)) % option.step  # the highest step within the range
+    if low is not None and number < low:
+        number = low
+    return Seconds(number) if option.type == "walltime" else number
+
+
+def _parse_number(
+    key: str, option: Option, raw: Any, job: Mapping[str, Any], limits: ClusterLimits | None
+) -> _Parsed:
+    low, high = option.bound("min"), option.bound("max")
+    if raw is None or raw == "":
+        number = _default_number(key, option, job, limits)
+    else:
+        try:
+            number = option.parse_number(raw)
+        except ValueError as exc:
+            raise RequestError(key, str(exc)) from None
     if low is not None and number < low:
         raise RequestError(
             key, f"must be at least {wire_value(option, low)} (got {wire_value(option, number)})"
@@ -287,9 +309,16 @@ def _parse_number(key: str, option: Option, raw: Any, base: Mapping[str, Any]) -
 
 
 def parse_option(
-    key: str, option: Option, options: Mapping[str, Any], ctx: Context, limits: ClusterLimits | None
+    key: str,
+    option: Option,
+    options: Mapping[str, Any],
+    ctx: Context,
+    limits: ClusterLimits | None,
+    job: Mapping[str, Any],
 ) -> _Parsed | None:
-    """One option's validated value (None: not set and no default)."""
+    """One option's validated value (None: not set and no default). ``job`` is the job
+    request as resolved so far (the admin's values, the profile's overrides, the options
+    before this one): a number option without its own default starts from it."""
     raw = options.get(key)
     unlisted = options.get(f"{key}{UNLISTED_SUFFIX}")
     if option.type in CHOICE_TYPES:
@@ -312,7 +341,7 @@ def parse_option(
     if unlisted is not None:
         raise RequestError(f"{key}{UNLISTED_SUFFIX}", "this option has no write-in")
     if option.type in ("integer", "memory", "walltime"):
-        return _parse_number(key, option, raw, ctx.base_job)
+        return _parse_number(key, option, raw, job, limits)
     return _parse_name(key, option, raw)
 
 
@@ -371,7 +400,7 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
                     conditions = " and ".join(c.describe(k) for k, c in option.when.items())
                     raise RequestError(given, f"only applies when {conditions}")
             continue
-        parsed = parse_option(key, option, user_options, ctx, limits)
+        parsed = parse_option(key, option, user_options, ctx, limits, job)
         if parsed is None:
             continue
         wire.update(parsed.wire)
