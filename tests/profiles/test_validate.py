@@ -719,7 +719,9 @@ def test_typed_defaults_are_brought_into_the_partitions_range() -> None:
     )
     assert res.user_options["walltime"] == "06:00:00"
     # what a user writes is checked, never brought into range
-    error = refused({"profile": "short", "walltime": "07:00:00"}, context)
-    assert error.field == "walltime" and "06:00:00" in error.reason
-    error = refused({"profile": "short", "memory": "32G"}, context)
-    assert error.field == "memory"
+    with pytest.raises(RequestError) as info:
+        resolve(PER_PROFILE, {"profile": "short", "walltime": "07:00:00"}, context)
+    assert info.value.field == "walltime" and "06:00:00" in info.value.reason
+    with pytest.raises(RequestError) as info:
+        resolve(PER_PROFILE, {"profile": "short", "memory": "32G"}, context)
+    assert info.value.field == "memory" and "at most 16384 MiB" in info.value.reason
