@@ -31,6 +31,25 @@ PROFILES = [
     {"display_name": "Interactive", "slug": "interactive", "default": True},
     {"display_name": "GPU", "slug": "gpu", "spawner_override": {"partition": "gpu", "gpus": 1}},
 ]
+#: issue 13, item 2: a profile's own values as the defaults of options that have none (NERSC's
+#: shape), and a default brought within the partition's live limit (short: 5 minutes)
+OWN_VALUES = [
+    {
+        "display_name": "Own values",
+        "slug": "own",
+        "spawner_override": {"partition": "short", "walltime": "00:03:00", "cpus": 3},
+        "profile_options": {
+            "walltime": {"display_name": "Time", "type": "walltime"},
+            "cpus": {"display_name": "Cores", "type": "integer", "job_field": "cpus", "max": 4},
+        },
+    },
+    {
+        "display_name": "Capped",
+        "slug": "capped",
+        "spawner_override": {"partition": "short", "walltime": "00:09:00"},
+        "profile_options": {"walltime": {"display_name": "Time", "type": "walltime"}},
+    },
+]
 
 
 # -- one class per scheduler, profiles built in (no hub) -----------------------------------------
@@ -112,7 +131,7 @@ def test_without_a_profile_list_there_is_no_form() -> None:
 
 @pytest.fixture(scope="module")
 def readme_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    config: dict[str, dict[str, Any]] = {"SlurmSpawner": {**README, "profile_list": PROFILES}}
+    config: dict[str, dict[str, Any]] = {"SlurmSpawner": {**README, "profile_list": PROFILES + OWN_VALUES}}
     hub = make_hub(
         tmp_path_factory.mktemp("readme"), "slurm", config, status_interval=3.0, job_name="sectest"
     )
@@ -146,6 +165,17 @@ def test_the_readme_values_are_what_slurm_holds(readme_hub: Hub) -> None:
     assert job["Partition"] == "gpu" and job["TimeLimit"] == "00:04:00"
     assert job["MinMemoryNode"] == "300M" and job["NumCPUs"] == "2", job
     assert "gpu" in job.get("TresPerNode", job.get("Gres", "")), job
+
+
+@pytest.mark.slurm
+@pytest.mark.hub
+def test_a_profiles_own_values_and_the_partitions_limit_are_the_default_start(readme_hub: Hub) -> None:
+    # the options have no default: the profile's 3 minutes and 3 CPUs, not the README's 4 and 2
+    job = held_job(readme_hub, "own")
+    assert job["Partition"] == "short" and job["TimeLimit"] == "00:03:00" and job["NumCPUs"] == "3", job
+    # 9 minutes asked by the profile, 5 allowed by the partition (sinfo): the start fits
+    job = held_job(readme_hub, "capped")
+    assert job["Partition"] == "short" and job["TimeLimit"] == "00:05:00", job
 
 
 @pytest.mark.slurm
