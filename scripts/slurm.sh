@@ -95,8 +95,8 @@ SlurmctldLogFile=$LOGDIR/slurmctld.log
 SlurmdLogFile=$LOGDIR/slurmd.log
 SlurmctldPidFile=$CTLD_PID
 SlurmdPidFile=$SLURMD_PID
-GresTypes=gpu
-NodeName=$HOST CPUs=$(node_cpus) RealMemory=$(node_mem) Gres=gpu:tesla:2 State=UNKNOWN
+GresTypes=gpu,nvme
+NodeName=$HOST CPUs=$(node_cpus) RealMemory=$(node_mem) Gres=gpu:tesla:2,nvme:100 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=$HOST MaxTime=00:05:00 State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=04:00:00 State=UP
@@ -104,14 +104,17 @@ EOF
 }
 
 # Two fake GPUs: gres/gpu needs character devices (clones of /dev/null do), else slurmd
-# drops them and sets no CUDA_VISIBLE_DEVICES.
+# drops them and sets no CUDA_VISIBLE_DEVICES. And a generic resource that is only a count
+# (100 units of "nvme", as sites count local scratch), for jobs asking for --gres beyond GPUs.
 FAKE_GPU_DIR=/var/lib/jupyterhub-hpc-slurm
 write_gres() {
   install -d -m 0755 "$FAKE_GPU_DIR"
   local g; for g in 0 1; do
     [ -c "$FAKE_GPU_DIR/fakegpu$g" ] || { rm -f "$FAKE_GPU_DIR/fakegpu$g"; mknod -m 666 "$FAKE_GPU_DIR/fakegpu$g" c 1 3; }
   done
-  local want="NodeName=$HOST Name=gpu Type=tesla File=$FAKE_GPU_DIR/fakegpu[0-1]"
+  local want
+  want="NodeName=$HOST Name=gpu Type=tesla File=$FAKE_GPU_DIR/fakegpu[0-1]
+NodeName=$HOST Name=nvme Count=100"
   if [ "$(cat /etc/slurm/gres.conf 2>/dev/null)" != "$want" ]; then
     printf '%s\n' "$want" > /etc/slurm/gres.conf
     chmod 0644 /etc/slurm/gres.conf

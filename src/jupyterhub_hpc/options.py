@@ -215,6 +215,54 @@ class HPCSpawnerOptions(Configurable):
     ).tag(config=True)
     gpus = Integer(0, help="""Number of GPUs (Slurm ``--gres=gpu:N``).""").tag(config=True)
     gpu_type = Unicode("", help="""GPU type (Slurm ``--gres=gpu:TYPE:N``); empty: any.""").tag(config=True)
+    nodes = Integer(
+        1,
+        help="""
+        Number of nodes (Slurm ``--nodes``, PBS ``select=N``, LSF hosts, OAR ``/nodes=N``);
+        one task per node unless ``ntasks``/``ntasks_per_node`` say otherwise. Backends
+        whose jobs run on one host (Grid Engine here, HTCondor, local) refuse more than one.
+        """,
+    ).tag(config=True)
+    ntasks = Integer(
+        None,
+        allow_none=True,
+        help="""
+        Tasks in all (Slurm ``--ntasks``); None: one task per node. ``cpus`` is per task.
+        A backend whose scheduler has no task count refuses a job that sets it.
+        """,
+    ).tag(config=True)
+    ntasks_per_node = Integer(
+        None,
+        allow_none=True,
+        help="""
+        Tasks per node (Slurm ``--ntasks-per-node``, PBS ``mpiprocs``, LSF ``span[ptile=]``,
+        OAR cores per node = cpus x tasks); None: one.
+        """,
+    ).tag(config=True)
+    gpus_per_task = Integer(
+        None,
+        allow_none=True,
+        help="""GPUs per task (Slurm ``--gpus-per-task``, LSF ``-gpu "num=N/task"``); None: not asked.""",
+    ).tag(config=True)
+    gres = List(
+        Unicode(),
+        help="""
+        Generic resources besides the GPUs of ``gpus``, each ``name[:type][:count]``, e.g.
+        ``["nvme:100", "shard:1"]`` (Slurm ``--gres``, joined with the GPUs by commas).
+        Each is checked against a strict ASCII pattern; backends without generic
+        resources refuse a job that asks for any.
+        """,
+    ).tag(config=True)
+    workdir = Unicode(
+        "",
+        help="""
+        The job's working (home) directory as part of the job request, e.g.
+        ``"/scratch/{username}"``: an absolute path (or one starting with ``{home}``), no
+        ``..``, spaces or quotes; ``{home}`` and ``{username}`` are filled in. When set
+        (here, by a profile or by the user through ``allowed_user_options``) it wins over
+        ``job_workdir``; empty: ``job_workdir``.
+        """,
+    ).tag(config=True)
 
     allowed_user_options = List(
         Unicode(),

@@ -26,7 +26,15 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = [
     "MAX_MEMORY_MIB",
@@ -34,8 +42,11 @@ __all__ = [
     "JobRequest",
     "RequestError",
     "Seconds",
+    "check_gres",
     "check_memory",
+    "check_partitions",
     "check_walltime",
+    "check_workdir",
     "format_walltime",
     "parse_memory_mib",
     "parse_walltime_seconds",
@@ -51,6 +62,19 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+:@%-]{0,127}$"
 CONSTRAINT_PATTERN = r"^[A-Za-z0-9_.,&|:()\[\]*-]{1,256}$"
 NAME_RULE = "1-128 letters, digits or _ . + : @ % - (ASCII), starting with a letter or digit"
 CONSTRAINT_RULE = "1-256 letters, digits or _ . , & | : ( ) [ ] * - (ASCII)"
+#: one generic resource, ``name[:type][:count]`` (``gpu:a100:2``, ``nvme:100``, ``shard:1``)
+GRES_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}(?::[A-Za-z0-9_.-]{1,64})?(?::[0-9]{1,6})?$"
+GRES_RULE = "name[:type][:count]: a letter, then letters, digits or _ . - (ASCII), count in digits"
+#: at most this many generic resources in one request
+MAX_GRES = 16
+#: a working directory: absolute (or starting with {home}), conservative characters only
+WORKDIR_PATTERN = r"^(?:/|\{home\}(?:/|$))[A-Za-z0-9_.+@%/{}=-]{0,1022}$"
+WORKDIR_RULE = (
+    "an absolute path (or one starting with {home}) of letters, digits and _ . + @ % = - / (ASCII), "
+    "without '..', with the placeholders {home} and {username} only"
+)
+#: several partitions in one request, Slurm's way: ``jupyter-long,jupyter-overflow``
+MAX_PARTITIONS = 16
 
 #: a year: longer limits are not what anybody means, and Slurm stores far larger ones wrongly
 MAX_WALLTIME = 365 * 86400
@@ -61,6 +85,8 @@ _MAX_NUMBER_TEXT = 32
 
 _NAME_RE = re.compile(NAME_PATTERN, re.ASCII)
 _CONSTRAINT_RE = re.compile(CONSTRAINT_PATTERN, re.ASCII)
+_GRES_RE = re.compile(GRES_PATTERN, re.ASCII)
+_WORKDIR_RE = re.compile(WORKDIR_PATTERN, re.ASCII)
 _WHOLE_RE = re.compile(r"[ \t]*([+-]?[0-9]+)[ \t]*", re.ASCII)
 _MEMORY_RE = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*([KMGT]?)(?:i?B)?[ \t]*", re.ASCII | re.IGNORECASE)
 #: [D-]first[:MM][:SS]; the ranges are checked in parse_walltime_seconds
@@ -307,7 +333,66 @@ def _text(pattern: re.Pattern[str], rule: str) -> Callable[[object], str]:
     return check
 
 
+def check_partitions(value: object) -> str:
+    """One partition name, or several joined by commas (Slurm's ``--partition=a,b``), each by
+    the name rule; kept as the comma-joined text (:attr:`JobRequest.partitions` splits it)."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"must be text: {NAME_RULE}, or several such names joined by commas (got {shown(value)})"
+        )
+    names = value.split(",")
+    if len(names) > MAX_PARTITIONS:
+        raise ValueError(f"at most {MAX_PARTITIONS} partitions (got {len(names)})")
+    for name in names:
+        if not _NAME_RE.fullmatch(name):
+            what = "each partition must be" if len(names) > 1 else "must be"
+            raise ValueError(f"{what} {NAME_RULE} (got {shown(value)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a partition is named twice (got {shown(value)})")
+    return value
+
+
+def check_gres(value: object) -> tuple[str, ...]:
+    """Generic resources from a list or tuple of texts or from one comma-separated text,
+    each ``name[:type][:count]`` (:data:`GRES_PATTERN`); ``()`` for none.
+
+    >>> check_gres("gpu:a100:2,nvme:100"), check_gres(["shard:1"]), check_gres("")
+    (('gpu:a100:2', 'nvme:100'), ('shard:1',), ())
+    """
+    if isinstance(value, str):
+        items: list[object] = list(value.split(",")) if value != "" else []
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"must be a list of generic resources or text joined by commas (got {shown(value)})")
+    if len(items) > MAX_GRES:
+        raise ValueError(f"at most {MAX_GRES} generic resources (got {len(items)})")
+    for item in items:
+        if not isinstance(item, str) or not _GRES_RE.fullmatch(item):
+            raise ValueError(f"each generic resource must be {GRES_RULE} (got {shown(item)})")
+    names = [str(item).split(":", 1)[0] for item in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a generic resource is named twice (got {', '.join(str(i) for i in items)})")
+    return tuple(str(item) for item in items)
+
+
+def check_workdir(value: object) -> str:
+    """The job's working directory (:data:`WORKDIR_RULE`): ``/scratch/{username}``,
+    ``{home}/work``; never ``..``, spaces, quotes or other placeholders."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be text: {WORKDIR_RULE} (got {shown(value)})")
+    if not _WORKDIR_RE.fullmatch(value):
+        raise ValueError(f"must be {WORKDIR_RULE} (got {shown(value)})")
+    if ".." in value.split("/"):
+        raise ValueError(f"must not contain '..' (got {shown(value)})")
+    rest = value.replace("{home}", "").replace("{username}", "")
+    if "{" in rest or "}" in rest:
+        raise ValueError(f"only {{home}} and {{username}} may be filled in (got {shown(value)})")
+    return value
+
+
 Name = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE))]
+Partitions = Annotated[str, BeforeValidator(check_partitions)]
 #: account and QoS names are case-insensitive to Slurm, which stores them in lower case
 LowerName = Annotated[str, BeforeValidator(_text(_NAME_RE, NAME_RULE)), AfterValidator(str.lower)]
 Constraint = Annotated[str, BeforeValidator(_text(_CONSTRAINT_RE, CONSTRAINT_RULE))]
@@ -355,7 +440,8 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
     job_name: Name = "jupyterhub"
-    partition: Name | None = None
+    #: one partition, or several joined by commas where the scheduler takes that (Slurm)
+    partition: Partitions | None = None
     account: LowerName | None = None
     qos: LowerName | None = None
     reservation: Name | None = None
@@ -366,6 +452,27 @@ class JobRequest(BaseModel):
     walltime: Walltime = Seconds(8 * 3600)
     gpus: Annotated[int, BeforeValidator(_count(0, 1024))] = 0
     gpu_type: Name | None = None
+    #: tasks in all (None: one per node), tasks per node, GPUs per task (None: not asked)
+    ntasks: Annotated[int, BeforeValidator(_count(1, 1_000_000))] | None = None
+    ntasks_per_node: Annotated[int, BeforeValidator(_count(1, 100_000))] | None = None
+    gpus_per_task: Annotated[int, BeforeValidator(_count(1, 1024))] | None = None
+    #: generic resources, ``name[:type][:count]`` each (the GPUs of ``gpus`` come on top)
+    gres: Annotated[tuple[str, ...], BeforeValidator(check_gres)] = ()
+    #: the job's working directory ({home} and {username} filled in by the spawner); None:
+    #: the admin's ``job_workdir``
+    workdir: Annotated[str, BeforeValidator(check_workdir)] | None = None
+
+    @field_validator("gres")
+    @classmethod
+    def _gpus_once(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("gpus") and any(item.split(":", 1)[0] == "gpu" for item in value):
+            raise ValueError("GPUs are asked for by gpus (and gpu_type), not also as a generic resource")
+        return value
+
+    @property
+    def partitions(self) -> tuple[str, ...]:
+        """The partition names (several where ``partition`` lists them); ``()`` for none."""
+        return tuple(self.partition.split(",")) if self.partition else ()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], rename: Mapping[str, str] | None = None) -> JobRequest:
@@ -380,7 +487,7 @@ class JobRequest(BaseModel):
         """The fields as plain values that :meth:`from_mapping` reads back to this request,
         also through JSON: memory in MiB, the walltime as ``HH:MM:SS`` text
         (:func:`walltime_text`; a bare number would be minutes)."""
-        return {**self.model_dump(), "walltime": walltime_text(self.walltime)}
+        return {**self.model_dump(), "walltime": walltime_text(self.walltime), "gres": list(self.gres)}
 
     def updated(self, changes: Mapping[str, Any]) -> JobRequest:
         """A new, re-validated request with ``changes`` applied (the rest kept exactly; a

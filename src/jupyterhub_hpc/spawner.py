@@ -252,6 +252,12 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             "walltime": self.walltime,
             "gpus": self.gpus,
             "gpu_type": self.gpu_type or None,
+            "nodes": self.nodes,
+            "ntasks": self.ntasks,
+            "ntasks_per_node": self.ntasks_per_node,
+            "gpus_per_task": self.gpus_per_task,
+            "gres": list(self.gres),
+            "workdir": self.workdir or None,
         }
         options = dict(self.user_options or {})
         for key, value in options.items():
@@ -266,7 +272,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         where a :class:`RequestError` becomes a client error (subclasses override
         ``job_request``, not this)."""
         try:
-            return self.job_request()
+            request = self.job_request()
+            self.scheduler.check_request(request)
+            return request
         except RequestError as exc:
             raise invalid_options(exc) from None
 
@@ -308,7 +316,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         """What the submit command reads for ``request``: the job script (HTCondor: its
         submit description, then the script); ``environment`` is written as quoted exports."""
         job = JobScript(
-            workdir=self._fill(self.job_workdir),
+            workdir=self._fill(request.workdir or self.job_workdir),
             output_path=self._fill(self.job_output),
             command=self.launcher_argv(),
             environment=environment,

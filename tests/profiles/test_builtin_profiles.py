@@ -50,6 +50,26 @@ OWN_VALUES = [
         "profile_options": {"walltime": {"display_name": "Time", "type": "walltime"}},
     },
 ]
+#: issue 13, item 3: the job fields sites set, fixed by profiles (Aalto's partition list,
+#: MPI-style task counts, a generic resource besides GPUs, a working directory, GPUs per task)
+JOB_FIELDS = [
+    {
+        "display_name": "Tasks",
+        "slug": "tasks",
+        "spawner_override": {
+            "partition": "short,debug",
+            "ntasks": 2,
+            "ntasks_per_node": 2,
+            "gres": ["nvme:10"],
+            "workdir": "/tmp/{username}",
+        },
+    },
+    {
+        "display_name": "GPU per task",
+        "slug": "gpu-task",
+        "spawner_override": {"partition": "gpu", "ntasks": 2, "gpus_per_task": 1, "cpus": 1},
+    },
+]
 
 
 # -- one class per scheduler, profiles built in (no hub) -----------------------------------------
@@ -131,7 +151,9 @@ def test_without_a_profile_list_there_is_no_form() -> None:
 
 @pytest.fixture(scope="module")
 def readme_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    config: dict[str, dict[str, Any]] = {"SlurmSpawner": {**README, "profile_list": PROFILES + OWN_VALUES}}
+    config: dict[str, dict[str, Any]] = {
+        "SlurmSpawner": {**README, "profile_list": PROFILES + OWN_VALUES + JOB_FIELDS}
+    }
     hub = make_hub(
         tmp_path_factory.mktemp("readme"), "slurm", config, status_interval=3.0, job_name="sectest"
     )
@@ -176,6 +198,22 @@ def test_a_profiles_own_values_and_the_partitions_limit_are_the_default_start(re
     # 9 minutes asked by the profile, 5 allowed by the partition (sinfo): the start fits
     job = held_job(readme_hub, "capped")
     assert job["Partition"] == "short" and job["TimeLimit"] == "00:05:00", job
+
+
+@pytest.mark.slurm
+@pytest.mark.hub
+def test_the_job_fields_sites_set_are_what_slurm_holds(readme_hub: Hub) -> None:
+    job = held_job(readme_hub, "tasks")
+    # Slurm keeps the whole list until the job starts (in its own order)
+    assert sorted(job["Partition"].split(",")) == ["debug", "short"], job
+    assert job["NumTasks"] == "2" and job["NumNodes"] in ("1", "1-1") and job["CPUs/Task"] == "2", job
+    assert job["NumCPUs"] == "4", job  # 2 tasks x the README's 2 CPUs
+    assert job["WorkDir"] == f"/tmp/{USER}", job
+    assert job["NtasksPerN:B:S:C"].startswith("2:"), job
+    assert job.get("TresPerNode") == "gres:nvme:10", job
+    job = held_job(readme_hub, "gpu-task")
+    assert job["Partition"] == "gpu" and job["NumTasks"] == "2" and job["CPUs/Task"] == "1", job
+    assert job.get("TresPerTask") == "gres:gpu:1", job
 
 
 @pytest.mark.slurm

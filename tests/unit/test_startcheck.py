@@ -143,7 +143,12 @@ def profiles(*overrides: dict[str, Any], **options: Any) -> list[dict[str, Any]]
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"partition": "jupyter-long,jupyter-overflow"}, "must be 1-128 letters, digits"),  # Aalto's
+        ({"partition": "jupyter-long,,jupyter-overflow"}, "each partition must be 1-128 letters, digits"),
+        ({"partition": "long,long"}, "a partition is named twice"),
+        ({"gres": ["nvme:100", "gpu a100"]}, "each generic resource must be name[:type][:count]"),
+        ({"ntasks": 0}, "between 1 and 1000000"),
+        ({"workdir": "/scratch/../etc"}, "must not contain '..'"),
+        ({"workdir": "scratch"}, "an absolute path"),
         ({"partition": ""}, "must be 1-128 letters"),
         ({"memory": "4gigs"}, "not a memory size: '4gigs'"),
         ({"walltime": "25:99"}, "seconds must be below 60"),
@@ -167,6 +172,24 @@ def test_a_bad_override_is_an_admin_error_at_start(override: dict[str, Any], rea
     assert reason in info.value.reason
 
 
+def test_several_partitions_and_the_new_job_fields_pass_the_start_check() -> None:
+    override = {
+        "partition": "jupyter-long,jupyter-overflow",  # Aalto's
+        "nodes": 2,
+        "ntasks": 8,
+        "ntasks_per_node": 4,
+        "gpus_per_task": 1,
+        "gres": ["nvme:100", "shard:1"],
+        "workdir": "{home}/work",
+    }
+    check_profiles(config(profile_list=profiles({"cpus": 2}, override)))
+
+
+def test_gpus_twice_is_an_admin_error_at_start() -> None:
+    with pytest.raises(ProfileConfigError, match="GPUs are asked for by gpus"):
+        check_profiles(config(profile_list=profiles({"gpus": 1, "gres": ["gpu:2"]})))
+
+
 def test_kubespawner_override_and_profile_level_names_are_checked() -> None:
     c = config(profile_list=[{"display_name": "K", "kubespawner_override": {"walltime": "1 day"}}])
     with pytest.raises(ProfileConfigError, match=r"profile_list\[0\]\.kubespawner_override\.walltime: "):
@@ -176,13 +199,13 @@ def test_kubespawner_override_and_profile_level_names_are_checked() -> None:
 def test_choices_substitute_value_as_a_start_does() -> None:
     option = {
         "display_name": "Partition",
-        "choices": {"short": {"display_name": "Short"}, "long,overflow": {"display_name": "Both"}},
+        "choices": {"short": {"display_name": "Short"}, "long;overflow": {"display_name": "Both"}},
         "spawner_override": {"partition": "{value}"},
     }
     with pytest.raises(ProfileConfigError) as info:
         check_profiles(config(profile_list=profiles(where=option)))
     assert info.value.key == "profile_list[0].profile_options.where.spawner_override.partition"
-    assert "option 'where' = 'long,overflow' sets partition = 'long,overflow'" in info.value.reason
+    assert "option 'where' = 'long;overflow' sets partition = 'long;overflow'" in info.value.reason
     bad_choice = {"choices": {"gpu": {"spawner_override": {"gpus": "two"}}}}
     with pytest.raises(
         ProfileConfigError, match=r"where\.choices\.gpu\.spawner_override\.gpus: .*choice 'gpu'"

@@ -29,11 +29,34 @@ from typing import ClassVar
 
 from ..commands import CommandResult
 from ..render import Safe, directive_lines, render_script
-from ..request import JobRequest
+from ..request import JobRequest, RequestError
 from ..states import JobState, JobStatus
 from .limits import Associations, PartitionInfo
 
-__all__ = ["Backend", "JobScript", "QueryError", "SubmitError"]
+__all__ = ["OPTIONAL_FIELDS", "Backend", "JobScript", "QueryError", "SubmitError", "asked_fields"]
+
+#: request fields that not every scheduler has, in the words a refusal uses for them
+OPTIONAL_FIELDS: Mapping[str, str] = {
+    "nodes": "more than one node",
+    "partition": "several partitions",
+    "ntasks": "a task count (ntasks)",
+    "ntasks_per_node": "tasks per node (ntasks_per_node)",
+    "gpus_per_task": "GPUs per task (gpus_per_task)",
+    "gres": "generic resources (gres)",
+}
+
+
+def asked_fields(request: JobRequest) -> list[str]:
+    """The :data:`OPTIONAL_FIELDS` that ``request`` asks for (a value other than the default)."""
+    asked = {
+        "nodes": request.nodes > 1,
+        "partition": len(request.partitions) > 1,
+        "ntasks": request.ntasks is not None,
+        "ntasks_per_node": request.ntasks_per_node is not None,
+        "gpus_per_task": request.gpus_per_task is not None,
+        "gres": bool(request.gres),
+    }
+    return [name for name in OPTIONAL_FIELDS if asked[name]]
 
 
 class SubmitError(RuntimeError):
@@ -115,6 +138,11 @@ class Backend(abc.ABC):
     #: whether the directives are lines of the script (``#SBATCH ...``); HTCondor's make
     #: a submit description of their own (``submit_input``)
     directives_in_script: ClassVar[bool] = True
+
+    #: the :data:`OPTIONAL_FIELDS` this backend renders; a request asking for another one is
+    #: refused by :meth:`check_request` (``lacks`` says why, per field)
+    renders: ClassVar[frozenset[str]] = frozenset()
+    lacks: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, *, cluster: str = "", commands: Mapping[str, str] | None = None) -> None:
         self.cluster = cluster
@@ -204,6 +232,17 @@ class Backend(abc.ABC):
         """Directive arguments (without the prefix) for a validated request."""
 
     # -- shared behaviour ------------------------------------------------------------
+    def check_request(self, request: JobRequest) -> None:
+        """Raise :class:`RequestError` naming the first field of ``request`` this backend cannot
+        put into a job (several partitions on PBS, ``gres`` on LSF, ...): refused before
+        anything is submitted, never silently left out. Also called by :meth:`render`."""
+        for name in asked_fields(request):
+            if name not in self.renders:
+                why = self.lacks.get(name, "its scheduler has no such request")
+                raise RequestError(
+                    name, f"the {self.name} backend cannot ask for {OPTIONAL_FIELDS[name]}: {why}"
+                )
+
     def map_state(self, native: str) -> JobState:
         return self.state_map.get(native.strip().upper(), JobState.UNKNOWN)
 
@@ -248,6 +287,7 @@ class Backend(abc.ABC):
     def render(self, request: JobRequest, job: JobScript, template: str | None = None) -> str:
         """The complete job script for ``request``: a pure function of its inputs.
         ``template`` (a path) replaces the backend's own template."""
+        self.check_request(request)
         lines = (
             directive_lines(
                 self.directive_prefix,

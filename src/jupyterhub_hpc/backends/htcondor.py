@@ -106,6 +106,14 @@ class HTCondorBackend(Backend):
         "condor_rm": "condor_rm",
     }
     cancel_gone_markers = ("Couldn't find", "already")
+    lacks = {
+        "nodes": "an HTCondor vanilla job runs in one slot",
+        "partition": "HTCondor has no partitions",
+        "ntasks": "an HTCondor vanilla job is one task",
+        "ntasks_per_node": "an HTCondor vanilla job is one task",
+        "gpus_per_task": "an HTCondor vanilla job is one task: set gpus (request_gpus)",
+        "gres": "custom machine resources are site-defined: add request_NAME with job_extra_directives",
+    }
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         # stage: the description (standard input) to condor_submit, the script to a file

@@ -21,6 +21,7 @@ __all__ = [
     "PartitionInfo",
     "configured_partition_fields",
     "parse_gres",
+    "union",
 ]
 
 
@@ -110,6 +111,34 @@ class PartitionInfo:
         }
 
 
+def _largest(values: list[int | None]) -> int | None:
+    """The largest of several limits; None (no limit) if any of them has none."""
+    return None if any(v is None for v in values) else max(v for v in values if v is not None)
+
+
+def union(name: str, parts: list[PartitionInfo]) -> PartitionInfo:
+    """What a job asking for several partitions at once (``--partition=a,b``) may get: it
+    runs in the first that can take it, so each limit is the largest of theirs (the
+    job still has to fit one node of one of them: the scheduler refuses it otherwise)."""
+    up = [p for p in parts if p.up]
+    gpus: dict[str, int] = {}
+    for p in up:
+        for kind, count in p.gpus_per_node.items():
+            gpus[kind] = max(gpus.get(kind, 0), count)
+    return PartitionInfo(
+        name=name,
+        up=bool(up),
+        max_walltime=_largest([p.max_walltime for p in up]) if up else 0,
+        cpus_per_node=_largest([p.cpus_per_node for p in up]) if up else 0,
+        memory_per_node=_largest([p.memory_per_node for p in up]) if up else 0,
+        gpus_per_node=gpus,
+        nodes=max((p.nodes for p in up), default=0),
+        idle_nodes=sum(p.idle_nodes for p in up),
+        idle_cpus=sum(p.idle_cpus for p in up),
+        idle_gpus=sum(p.idle_gpus for p in up),
+    )
+
+
 @dataclass(frozen=True)
 class Associations:
     """Accounts and QoS a user may use (from ``sacctmgr show associations``)."""
@@ -132,6 +161,12 @@ class ClusterLimits:
         return next((p.name for p in self.partitions.values() if p.default), None)
 
     def partition(self, name: str | None) -> PartitionInfo | None:
+        """One partition by name (None: the default one); several joined by commas are
+        their :func:`union`, None if any of them does not exist."""
+        if name and "," in name:
+            parts = [self.partitions.get(n) for n in name.split(",")]
+            found = [p for p in parts if p is not None]
+            return union(name, found) if len(found) == len(parts) else None
         return self.partitions.get(name or self.default_partition() or "")
 
     def for_user(self, user: str) -> Associations | None:

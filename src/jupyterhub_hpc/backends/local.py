@@ -79,6 +79,14 @@ class LocalBackend(Backend):
     script_changes_directory = False  # --chdir
     default_commands = {PROGRAM: default_program()}
     cancel_gone_markers = ("unknown job",)
+    lacks = {
+        "nodes": "it runs every job as a process on this machine",
+        "partition": "it has no partitions",
+        "ntasks": "it runs one process per job",
+        "ntasks_per_node": "it runs one process per job",
+        "gpus_per_task": "it allocates no GPUs",
+        "gres": "it allocates no resources",
+    }
 
     def __init__(
         self,

@@ -61,6 +61,17 @@ def _first_host(exec_host: str) -> str | None:
     return first if first and first != "-" else None
 
 
+def _slots(request: JobRequest) -> list[str]:
+    """``-n`` (slots: cpus per task x tasks) and ``-R`` with the memory and the spread over hosts
+    (``span[hosts=1]`` on one node, ``span[ptile=...]`` slots per host on several)."""
+    per_node = request.ntasks_per_node
+    tasks = request.ntasks or request.nodes * (per_node or 1)
+    if per_node is None and request.nodes > 1:
+        per_node = -(-tasks // request.nodes)
+    span = "span[hosts=1]" if per_node is None else f"span[ptile={per_node * request.cpus}]"
+    return [f"-n {tasks * request.cpus}", f'-R "rusage[mem={request.memory}MB] {span}"']
+
+
 class LSFBackend(Backend):
     """IBM Spectrum LSF 10.1 (recorded formats and a fake CLI; not tested live)."""
 
@@ -73,6 +84,11 @@ class LSFBackend(Backend):
     job_id_env = "LSB_JOBID"
     default_commands = {"bsub": "bsub", "bjobs": "bjobs", "bkill": "bkill"}
     cancel_gone_markers = ("already finished", "No matching job found")
+    renders = frozenset({"nodes", "ntasks", "ntasks_per_node", "gpus_per_task"})
+    lacks = {
+        "partition": "an LSF job goes to one queue (-q)",
+        "gres": "LSF resources are site-defined rusage[] strings: add them with job_extra_directives",
+    }
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         return [self.cmd("bsub")]
@@ -138,8 +154,7 @@ class LSFBackend(Backend):
             f"-J {request.job_name}",
             f"-o {job.output_path}",
             f"-cwd {job.workdir}",
-            f"-n {request.cpus}",
-            f'-R "rusage[mem={request.memory}MB] span[hosts=1]"',
+            *_slots(request),
             f"-M {request.memory}MB",
             f"-W {_minutes(request.walltime)}",
         ]
@@ -147,6 +162,8 @@ class LSFBackend(Backend):
             d.append(f"-q {request.partition}")
         if request.account:
             d.append(f"-P {request.account}")
-        if request.gpus:
+        if request.gpus_per_task is not None:
+            d.append(f'-gpu "num={request.gpus_per_task}/task"')
+        elif request.gpus:
             d.append(f'-gpu "num={request.gpus}"')
         return d

@@ -71,6 +71,13 @@ class OARBackend(Backend):
     job_id_env = "OAR_JOB_ID"
     default_commands = {"oarsub": "oarsub", "oarstat": "oarstat", "oardel": "oardel"}
     cancel_gone_markers = ("already killed", "is not running", "Terminated")
+    renders = frozenset({"nodes", "ntasks_per_node"})
+    lacks = {
+        "partition": "an OAR job goes to one queue (-q)",
+        "ntasks": "OAR asks for resources, not tasks: set nodes and ntasks_per_node",
+        "gpus_per_task": "this OAR (2.5) has no GPU resource type",
+        "gres": "OAR resource properties are site-defined: add them with job_extra_directives",
+    }
 
     def submit_argv(self, request: JobRequest) -> list[str]:
         return self.stage_argv([self.cmd("oarsub"), "-S", "{script}"], env_file=True)
@@ -141,7 +148,8 @@ class OARBackend(Backend):
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         # OAR has no memory request: cores (and their cpusets) are the unit
-        resources = f"/nodes=1/core={request.cpus},walltime={format_walltime(request.walltime)}"
+        cores = request.cpus * (request.ntasks_per_node or 1)
+        resources = f"/nodes={request.nodes}/core={cores},walltime={format_walltime(request.walltime)}"
         d = [
             f"-n {request.job_name}",
             f"-O {job.output_path}",

@@ -109,6 +109,13 @@ class PBSBackend(Backend):
     job_id_variable = "PBS_JOBID"
     default_commands = {"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"}
     cancel_gone_markers = ("Unknown Job Id", "finished", "in state C")
+    renders = frozenset({"nodes", "ntasks_per_node"})
+    lacks = {
+        "partition": "a PBS job goes to one queue (-q)",
+        "ntasks": "PBS counts tasks per chunk (select=N:mpiprocs=P): set nodes and ntasks_per_node",
+        "gpus_per_task": "PBS counts GPUs per chunk (ngpus): set gpus",
+        "gres": "PBS custom resources are site-defined: add them with job_extra_directives",
+    }
     limit_kills: ClassVar[Mapping[int, str]] = PBS_LIMIT_KILLS
 
     def submit_argv(self, request: JobRequest) -> list[str]:
@@ -194,12 +201,16 @@ class PBSBackend(Backend):
         return [self.cmd("qdel"), job_id]
 
     def resource_directives(self, request: JobRequest) -> list[str]:
-        select = f"select=1:ncpus={request.cpus}:mem={request.memory}mb"
+        # one chunk per node; cpus are per task, so a chunk has cpus x tasks-per-node cores
+        tasks = request.ntasks_per_node or 1
+        select = f"select={request.nodes}:ncpus={request.cpus * tasks}:mem={request.memory}mb"
+        if request.ntasks_per_node is not None:
+            select += f":mpiprocs={tasks}:ompthreads={request.cpus}"
         if request.gpus:
             select += f":ngpus={request.gpus}"
         if request.constraint:
             select += f":{request.constraint}"
-        return [f"-l {select}", "-l place=pack"]
+        return [f"-l {select}", "-l place=pack" if request.nodes == 1 else "-l place=scatter"]
 
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [
@@ -241,7 +252,7 @@ class TorqueBackend(PBSBackend):
         return self._match(found, job_ids)
 
     def resource_directives(self, request: JobRequest) -> list[str]:
-        nodes = f"nodes=1:ppn={request.cpus}"
+        nodes = f"nodes={request.nodes}:ppn={request.cpus * (request.ntasks_per_node or 1)}"
         if request.gpus:
             nodes += f":gpus={request.gpus}"
         if request.constraint:

@@ -83,6 +83,14 @@ class SGEBackend(Backend):
     default_commands = {"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"}
     # qdel writes its answers, errors included, to standard output
     cancel_gone_markers = ("does not exist",)
+    lacks = {
+        "nodes": "its jobs take slots on one host (-pe smp); multi-host environments are site-defined",
+        "partition": "a Grid Engine job is given one queue here (-q)",
+        "ntasks": "Grid Engine counts slots, not tasks: set cpus",
+        "ntasks_per_node": "Grid Engine counts slots, not tasks: set cpus",
+        "gpus_per_task": "Grid Engine has no tasks: set gpus",
+        "gres": "Grid Engine consumables are site-defined: add them with job_extra_directives (-l NAME=N)",
+    }
 
     def map_state(self, native: str) -> JobState:
         return parse_sge_state(native)[0]

@@ -138,6 +138,7 @@ class SlurmBackend(Backend):
         "sacctmgr": "sacctmgr",
     }
     cancel_gone_markers = ("Invalid job id", "already completing")
+    renders = frozenset({"nodes", "partition", "ntasks", "ntasks_per_node", "gpus_per_task", "gres"})
 
     def _cluster_args(self) -> list[str]:
         return [f"--clusters={self.cluster}"] if self.cluster else []
@@ -251,6 +252,16 @@ class SlurmBackend(Backend):
     def parse_associations(self, result: CommandResult) -> dict[str, Associations]:
         return parse_sacctmgr_associations(result.stdout)
 
+    @staticmethod
+    def task_directives(request: JobRequest) -> list[str]:
+        """``--ntasks``/``--ntasks-per-node`` as asked; neither asked: one task per node."""
+        if request.ntasks is None and request.ntasks_per_node is None:
+            return ["--ntasks-per-node=1"]
+        d = [] if request.ntasks is None else [f"--ntasks={request.ntasks}"]
+        if request.ntasks_per_node is not None:
+            d.append(f"--ntasks-per-node={request.ntasks_per_node}")
+        return d
+
     def directives(self, request: JobRequest, job: JobScript) -> list[str]:
         d = [
             f"--job-name={request.job_name}",
@@ -258,7 +269,7 @@ class SlurmBackend(Backend):
             f"--chdir={job.workdir}",
             "--export=ALL",
             f"--nodes={request.nodes}",
-            "--ntasks-per-node=1",
+            *self.task_directives(request),
             f"--cpus-per-task={request.cpus}",
             f"--mem={request.memory}M",
             f"--time={format_walltime(request.walltime)}",
@@ -272,9 +283,14 @@ class SlurmBackend(Backend):
         ):
             if value:
                 d.append(f"--{option}={value}")
+        if request.gpus_per_task is not None:
+            d.append(f"--gpus-per-task={request.gpus_per_task}")
+        gres = list(request.gres)
         if request.gpus:
             kind = f"gpu:{request.gpu_type}" if request.gpu_type else "gpu"
-            d.append(f"--gres={kind}:{request.gpus}")
+            gres.insert(0, f"{kind}:{request.gpus}")
+        if gres:
+            d.append(f"--gres={','.join(gres)}")
         if self.cluster:
             d.append(f"--clusters={self.cluster}")
         return d

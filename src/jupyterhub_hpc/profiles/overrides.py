@@ -103,6 +103,30 @@ def _check_value(spawner: Any, where: str, who: str, key: str, value: Any) -> No
         spawner.undo_profile_overrides()
 
 
+def _check_whole_job(spawner: Any, where: str, profile: Profile) -> None:
+    """A profile's fixed values together (``spawner_override``, ``backend``, ``cluster``) as
+    the job its default start asks for: fields that exclude each other (``gpus`` and a
+    ``gpu`` in ``gres``) and fields its scheduler cannot ask for (``gres`` on LSF, several
+    partitions on PBS) are the admin's error too. Only for spawners of this package."""
+    if spawner is None or not hasattr(spawner, "job_request"):
+        return
+    fixed = {
+        key: value
+        for key, value in {**profile.kubespawner_override, **profile.spawner_override}.items()
+        if spawner.has_trait(key) and not callable(value) and not _has_placeholder(value)
+    }
+    fixed.update({k: getattr(profile, k) for k in ("backend", "cluster") if getattr(profile, k) is not None})
+    try:
+        spawner.apply_profile_overrides(list(fixed.items()))
+        spawner.scheduler.check_request(spawner.job_request())
+    except RequestError as exc:
+        raise ProfileConfigError(
+            where, f"profile {profile.slug!r} asks for a job that is refused: {exc}"
+        ) from None
+    finally:
+        spawner.undo_profile_overrides()
+
+
 def check_override_values(profiles: ProfileList, spawner: Any = None) -> None:
     """Raise :class:`~.model.ProfileConfigError` for the first override value that a start
     would refuse, naming its path, the profile (and option, choice) and the value.
@@ -115,3 +139,4 @@ def check_override_values(profiles: ProfileList, spawner: Any = None) -> None:
             for key, value in overrides.items():
                 if not callable(value) and not _has_placeholder(value):
                     _check_value(spawner, f"{path}.{key}", who, key, value)
+        _check_whole_job(spawner, f"profile_list[{i}]", profile)

@@ -432,7 +432,8 @@ def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | 
     pname = request.partition or limits.default_partition()
     part = limits.partition(pname)
     if part is None:
-        fail("partition", f"there is no partition {pname!r} (available: {', '.join(limits.partitions)})")
+        missing = [n for n in (pname or "").split(",") if n not in limits.partitions] or [str(pname)]
+        fail("partition", f"there is no partition {missing[0]!r} (available: {', '.join(limits.partitions)})")
         return
     if not part.up:
         fail("partition", f"partition {part.name} is not accepting jobs now")
@@ -444,6 +445,13 @@ def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | 
         )
     if part.cpus_per_node and request.cpus > part.cpus_per_node:
         fail("cpus", f"{request.cpus} CPUs: nodes of partition {part.name} have at most {part.cpus_per_node}")
+    per_node = request.ntasks_per_node
+    if part.cpus_per_node and per_node is not None and request.cpus * per_node > part.cpus_per_node:
+        fail(
+            "ntasks_per_node",
+            f"{per_node} tasks of {request.cpus} CPUs: nodes of partition {part.name} have at most "
+            f"{part.cpus_per_node}",
+        )
     if part.memory_per_node and request.memory > part.memory_per_node:
         fail(
             "memory",
