@@ -37,6 +37,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             description=(audit.__doc__ or "").split("\n\n")[0],
         )
     )
+    from . import migrate
+
+    migrate.add_arguments(
+        sub.add_parser(
+            "migrate",
+            help="print a jupyterhub-hpc configuration for a batchspawner / wrapspawner / moss one",
+            description=(migrate.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -48,3 +57,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(sudoers.run(args))
     elif args.command == "audit":
         raise SystemExit(audit.run(args))
+    elif args.command == "migrate":
+        raise SystemExit(migrate.run(args))
+
+
+if __name__ == "__main__":
+    main()
