@@ -91,7 +91,11 @@ def write_config(case: dict[str, Any], path: Path) -> Path:
         lines.append(f"c.MOSlurmSpawner.partitions = {case['partitions']!r}")
     for field in case.get("user_fields", []):
         if str(field.get("sets", "")).startswith("SbatchForm."):
-            widget = {theirs: field[ours] for ours, theirs in (("default", "def"), ("min", "min"), ("max", "max")) if ours in field}
+            widget = {
+                theirs: field[ours]
+                for ours, theirs in (("default", "def"), ("min", "min"), ("max", "max"))
+                if ours in field
+            }
             lines.append(f"c.SbatchForm.{field['name']} = {widget!r}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -147,7 +151,14 @@ def merged_settings(case: dict[str, Any], profile: dict[str, Any] | None) -> dic
     """batchspawner's trait values for a job: class sections in inheritance order, then the
     wrapped child's config or the profile's config on top."""
     sections = case.get("class_config", {})
-    order = ["Spawner", "BatchSpawnerBase", "SlurmSpawner", "TorqueSpawner", "MOSlurmSpawner", "SlurmFormSpawner"]
+    order = [
+        "Spawner",
+        "BatchSpawnerBase",
+        "SlurmSpawner",
+        "TorqueSpawner",
+        "MOSlurmSpawner",
+        "SlurmFormSpawner",
+    ]
     values: dict[str, Any] = {}
     for name in order + [n for n in sections if n.isidentifier() and n not in order]:
         values.update(sections.get(name, {}))
@@ -159,7 +170,9 @@ def merged_settings(case: dict[str, Any], profile: dict[str, Any] | None) -> dic
     return values
 
 
-def batchspawner_job(case: dict[str, Any], profile: dict[str, Any] | None, partition: str | None = None) -> dict[str, Any]:
+def batchspawner_job(
+    case: dict[str, Any], profile: dict[str, Any] | None, partition: str | None = None
+) -> dict[str, Any]:
     """What batchspawner's own script submits for the default start.
 
     Slurm (``SlurmSpawner``'s script): ``--partition={req_partition}``, ``--cpus-per-task={req_nprocs}``,
@@ -172,7 +185,14 @@ def batchspawner_job(case: dict[str, Any], profile: dict[str, Any] | None, parti
     """
     values = merged_settings(case, profile)
     torque = profile is not None and short(profile["class"]) in ("TorqueSpawner", "PBSSpawner")
-    job: dict[str, Any] = {"partition": None, "cpus": 1, "gpus": 0, "nodes": 1, "ntasks": None, "ntasks_per_node": None}
+    job: dict[str, Any] = {
+        "partition": None,
+        "cpus": 1,
+        "gpus": 0,
+        "nodes": 1,
+        "ntasks": None,
+        "ntasks_per_node": None,
+    }
     queue = values.get("req_queue" if torque else "req_partition") or None
     job["partition"] = partition or queue
     if values.get("req_nprocs"):
@@ -266,7 +286,9 @@ def test_migrated_config_loads_and_asks_for_the_same_jobs(path: Path, tmp_path: 
             continue
         got = jobs[slug]
         for name, value in want.items():
-            assert getattr(got, name) == value, f"{slug}.{name}: {getattr(got, name)!r} != {value!r}\n{done.stdout}"
+            assert getattr(got, name) == value, (
+                f"{slug}.{name}: {getattr(got, name)!r} != {value!r}\n{done.stdout}"
+            )
     # every profile without a counterpart is in the table, by its key
     for profile in case.get("profiles", []):
         if profile["key"] not in expected:

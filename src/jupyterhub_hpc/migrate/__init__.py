@@ -38,7 +38,9 @@ def _spawner_class(entry_point: str) -> Any:
     return HPCSpawner
 
 
-def migrate_file(path: str | Path, *, scheduler: str | None = None, template_dir: str | None = None) -> Migration:
+def migrate_file(
+    path: str | Path, *, scheduler: str | None = None, template_dir: str | None = None
+) -> Migration:
     """Read ``path`` and translate it (:func:`.translate.migrate_sections`)."""
     from .load import load_config_file, sections_of
     from .translate import migrate_sections

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from .commands import translate_commands
 from .model import NotCarried
 from .script import translate_script
 
-__all__ = ["SCHEDULERS", "Translated", "memory_text", "translate_settings", "walltime_of", "memory_of"]
+__all__ = ["SCHEDULERS", "Translated", "memory_of", "memory_text", "translate_settings", "walltime_of"]
 
 #: batchspawner class (short name) -> this project's backend
 SCHEDULERS = {
@@ -77,6 +77,10 @@ _NO_COUNTERPART = {
     "state_exechost_re": "the node comes from the scheduler's own field (node_address formats it)",
     "options_form": "the form is built from profile_list (an HTML form of one's own is not read)",
     "options_from_form": "the form is built from profile_list and read by it",
+    "hub_ip": "JupyterHub's own setting (c.JupyterHub.hub_ip), not the spawner's",
+    "hub_port": "JupyterHub's own setting (c.JupyterHub.hub_port), not the spawner's",
+    "proxy_ip": "the proxy's setting (c.JupyterHub.bind_url / c.ConfigurableHTTPProxy), not the spawner's",
+    "proxy_port": "the proxy's setting (c.JupyterHub.bind_url / c.ConfigurableHTTPProxy), not the spawner's",
     "daemon_resolver": "node_address formats the node name the scheduler reports ({host}); a table "
     "of names has no counterpart",
 }
@@ -145,8 +149,9 @@ def memory_text(mib: int) -> str:
     return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
 
 
-def _gres(value: str, out: Translated, where: str) -> None:
-    """``req_gres`` (``gpu:2``, ``gpu:a100:2,nvme:1``): GPUs to ``gpus``/``gpu_type``, the rest to ``gres``."""
+def _gres(value: str, out: Translated) -> None:
+    """``req_gres`` (``gpu:2``, ``gpu:a100:2,nvme:1``): GPUs to ``gpus``/``gpu_type``, the
+    rest to ``gres``."""
     others: list[str] = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
@@ -190,7 +195,6 @@ def _req(key: str, value: str, backend: str, out: Translated, where: str) -> Non
     setting = f"{where}.{key}"
     if value == "":
         return
-    handlers: dict[str, Callable[[], None]] = {}
 
     def field_value(name: str, converted: Any) -> None:
         problem = _check(name, converted)
@@ -229,7 +233,7 @@ def _req(key: str, value: str, backend: str, out: Translated, where: str) -> Non
     elif key == "req_cluster":
         out.values["cluster"] = value
     elif key == "req_gres":
-        _gres(value, out, where)
+        _gres(value, out)
     elif key == "req_options":
         out.values["job_extra_directives"] = _directives(value)
     elif key == "req_prologue":
@@ -250,7 +254,6 @@ def _req(key: str, value: str, backend: str, out: Translated, where: str) -> Non
         out.drop(setting, _NO_COUNTERPART[key])
     else:
         out.drop(setting, "not a batchspawner trait: only the site's own script or code reads it")
-    del handlers
 
 
 def translate_settings(
@@ -272,7 +275,7 @@ def translate_settings(
     commands = {
         k: v
         for k, v in settings.items()
-        if k == "exec_prefix" or k.startswith("batch_") and k.endswith("_cmd")
+        if k == "exec_prefix" or (k.startswith("batch_") and k.endswith("_cmd"))
     }
     for key, value in settings.items():
         setting = f"{where}.{key}"
@@ -293,6 +296,8 @@ def translate_settings(
                     out.drop(setting, reason)
         elif key == "batchspawner_singleuser_cmd":
             _launcher(str(value), out, setting)
+        elif key == "cmd" and isinstance(value, str):
+            out.values["cmd"] = shlex.split(value)  # batchspawner joins it into a shell line
         elif key == "startup_poll_interval":
             out.values["status_fast_interval"] = float(value)
         elif key == "state_exechost_exp":
@@ -304,9 +309,9 @@ def translate_settings(
         else:
             out.drop(setting, "no such setting here (not a trait of this project's spawner)")
     if commands:
-        result = translate_commands({k: str(v) for k, v in commands.items()}, backend, where)
-        out.values.update(result.values)
-        out.not_carried.extend(result.not_carried)
+        lines = translate_commands({k: str(v) for k, v in commands.items()}, backend, where)
+        out.values.update(lines.values)
+        out.not_carried.extend(lines.not_carried)
     return out
 
 

@@ -173,8 +173,9 @@ def translate_commands(commands: Mapping[str, str], backend: str, where: str) ->
             result.not_carried.append(
                 NotCarried(
                     setting,
-                    f"runs {' '.join(words.program[:3])!r}, not {expected or 'the scheduler'}: the watcher and "
-                    "the spawner run the scheduler's own commands (scheduler_commands names their paths)",
+                    f"runs {' '.join(words.program[:3])!r}, not {expected or 'the scheduler'}: "
+                    "the watcher and the spawner run the scheduler's own commands "
+                    "(scheduler_commands names their paths)",
                 )
             )
             continue

@@ -7,7 +7,6 @@ templates either are written next to it (``--write-templates``) or follow as com
 
 from __future__ import annotations
 
-import pprint
 from typing import Any
 
 from .model import Migration
@@ -15,9 +14,18 @@ from .model import Migration
 __all__ = ["render_config", "render_table"]
 
 
-def _value(value: Any, indent: int) -> str:
-    text = pprint.pformat(value, width=100 - indent, sort_dicts=False)
-    return text.replace("\n", "\n" + " " * indent)
+def _value(value: Any, indent: int = 0) -> str:
+    """A Python literal: short values on one line, longer mappings and lists one item a line."""
+    flat = repr(value)
+    if len(flat) + indent <= 96 or not isinstance(value, dict | list | tuple) or not value:
+        return flat
+    inner = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = [f"{inner}{key!r}: {_value(item, indent + 4)}," for key, item in value.items()]
+        return "{\n" + "\n".join(items) + "\n" + " " * indent + "}"
+    items = [f"{inner}{_value(item, indent + 4)}," for item in value]
+    brackets = "[]" if isinstance(value, list) else "()"
+    return brackets[0] + "\n" + "\n".join(items) + "\n" + " " * indent + brackets[1]
 
 
 def _cell(text: str) -> str:
@@ -48,17 +56,13 @@ def render_config(migration: Migration, source: str, *, templates_written: bool)
         "",
     ]
     for key, value in migration.spawner_traits.items():
-        prefix = f"c.Spawner.{key} = "
-        out.append(prefix + _value(value, len(prefix)))
+        out.append(f"c.Spawner.{key} = {_value(value)}")
     for key, value in migration.traits.items():
-        prefix = f"c.{migration.section}.{key} = "
-        out.append(prefix + _value(value, len(prefix)))
+        out.append(f"c.{migration.section}.{key} = {_value(value)}")
     if migration.partition_limits:
-        prefix = f"c.{migration.section}.partition_limits = "
-        out.append(prefix + _value(migration.partition_limits, len(prefix)))
+        out.append(f"c.{migration.section}.partition_limits = {_value(migration.partition_limits)}")
     if migration.profile_list:
-        prefix = f"c.{migration.section}.profile_list = "
-        out.append(prefix + _value(migration.profile_list, len(prefix)))
+        out.append(f"c.{migration.section}.profile_list = {_value(migration.profile_list)}")
     out += ["", "check_profiles(c)", "", "# Not carried over:", "#"]
     out += [f"# {line}" for line in render_table(migration)]
     for path, text in migration.templates.items():

@@ -13,7 +13,7 @@ are listed as not carried over.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..request import walltime_text
@@ -87,7 +87,9 @@ def _environment_choices(
             choice["spawner_override"] = override
         choices[str(key)] = choice
     for name in sorted(ignored):
-        dropped.append(NotCarried(f"{where}.jupyter_environments[*].{name}", "the form does not group or tag choices"))
+        dropped.append(
+            NotCarried(f"{where}.jupyter_environments[*].{name}", "the form does not group or tag choices")
+        )
     return choices
 
 
@@ -104,7 +106,13 @@ def moss_profiles(
         override: dict[str, Any] = {"partition": str(name)}
         limit: dict[str, Any] = {}
         max_nprocs = part.get("max_nprocs")
-        options["cpus"] = {"type": "integer", "job_field": "cpus", "display_name": "CPU cores", "min": 1, "default": 1}
+        options["cpus"] = {
+            "type": "integer",
+            "job_field": "cpus",
+            "display_name": "CPU cores",
+            "min": 1,
+            "default": 1,
+        }
         if max_nprocs:
             options["cpus"]["max"] = int(max_nprocs)
             limit["max_cpus"] = int(max_nprocs)
@@ -132,12 +140,22 @@ def moss_profiles(
                         "choices": {fields[1]: {"display_name": fields[1], "default": True}},
                     }
             else:
-                dropped.append(NotCarried(f"{setting}.gpu", f"{gpu!r}: only gpu:{{}} or gpu:TYPE:{{}} has a counterpart"))
+                dropped.append(
+                    NotCarried(f"{setting}.gpu", f"{gpu!r}: only gpu:{{}} or gpu:TYPE:{{}} has a counterpart")
+                )
         if part.get("max_runtime"):
             seconds = int(part["max_runtime"])
-            options["walltime"] = {"type": "walltime", "display_name": "Time limit", "max": walltime_text(seconds)}
+            options["walltime"] = {
+                "type": "walltime",
+                "display_name": "Time limit",
+                "max": walltime_text(seconds),
+            }
             limit["max_walltime"] = walltime_text(seconds)
-        options["reservation"] = {"type": "reservation", "display_name": "Reservation (optional)", "remember": False}
+        options["reservation"] = {
+            "type": "reservation",
+            "display_name": "Reservation (optional)",
+            "remember": False,
+        }
         envs = part.get("jupyter_environments") or {}
         if envs:
             options["environment"] = {
@@ -147,7 +165,10 @@ def moss_profiles(
             }
         if part.get("simple") is False:
             dropped.append(
-                NotCarried(f"{setting}.simple", "moss's simple and advanced tabs: every profile shows all its options")
+                NotCarried(
+                    f"{setting}.simple",
+                    "moss's simple and advanced tabs: every profile shows all its options",
+                )
             )
         unknown = set(part) - {
             "architecture",
@@ -182,8 +203,25 @@ def moss_profiles(
     return profiles, limits, dropped
 
 
+_SBATCHFORM_DROPPED = {
+    "gpus": "GRES choices that slurmformspawner reads from sinfo: write a gpus option "
+    "(with gpu_type choices)",
+    "oversubscribe": "--oversubscribe by the user: add it to job_extra_directives for everyone, or leave it",
+    "feature": "several constraints chosen by the user: a choice option with a constraint override "
+    "per choice",
+}
+
+
 def _hours(value: Any) -> str:
     return walltime_text(round(float(value) * 3600))
+
+
+def _megabytes(value: Any) -> str:
+    return memory_text(int(value))
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def options_from_sbatchform(
@@ -201,7 +239,7 @@ def options_from_sbatchform(
         "account": ("account", None, "Account"),
         "reservation": ("reservation", None, "Reservation"),
     }
-    convert = {"runtime": _hours, "memory": lambda v: memory_text(int(v))}
+    convert: dict[str, Callable[[Any], Any]] = {"runtime": _hours, "memory": _megabytes}
     for name, widget in form.items():
         setting = f"{where}.{name}"
         if name == "ui":
@@ -209,18 +247,14 @@ def options_from_sbatchform(
                 options["ui"] = _ui_option(ui_args, widget, where, dropped)
             continue
         if name not in kinds:
-            why = {
-                "gpus": "GRES choices that slurmformspawner reads from sinfo: write a gpus option (with gpu_type choices)",
-                "oversubscribe": "--oversubscribe by the user: add it to job_extra_directives for everyone, or leave it",
-                "feature": "several constraints chosen by the user: a choice option with a constraint override per choice",
-            }.get(name, "no counterpart")
+            why = _SBATCHFORM_DROPPED.get(name, "no counterpart")
             dropped.append(NotCarried(setting, why))
             continue
         kind, job_field, label = kinds[name]
         if not isinstance(widget, Mapping):
             dropped.append(NotCarried(setting, "not a widget setting (a mapping of def/min/max/step/lock)"))
             continue
-        change = convert.get(name, lambda v: v)
+        change = convert.get(name, _same)
         target = job_field or name
         if widget.get("lock") and widget.get("def") not in (None, ""):
             fixed[target] = change(widget["def"])
@@ -248,7 +282,11 @@ def _ui_option(
         if isinstance(url, str) and url.startswith("/"):
             override["default_url"] = url
         elif url:
-            dropped.append(NotCarried(f"{where}.ui_args[{key!r}].args", "arguments of the server command: no counterpart"))
+            dropped.append(
+                NotCarried(
+                    f"{where}.ui_args[{key!r}].args", "arguments of the server command: no counterpart"
+                )
+            )
         if ui.get("modules"):
             override["job_script_prologue"] = "module load " + " ".join(str(m) for m in ui["modules"])
         choice: dict[str, Any] = {"display_name": str(ui.get("name") or key)}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitlets.config import Config, LazyConfigValue
-from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+from traitlets.config import Config
+from traitlets.config.loader import ConfigFileNotFound, LazyConfigValue, PyFileConfigLoader
 
 from .model import MigrateError, NotCarried, Sections
 
@@ -74,9 +74,10 @@ def sections_of(config: Config) -> tuple[Sections, list[NotCarried]]:
 
 
 def _resolve_lazy(value: LazyConfigValue) -> Any:
-    for start in ({}, []):
+    starts: tuple[Any, ...] = ({}, [])
+    for start in starts:
         try:
             return value.get_value(start)
-        except Exception:  # noqa: S112 - the other kind of start is tried
+        except Exception:
             continue
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Migration", "MigrateError", "NotCarried", "Sections"]
+__all__ = ["MigrateError", "Migration", "NotCarried", "Sections"]
 
 #: A configuration as data: section (``"SlurmSpawner"``) -> trait name -> value.
 Sections = dict[str, dict[str, Any]]

@@ -137,7 +137,7 @@ def translate_script(script: str, backend: str) -> ScriptResult:
         if line.block:
             problems.append(f"line {number}: a Jinja2 statement ({{% ... %}}) has no counterpart")
             continue
-        if prefix is not None and stripped.startswith(prefix + " ") or (prefix and stripped == prefix):
+        if (prefix is not None and stripped.startswith(prefix + " ")) or (prefix and stripped == prefix):
             if directives_at is None:
                 directives_at = len(body)
                 body.append("{% for line in directives %}\n{{ line }}\n{% endfor %}")

@@ -113,7 +113,12 @@ def migrate_sections(
     if profiles_found is not None:
         for index, entry in enumerate(profiles_found[1]):
             if not isinstance(entry, list | tuple) or len(entry) < 4:
-                dropped.append(NotCarried(f"c.{profiles_found[0]}.profiles[{index}]", "not a (display, key, class, config) tuple"))
+                dropped.append(
+                    NotCarried(
+                        f"c.{profiles_found[0]}.profiles[{index}]",
+                        "not a (display, key, class, config) tuple",
+                    )
+                )
                 continue
             display, key, klass, conf = entry[:4]
             raw_profiles.append((str(display), str(key), klass, conf if isinstance(conf, Mapping) else {}))
@@ -135,7 +140,10 @@ def migrate_sections(
     if backend not in BACKEND_CLASSES:
         raise MigrateError(f"no backend here for {backend!r}")
 
-    kinds = {_backend_of(short_name(p[2])) or ("local" if short_name(p[2]) in _LOCAL else None) for p in raw_profiles}
+    kinds = {
+        _backend_of(short_name(p[2])) or ("local" if short_name(p[2]) in _LOCAL else None)
+        for p in raw_profiles
+    }
     mixed = bool(kinds - {backend, None})
     entry_point, section = ("hpc", "HPCSpawner") if mixed else BACKEND_CLASSES[backend]
     migration = Migration(spawner_class=entry_point, section=section, original=str(original))
@@ -148,7 +156,11 @@ def migrate_sections(
         )
         migration.not_carried.extend(result.not_carried)
         if result.template is not None:
-            name = "jupyterhub-hpc-job.sh.j2" if where.startswith("c.") else f"jupyterhub-hpc-job-{where[9:-1]}.sh.j2"
+            name = (
+                "jupyterhub-hpc-job.sh.j2"
+                if where.startswith("c.")
+                else f"jupyterhub-hpc-job-{where[9:-1]}.sh.j2"
+            )
             path = f"{template_dir.rstrip('/')}/{name}"
             migration.templates[path] = result.template
             result.values["job_script_template"] = path
@@ -160,8 +172,17 @@ def migrate_sections(
     for key in ("options_form", "options_from_form"):
         if key in spawner_section:
             spawner_section.pop(key)
-            dropped.append(NotCarried(f"c.Spawner.{key}", "the form is built from profile_list (an HTML form of one's own is not read)"))
-    migration.spawner_traits = translate(spawner_section, "c.Spawner")
+            dropped.append(
+                NotCarried(
+                    f"c.Spawner.{key}",
+                    "the form is built from profile_list (an HTML form of one's own is not read)",
+                )
+            )
+    for key, value in translate(spawner_section, "c.Spawner").items():
+        if key in spawner_traits:
+            migration.spawner_traits[key] = value
+        else:  # a trait of this project's spawner (startup_poll_interval -> status_fast_interval)
+            migration.traits[key] = value
     order = [*_BATCH_BASES, *_SCHEDULER_SECTIONS[backend]]
     child_class = short_name(child_found[1]) if child_found is not None else None
     for extra in (own, child_class):
@@ -179,7 +200,10 @@ def migrate_sections(
     form = _find(sections, names, "form_fields")
     if form is not None:
         dropped.append(
-            NotCarried(f"c.{form[0]}.form_fields", "optionsspawner's field objects are code: write typed profile_options")
+            NotCarried(
+                f"c.{form[0]}.form_fields",
+                "optionsspawner's field objects are code: write typed profile_options",
+            )
         )
 
     # -- profiles ---------------------------------------------------------------------------
@@ -190,7 +214,10 @@ def migrate_sections(
         where = f"profiles[{key}]"
         if pbackend is None and cname not in _LOCAL:
             dropped.append(
-                NotCarried(where, f"{klass}: no counterpart (this project starts batch jobs, or local servers for testing)")
+                NotCarried(
+                    where,
+                    f"{klass}: no counterpart (this project starts batch jobs, or local servers for testing)",
+                )
             )
             continue
         if pbackend is not None and cname not in SCHEDULERS:
@@ -202,7 +229,9 @@ def migrate_sections(
                 )
             )
         if pbackend is not None and pbackend != backend:
-            dropped.append(NotCarried(where, f"a second scheduler ({pbackend}): one backend per migrated file"))
+            dropped.append(
+                NotCarried(where, f"a second scheduler ({pbackend}): one backend per migrated file")
+            )
             continue
         override = translate(conf, where)
         profile: dict[str, Any] = {"display_name": display, "slug": key}
@@ -251,7 +280,10 @@ def migrate_sections(
     info = _find(sections, (own, "MOSlurmSpawner"), "slurm_info_cmd")
     if info is not None:
         dropped.append(
-            NotCarried(f"c.{info[0]}.slurm_info_cmd", "partition limits come from the project's own sinfo query (profile_live_limits)")
+            NotCarried(
+                f"c.{info[0]}.slurm_info_cmd",
+                "partition limits come from the project's own sinfo query (profile_live_limits)",
+            )
         )
     if form_options or fixed:
         if not migration.profile_list:
@@ -263,6 +295,8 @@ def migrate_sections(
             if fixed:
                 profile.setdefault("spawner_override", {}).update(fixed)
 
+    _hoist_common(migration, backend)
+
     # -- everything else of the file ------------------------------------------------------------
     read = {"Spawner", *order, *_WRAPPERS, "SbatchForm", "SlurmFormSpawner", "MOSlurmSpawner", own}
     for name, values in sections.items():
@@ -271,6 +305,31 @@ def migrate_sections(
         for key in values:
             if name == "JupyterHub" and key == "spawner_class":
                 continue
-            dropped.append(NotCarried(f"c.{name}.{key}", "not a spawner setting: it stays as it is in the rest of the file"))
-    migration.not_carried = dropped + migration.not_carried
+            dropped.append(
+                NotCarried(
+                    f"c.{name}.{key}", "not a spawner setting: it stays as it is in the rest of the file"
+                )
+            )
+    unique: list[NotCarried] = []
+    for item in dropped + migration.not_carried:
+        if item not in unique:
+            unique.append(item)
+    migration.not_carried = unique
     return migration
+
+
+def _hoist_common(migration: Migration, backend: str) -> None:
+    """An override every profile has, with the same value, becomes the class's trait: the
+    same jobs, a shorter list (wrapspawner sites often repeat a default dict in each profile)."""
+    profiles = migration.profile_list
+    if len(profiles) < 2 or any(p.get("backend", backend) != backend for p in profiles):
+        return
+    overrides = [p.get("spawner_override", {}) for p in profiles]
+    for key in list(overrides[0]):
+        value = overrides[0][key]
+        if all(key in o and o[key] == value for o in overrides[1:]):
+            migration.traits[key] = value
+            for profile, override in zip(profiles, overrides, strict=True):
+                del override[key]
+                if not override:
+                    profile.pop("spawner_override", None)
