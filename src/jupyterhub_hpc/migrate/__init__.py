@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.write_templates:
         for path, text in migration.templates.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
     sys.stdout.write(render_config(migration, args.config, templates_written=bool(args.write_templates)))
     return 0
