@@ -62,6 +62,7 @@ _COUNTS = {
     "req_ntasks_per_node": "ntasks_per_node",
     "req_gpus_per_task": "gpus_per_task",
 }
+_OWN_FORM = "the form is this project's template (profile_form_template_paths), built from profile_list"
 #: batchspawner traits with no counterpart, and why
 _NO_COUNTERPART = {
     "req_keepvars": "jobs are submitted with --export=ALL, and the server's environment is written "
@@ -81,6 +82,10 @@ _NO_COUNTERPART = {
     "hub_port": "JupyterHub's own setting (c.JupyterHub.hub_port), not the spawner's",
     "proxy_ip": "the proxy's setting (c.JupyterHub.bind_url / c.ConfigurableHTTPProxy), not the spawner's",
     "proxy_port": "the proxy's setting (c.JupyterHub.bind_url / c.ConfigurableHTTPProxy), not the spawner's",
+    "form_template": _OWN_FORM,
+    "first_template": _OWN_FORM,
+    "input_template": _OWN_FORM,
+    "docker_spawner_args": "no container backend: the profiles are batch jobs or local servers",
     "daemon_resolver": "node_address formats the node name the scheduler reports ({host}); a table "
     "of names has no counterpart",
 }

@@ -44,11 +44,12 @@ _SCHEDULER_SECTIONS = {
     "htcondor": ("CondorSpawner",),
     "local": (),
 }
-_WRAPPERS = ("WrapSpawner", "ProfilesSpawner", "OptionsFormSpawner")
+_WRAPPERS = ("WrapSpawner", "ProfilesSpawner", "DockerProfilesSpawner", "OptionsFormSpawner")
 _LOCAL = ("LocalProcessSpawner", "SimpleLocalProcessSpawner")
 #: keys the sections of wrappers, moss and slurmformspawner hold that are read here, not as traits
 _STRUCTURE = {
     "profiles",
+    "default_profiles",
     "default_profile",
     "child_class",
     "child_config",
@@ -107,7 +108,7 @@ def migrate_sections(
     names = (own, *_WRAPPERS) if own else _WRAPPERS
     dropped: list[NotCarried] = []
 
-    profiles_found = _find(sections, names, "profiles")
+    profiles_found = _find(sections, names, "profiles") or _find(sections, names, "default_profiles")
     child_found = _find(sections, names, "child_class")
     raw_profiles: list[tuple[str, str, Any, Mapping[str, Any]]] = []
     if profiles_found is not None:
