@@ -300,3 +300,47 @@ def test_write_templates(tmp_path: Path) -> None:
     assert '{% include "job-body.sh.j2" %}' in written.read_text()
     printed = run_cli(str(path))
     assert "# Save this job-script template as" in printed.stdout
+
+
+def test_task_fields_of_a_site_subclass_reach_the_job_request(tmp_path: Path) -> None:
+    """``req_ntasks`` and friends (NERSC-style subclasses) become overrides of the job fields
+    ``ntasks``, ``ntasks_per_node``, ``gpus_per_task``, checked by ``check_profiles``."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from jupyterhub_hpc.profiles.model import parse_profile_list
+    from jupyterhub_hpc.profiles.validate import Context, resolve
+    from jupyterhub_hpc.spawner import SlurmSpawner
+
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(
+        "c = get_config()\n"
+        "c.JupyterHub.spawner_class = 'wrapspawner.ProfilesSpawner'\n"
+        "c.BatchSpawnerBase.req_prologue = 'module load site'\n"
+        "c.ProfilesSpawner.profiles = [\n"
+        "    ('MPI', 'mpi', 'site.MPISlurmSpawner', {'req_nodes': '2', 'req_ntasks': '8',\n"
+        "     'req_ntasks_per_node': '4', 'req_gpus_per_task': '1', 'req_partition': 'gpu'}),\n"
+        "    ('Local', 'local', 'jupyterhub.spawner.LocalProcessSpawner', {}),\n"
+        "]\n"
+    )
+    done = run_cli(str(path))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out" / "jupyterhub_config.py"
+    out.parent.mkdir()
+    out.write_text(done.stdout)
+    c = PyFileConfigLoader(out.name, path=str(out.parent)).load_config()  # check_profiles(c)
+    assert c.JupyterHub.spawner_class == "hpc"
+    assert "job_script_prologue" not in c.HPCSpawner  # a batch class's setting: not the local profile's
+    spawner = SlurmSpawner(config=c)
+    profiles = parse_profile_list(spawner.profile_list, frozenset(spawner.trait_names()))
+    ctx = Context(user="alice", base_job=spawner.profile_base_job(), base_backend="slurm")
+    job = resolve(profiles, {"profile": "mpi"}, ctx).job_request()
+    assert (job.partition, job.nodes, job.ntasks, job.ntasks_per_node, job.gpus_per_task) == (
+        "gpu",
+        2,
+        8,
+        4,
+        1,
+    )
+    assert profiles.profiles[0].all_overrides["job_script_prologue"] == "module load site"
+    assert "job_script_prologue" not in profiles.profiles[1].all_overrides
+    assert "`profiles[mpi].class`" in done.stdout  # a subclass: its code is not configuration

@@ -189,9 +189,20 @@ def migrate_sections(
     for extra in (own, child_class):
         if extra and extra not in order and extra not in _WRAPPERS:
             order.append(extra)
-    for name in [n for n in order if n in sections] + [n for n in _WRAPPERS if n in sections]:
+    # the batch classes' sections apply to batch profiles only: with a local profile as well,
+    # they become those profiles' overrides (below); the wrapper's apply to every profile
+    batch_values: dict[str, Any] = {}
+    for name in [n for n in order if n in sections]:
         values = {k: v for k, v in sections[name].items() if k not in _STRUCTURE}
-        migration.traits.update(translate(values, f"c.{name}"))
+        batch_values.update(translate(values, f"c.{name}"))
+    for name in [n for n in _WRAPPERS if n in sections]:
+        values = {k: v for k, v in sections[name].items() if k not in _STRUCTURE}
+        wrapper = translate(values, f"c.{name}")
+        migration.traits.update(wrapper)
+        for key in wrapper:
+            batch_values.pop(key, None)  # wrapspawner links the wrapper's traits to the child
+    if not mixed:
+        migration.traits.update(batch_values)
     if child_found is not None:
         conf = _find(sections, names, "child_config")
         if conf is not None and isinstance(conf[1], Mapping):
@@ -235,6 +246,8 @@ def migrate_sections(
             )
             continue
         override = translate(conf, where)
+        if mixed and pbackend is not None:
+            override = {**batch_values, **override}
         profile: dict[str, Any] = {"display_name": display, "slug": key}
         if mixed:
             profile["backend"] = "local" if pbackend is None else backend
