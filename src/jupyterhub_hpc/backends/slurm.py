@@ -96,9 +96,12 @@ def parse_slurm_time(text: str) -> datetime | None:
 
 
 def parse_wait_status(text: str) -> int | None:
-    """squeue's ``exit_code`` field, a raw wait status: ``"768"`` (exit 3) -> 3,
-    ``"15"`` (killed by SIGTERM) -> 143, ``"0"`` -> 0."""
+    """squeue's ``exit_code`` field. Slurm 22.05 prints a raw wait status: ``"768"`` (exit 3) -> 3,
+    ``"15"`` (killed by SIGTERM) -> 143, ``"0"`` -> 0; Slurm 24.11 prints ``code:signal`` as sacct
+    does (``"3:0"`` -> 3, ``"0:15"`` -> 143; tests/data/slurm/24.11)."""
     text = text.strip()
+    if ":" in text:
+        return parse_exit_code(text)
     if not text.isdigit():
         return None
     status = int(text)
