@@ -13,6 +13,8 @@
 # the multi-node tests (tests/e2e/slurm_multinode_hub.py: scheduler_environment SLURM_CONF, so the rules
 # are `/usr/bin/env ^SLURM_CONF=... sbatch --parsable$` etc. with env_keep of the token on that exact
 # command), with its own alias names (sudo refuses an alias defined twice).
+# And /etc/sudoers.d/jupyterhub-hpc-test-slurm24 for the hubs of the live suite on Slurm 24.11
+# (tests/e2e/slurm24_hub.py: scripts/slurm24.sh's wrappers and SLURM_CONF, alias JUPYTERHUB_HPC_S24).
 set -euo pipefail
 
 VENV=${VENV:-/opt/jupyterhub-hpc/venv}
@@ -51,4 +53,6 @@ if [ -n "$VENV_JH53" ] && [ -x "$VENV_JH53/bin/jupyterhub-hpc" ]; then
 fi
 install_generated "$SUDOERS-multinode" --alias JUPYTERHUB_HPC_MULTI \
   --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm_multinode_hub.py")"
+install_generated "$SUDOERS-slurm24" --alias JUPYTERHUB_HPC_S24 \
+  --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm24_hub.py")"
 visudo -cq

@@ -1,11 +1,13 @@
 """End to end on the real Slurm: real JupyterHub, configurable-http-proxy and jupyterhub-singleuser.
 
 Each test drives the hub only through its REST API and checks Slurm with its own commands.
+``JUPYTERHUB_HPC_TEST_SLURM`` picks the cluster (tests/slurm_cluster.py): Slurm 22.05 of
+scripts/slurm.sh (default), or ``24.11``, the Debian 13 cluster of scripts/slurm24.sh, whose hubs
+use it through their own settings (tests/e2e/slurm24_hub.py) and whose jobs run in its root.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,26 +15,42 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cancel_all, slurm_jobs
 from hub import Hub, wait_for
+from slurm_cluster import SlurmCluster, selected_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 USERS = ["hpcuser1", "hpcuser2", "hpcuser3"]
 FAST = {"memory": "400M", "status_interval": 3.0, "command_timeout": 20.0, "poll_interval": 3}
+CLUSTER: SlurmCluster = selected_cluster()
+
+
+def slurm_jobs(user: str) -> dict[str, str]:
+    return CLUSTER.jobs(user)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def the_selected_slurm() -> str:
+    """The selected cluster answers and runs the Slurm version it is selected by (else every test fails)."""
+    return CLUSTER.check_version()
 
 
 @pytest.fixture
 def hub_factory(nonroot_hub_factory: Callable[..., Hub]) -> Callable[..., Hub]:
-    """Every hub here runs as the unprivileged account, under the generated sudoers file."""
-    return nonroot_hub_factory
+    """Every hub here runs as the unprivileged account, under the generated sudoers file, with the
+    selected cluster's settings."""
+
+    def make(**spawner: object) -> Hub:
+        return nonroot_hub_factory(**{**CLUSTER.spawner, **spawner})
+
+    return make
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_jobs() -> Iterator[None]:
-    cancel_all(USERS)
+    CLUSTER.cancel_all(USERS)
     yield
-    cancel_all(USERS)
+    CLUSTER.cancel_all(USERS)
 
 
 def job_id_of(hub: Hub, user: str) -> str:
@@ -49,7 +67,7 @@ def wait_pending_job(hub: Hub, user: str) -> str:
 
 
 def release(job_id: str) -> None:
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    CLUSTER.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
 def assert_reachable(hub: Hub, user: str, token: str | None = None) -> None:
@@ -76,7 +94,7 @@ def test_spawn_reach_stop(hub_factory: Callable[..., Hub]) -> None:
     assert any(m.startswith("Running on node ") for m in events), events
     hub.stop_server("hpcuser1")
     assert slurm_jobs("hpcuser1") == {}
-    state = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    state = CLUSTER.run("scontrol", "show", "job", job, check=False).stdout
     assert "JobState=CANCELLED" in state or "JobState=COMPLETED" in state, state
 
 
@@ -143,7 +161,7 @@ def test_scheduler_outage_never_drops_a_running_server(hub_factory: Callable[...
     hub.wait_ready("hpcuser1")
     token = hub.user_token("hpcuser1")
     job = job_id_of(hub, "hpcuser1")
-    subprocess.run(["scripts/slurm.sh", "stop-ctld"], check=True, cwd=_repo())
+    CLUSTER.control_script("stop-ctld")
     try:
         # much longer than two status intervals (3 s) and two hub poll intervals (3 s)
         t_end = time.monotonic() + 20
@@ -152,7 +170,7 @@ def test_scheduler_outage_never_drops_a_running_server(hub_factory: Callable[...
             assert_reachable(hub, "hpcuser1", token)
             time.sleep(1)
     finally:
-        subprocess.run(["scripts/slurm.sh", "start-ctld"], check=True, cwd=_repo())
+        CLUSTER.control_script("start-ctld")
     assert "status query failed" in hub.log_tail(100_000)
     time.sleep(7)
     assert hub.user_model("hpcuser1")["servers"][""]["ready"] is True
@@ -177,9 +195,3 @@ def test_job_dying_before_its_server_fails_fast_with_its_story(hub_factory: Call
     assert "exit code 3" in message, message
     assert "loading the environment failed" in message, message
     assert hub.user_model("hpcuser2")["servers"] == {}
-
-
-def _repo() -> str:
-    from pathlib import Path
-
-    return str(Path(__file__).resolve().parents[2])
