@@ -1,7 +1,8 @@
 # jupyterhub-hpc — machine setup and test entry points (Debian 12, run as root).
 #
 #   make test      install what is missing, build the venvs, start the schedulers + test users, run pytest:
-#                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), then everything
+#                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), the same suite on
+#                  Slurm 24.11 (scripts/slurm24.sh: a Debian 13 root, built once, ~2 min), then everything
 #                  with JupyterHub 6 ($(VENV))
 #   make demo      install + venv, then `jupyterhub-hpc demo`
 #   make lint      ruff check, ruff format --check, mypy
@@ -80,6 +81,7 @@ services: system-deps
 	"$(CURDIR)/scripts/gridengine.sh" start
 	"$(CURDIR)/scripts/oar.sh" start
 	"$(CURDIR)/scripts/test-users.sh"
+	VENV="$(VENV)" "$(CURDIR)/scripts/slurm24.sh" start   # after test-users.sh: it copies the users into its root
 	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"
 
 # Every run runs; make fails if any failed. The multi-node Slurm tests (their own cluster and user, ~2 min,
@@ -90,6 +92,9 @@ test: system-deps venv venv-jh53 services
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) > "$$multi_log" 2>&1 & multi=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): tests/e2e/test_slurm_e2e.py on Slurm 24.11 (scripts/slurm24.sh)"; \
+	JUPYTERHUB_HPC_TEST_SLURM=24.11 "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider \
+	  tests/e2e/test_slurm_e2e.py || rc=$$?; \
 	wait $$multi || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
 	cat "$$multi_log"; rm -f "$$multi_log"; \

@@ -39,13 +39,16 @@
 # Jobs run inside the root: its Python 3, and a venv at /opt/jupyterhub-hpc/venv-slurm24 (inside) with
 # JupyterHub $SLURM24_JUPYTERHUB and this checkout's package, reinstalled when the checkout's source changed.
 #
+# The host's accounts with ids 1000-65533 (the test users of scripts/test-users.sh, the hub account) are
+# copied into the root at each start: start it after test-users.sh (as `make services` does).
+#
 # Environment knobs:
 #   SLURM24_ROOT       the root (default /opt/jupyterhub-hpc/slurm24-root)
 #   SLURM24_BIN        the host-side wrappers (default /opt/jupyterhub-hpc/slurm24-bin)
 #   SLURM24_PORT_BASE  slurmctld port (default 8817); SlurmdPort +1, the nodes +2, +3
 #   SLURM24_MIRROR     Debian mirror (default http://deb.debian.org/debian)
 #   SLURM24_JUPYTERHUB pip requirement of the job venv's JupyterHub (default: the major version of
-#                      /opt/jupyterhub-hpc/venv's, else "jupyterhub>=5.3")
+#                      $VENV's (default /opt/jupyterhub-hpc/venv), else "jupyterhub>=5.3")
 #   SLURM_WAIT_S       how long to wait for the daemons (default 60)
 set -euo pipefail
 unset SLURM_CONF
@@ -202,7 +205,7 @@ exec $ROOT/lib64/ld-linux-x86-64.so.2 --library-path $lib/slurm-wlm:$lib --argv0
 jupyterhub_requirement() {
   if [ -n "${SLURM24_JUPYTERHUB:-}" ]; then echo "$SLURM24_JUPYTERHUB"; return; fi
   local v
-  v=$(/opt/jupyterhub-hpc/venv/bin/python -c 'import jupyterhub; print(jupyterhub.__version__.split(".")[0])' \
+  v=$("${VENV:-/opt/jupyterhub-hpc/venv}/bin/python" -c 'import jupyterhub; print(jupyterhub.__version__.split(".")[0])' \
     2>/dev/null || true)
   if [ -n "$v" ]; then echo "jupyterhub>=$v,<$((v + 1))"; else echo "jupyterhub>=5.3"; fi
 }
@@ -493,6 +496,6 @@ case "${1:-start}" in
   stop-ctld) root_stop "$CTLD_PID" slurmctld ;;
   start-ctld) start_root_munge; start_ctld; log "slurmctld is up" ;;
   env) do_env ;;
-  -h|--help|help) sed -n '2,48p' "$0" ;;
+  -h|--help|help) sed -n '2,51p' "$0" ;;
   *) echo "usage: $0 [start|stop|status|stop-ctld|start-ctld|env]" >&2; exit 2 ;;
 esac
