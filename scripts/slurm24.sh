@@ -75,7 +75,7 @@ CLIENTS="sbatch squeue scancel sacct sinfo scontrol sacctmgr srun"
 
 log() { echo "[slurm24.sh] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-# shared helpers: logtail, apt_install (uses log and die above)
+# shared helpers: logtail, stop_daemon, apt_install (use log and die above)
 # shellcheck source=lib/daemons.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/daemons.sh"
 
@@ -99,20 +99,7 @@ root_alive() {
 }
 
 # root_stop PIDFILE COMM: SIGTERM (SIGKILL after 30 s) the root's daemon, if it runs; removes PIDFILE
-root_stop() {
-  local p i
-  p=$(root_alive "$1" "$2") || { rm -f "$1"; return 0; }
-  log "stopping $2 (pid $p)"
-  kill "$p" 2>/dev/null || true
-  for i in $(seq 1 300); do
-    [ -d "/proc/$p" ] || { rm -f "$1"; return 0; }
-    sleep 0.1
-  done
-  log "$2 (pid $p) ignored SIGTERM; killing"
-  kill -9 "$p" 2>/dev/null || true
-  for i in $(seq 1 50); do [ -d "/proc/$p" ] || break; sleep 0.1; done
-  rm -f "$1"
-}
+root_stop() { ALIVE=root_alive stop_daemon "$1" "$2"; }
 
 # the clients through the host-side wrappers, against this cluster only
 s24() { local c=$1; shift; SLURM_CONF=$CONF "$BIN/$c" "$@"; }

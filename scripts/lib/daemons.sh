@@ -19,9 +19,11 @@ alive() {
 }
 
 # stop_daemon PIDFILE COMM [CMDLINE_PART]: SIGTERM, wait up to 30 s, then SIGKILL; removes PIDFILE.
+# The process is recognised by `alive`, or by the function named in ALIVE (e.g. one that also checks
+# the process's root directory: `ALIVE=root_alive stop_daemon ...`).
 stop_daemon() {
   local p i
-  p=$(alive "$@") || { rm -f "$1"; return 0; }
+  p=$("${ALIVE:-alive}" "$@") || { rm -f "$1"; return 0; }
   log "stopping $2 (pid $p)"
   kill "$p" 2>/dev/null || true
   for i in $(seq 1 300); do
