@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +29,7 @@ from jupyterhub_hpc.profiles.limits import ClusterLimits
 from jupyterhub_hpc.profiles.model import parse_profile_list
 from jupyterhub_hpc.profiles.validate import Context, profile_target, resolve
 from jupyterhub_hpc.request import JobRequest
+from migrate_cli import run_migrate
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO.parent / "shared" / "compat"
@@ -99,18 +98,6 @@ def write_config(case: dict[str, Any], path: Path) -> Path:
             lines.append(f"c.SbatchForm.{field['name']} = {widget!r}")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def run_migrate(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "jupyterhub_hpc.cli", "migrate", str(config), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 # -- what batchspawner would have asked for ---------------------------------------------------
@@ -255,7 +242,7 @@ def test_migrated_config_loads_and_asks_for_the_same_jobs(path: Path, tmp_path: 
     case = load_case(path)
     config = write_config(case, tmp_path / "jupyterhub_config.py")
     extra = ["--scheduler", "slurm"] if "Slurm" in case["spawner"] else []
-    done = run_migrate(config, *extra)
+    done = run_migrate(str(config), *extra)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "migrated" / "jupyterhub_config.py"
     out.parent.mkdir()

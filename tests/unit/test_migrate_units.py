@@ -7,9 +7,6 @@ is rendered by the real Slurm backend, so a template that the project cannot use
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from jupyterhub_hpc.migrate.model import MigrateError
 from jupyterhub_hpc.migrate.script import translate_script
 from jupyterhub_hpc.migrate.translate import migrate_sections
 from jupyterhub_hpc.request import JobRequest
+from migrate_cli import run_migrate
 
 REPO = Path(__file__).resolve().parents[2]
 TRAITS = frozenset({"cmd", "args", "default_url", "http_timeout", "start_timeout", "environment"})
@@ -265,24 +263,12 @@ def test_loading_needs_no_batchspawner(tmp_path: Path) -> None:
     assert dropped == []
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "jupyterhub_hpc.cli", "migrate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_a_file_that_imports_an_absent_batchspawner_says_so(tmp_path: Path) -> None:
     if importlib.util.find_spec("batchspawner") is not None:
         pytest.skip("batchspawner is installed here")
     path = tmp_path / "jupyterhub_config.py"
     path.write_text("import batchspawner\nc = get_config()\n")
-    done = run_cli(str(path))
+    done = run_migrate(str(path))
     assert done.returncode == 2 and done.stdout == ""
     assert "imports 'batchspawner', which is not installed here" in done.stderr
 
@@ -293,12 +279,12 @@ def test_write_templates(tmp_path: Path) -> None:
         "c = get_config()\nc.JupyterHub.spawner_class = 'batchspawner.SlurmSpawner'\n"
         f"c.SlurmSpawner.batch_script = {SCRIPT!r}\n"
     )
-    done = run_cli(str(path), "--template-dir", str(tmp_path / "t"), "--write-templates")
+    done = run_migrate(str(path), "--template-dir", str(tmp_path / "t"), "--write-templates")
     assert done.returncode == 0, done.stderr
     written = tmp_path / "t" / "jupyterhub-hpc-job.sh.j2"
     assert f"c.SlurmSpawner.job_script_template = {str(written)!r}" in done.stdout
     assert '{% include "job-body.sh.j2" %}' in written.read_text()
-    printed = run_cli(str(path))
+    printed = run_migrate(str(path))
     assert "# Save this job-script template as" in printed.stdout
 
 
@@ -322,7 +308,7 @@ def test_task_fields_of_a_site_subclass_reach_the_job_request(tmp_path: Path) ->
         "    ('Local', 'local', 'jupyterhub.spawner.LocalProcessSpawner', {}),\n"
         "]\n"
     )
-    done = run_cli(str(path))
+    done = run_migrate(str(path))
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out" / "jupyterhub_config.py"
     out.parent.mkdir()
