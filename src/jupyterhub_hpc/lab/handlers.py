@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -25,11 +25,8 @@ from tornado import web
 
 from .hub import CardCache, HubClient, HubReply, HubSettings
 
-__all__ = ["LabState", "setup_handlers"]
+__all__ = ["LabState", "can_stop", "setup_handlers"]
 
-#: how long ``stop`` waits for the hub's answer before telling the browser the stop is under way
-#: (the hub may end this very server before it answers)
-STOP_WAIT = 3.0
 ANNOUNCEMENT_ID = r"[A-Za-z0-9_.:-]{1,128}"
 
 
@@ -39,6 +36,8 @@ class LabState:
 
     client: HubClient | None
     cache: CardCache | None
+    #: requests still running after their route answered (the stop's ``DELETE``)
+    background: set[asyncio.Future[HubReply]] = field(default_factory=set)
 
 
 class _HubRoute(APIHandler):
@@ -77,17 +76,43 @@ class CardRoute(_HubRoute):
 
 
 class StopRoute(_HubRoute):
+    """The hub ends this very server while it handles the ``DELETE``, so its answer could never
+    come back: the token's right to stop the server is checked first (``GET /hub/api/user``
+    lists the token's scopes), the browser gets 202, then the ``DELETE`` is sent."""
+
     @web.authenticated
     async def post(self) -> None:
         client = self._client()
-        self.log.info("jupyterhub-hpc: the user asked the hub to stop this server")
-        pending = asyncio.ensure_future(client.request("DELETE", client.settings.server_url))
-        done, _ = await asyncio.wait([pending], timeout=STOP_WAIT)
-        if not done:
-            self._answer(HubReply(202, {"stopping": True}))
+        who = await client.request("GET", f"{client.settings.api_url}/user")
+        if not who.ok or not isinstance(who.body, dict):
+            self._answer(who if not who.ok else HubReply(502, {"error": "the hub's answer was not JSON"}))
             return
-        reply = pending.result()
-        self._answer(HubReply(202, {"stopping": True}) if reply.ok else reply)
+        if not can_stop(who.body.get("scopes"), client.settings.user, client.settings.server_name):
+            self._answer(
+                HubReply(
+                    403, {"error": "this server's token may not stop it (servers!server is not granted)"}
+                )
+            )
+            return
+        self.log.info("jupyterhub-hpc: the user asked the hub to stop this server")
+        self._answer(HubReply(202, {"stopping": True}))
+        task = asyncio.ensure_future(client.request("DELETE", client.settings.server_url))
+        self.state.background.add(task)
+        task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Future[HubReply]) -> None:
+        self.state.background.discard(task)
+        if not task.cancelled() and not task.result().ok:
+            reply = task.result()
+            self.log.warning("jupyterhub-hpc: the hub refused to stop this server: %s", reply.status)
+
+
+def can_stop(scopes: object, user: str, server_name: str) -> bool:
+    """True when the token's (expanded) scopes include stopping ``user/server_name``."""
+    if not isinstance(scopes, list):
+        return False
+    wanted = {"delete:servers", f"delete:servers!user={user}", f"delete:servers!server={user}/{server_name}"}
+    return any(scope in wanted for scope in scopes)
 
 
 class AnnouncementsRoute(_HubRoute):
