@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..singleuser.launcher import _ssl_context as hub_ssl_context
 
@@ -121,12 +121,13 @@ class HubClient:
                 AsyncHTTPClient().fetch(request, raise_error=False), limit + 1.0
             )
         except asyncio.TimeoutError:
-            return HubReply(504, {"error": f"the hub did not answer within {limit:.0f} s"})
+            return HubReply(504, {"error": f"the hub did not answer within {limit:g} s"})
+        except HTTPClientError as exc:  # tornado's 599: a timeout or a broken connection
+            if "imeout" in str(exc):
+                return HubReply(504, {"error": f"the hub did not answer within {limit:g} s"})
+            return HubReply(502, {"error": f"the hub is unreachable: {type(exc).__name__}"})
         except (OSError, ssl.SSLError) as exc:
             return HubReply(502, {"error": f"the hub is unreachable: {type(exc).__name__}"})
-        if response.code == 599:  # tornado: no HTTP answer (timeout, refused, TLS)
-            what = "did not answer in time" if "imeout" in str(response.error) else "is unreachable"
-            return HubReply(504 if "imeout" in str(response.error) else 502, {"error": f"the hub {what}"})
         text = response.body.decode("utf-8", "replace") if response.body else ""
         if not text:
             return HubReply(response.code, {})
