@@ -108,16 +108,19 @@ def main() -> None:
         pid = hub.proc.pid
         job = (hub.server(USER) or {}).get("state", {}).get("job_id")
         print(f"hub {hub.url}, job {job}, status_interval {interval:g} s, {args.windows} intervals per phase")
-        print(f"{'labs':>6} {'seconds':>8} {'card requests':>14} {'status queries':>15} {'squeue RPCs':>12}")
+        print(
+            f"{'labs':>6} {'seconds':>8} {'card requests':>14} {'status queries':>15} {'per interval':>13} {'squeue RPCs':>12}"
+        )
         for labs in (0, 10, 100):
-            q0, r0 = metric_value(hub.metrics(), QUERIES), sdiag()
+            q0, r0, t0 = metric_value(hub.metrics(), QUERIES), sdiag(), time.monotonic()
             polls = poll(url, token, labs, interval, seconds) if labs else None
             if polls is None:
                 time.sleep(seconds)
-            q1, r1 = metric_value(hub.metrics(), QUERIES), sdiag()
+            q1, r1, took = metric_value(hub.metrics(), QUERIES), sdiag(), time.monotonic() - t0
             rpcs = r1.minus(r0).by_user.get(STATUS_USER, 0)
             done = len(polls.latencies) if polls else 0
-            print(f"{labs:>6} {seconds:>8.0f} {done:>14} {q1 - q0:>15.0f} {rpcs:>12}")
+            per = (q1 - q0) / (took / interval)
+            print(f"{labs:>6} {took:>8.1f} {done:>14} {q1 - q0:>15.0f} {per:>13.2f} {rpcs:>12}")
         log(f"{args.clients} Labs for {seconds:.0f} s")
         cpu0, t0, q0 = cpu_seconds(pid), time.monotonic(), metric_value(hub.metrics(), QUERIES)
         polls = poll(url, token, args.clients, interval, seconds)

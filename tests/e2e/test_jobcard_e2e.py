@@ -28,7 +28,7 @@ from slurm_cluster import SlurmCluster, selected_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-USER, OTHER = "hpcuser1", "hpcuser2"
+USER, OTHER, QUEUED = "hpcuser1", "hpcuser2", "hpcuser3"
 INTERVAL = 3.0
 FAST = {"memory": "400M", "status_interval": INTERVAL, "command_timeout": 20.0, "poll_interval": 3}
 CLUSTER: SlurmCluster = selected_cluster()
@@ -54,7 +54,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     CLUSTER.check_version()
-    CLUSTER.cancel_all([USER, OTHER])
+    CLUSTER.cancel_all([USER, OTHER, QUEUED])
     config = {
         "JupyterHub": {
             "template_paths": hub_template_paths,
@@ -75,7 +75,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             hub.ensure_user(OTHER)
             yield hub
         finally:
-            CLUSTER.cancel_all([USER, OTHER])
+            CLUSTER.cancel_all([USER, OTHER, QUEUED])
 
 
 def token(hub: Hub, user: str, scopes: list[str] | None = None) -> str:
@@ -189,6 +189,30 @@ def test_open_labs_share_one_hub_request_per_half_interval(hub: Hub) -> None:
     hub_requests = hub.log_path.read_text(errors="replace").count(f"GET /hub/api/hpc/card/{USER}/") - seen
     allowed = int(elapsed / (INTERVAL / 2)) + 1
     assert hub_requests <= allowed, (hub_requests, elapsed)
+
+
+def test_a_queued_job_says_why_in_words_and_when_it_should_start(hub: Hub) -> None:
+    hub.per_user({QUEUED: {"job_extra_directives": ["--begin=now+600"]}})
+    try:
+        assert hub.spawn(QUEUED).status_code in (201, 202)
+        job = wait_for(lambda: next(iter(CLUSTER.jobs(QUEUED)), None), 60, message="no queued job")
+        tok = token(hub, QUEUED)
+
+        def pending() -> dict[str, Any] | None:
+            got = hub_card(hub, QUEUED, tok).json()["job"]
+            return got if got and got["state"] == "pending" and got["reason"] else None
+
+        got = wait_for(pending, 30, message="the card never showed the pending job")
+        shown = scontrol(job)
+        assert got["id"] == job and got["native_state"] == "PENDING" == shown["JobState"]
+        assert got["reason"] == shown["Reason"] == "BeginTime"
+        assert got["reason_text"] == "the job's start time has not been reached"
+        assert got["expected_start"] == utc(shown["StartTime"])
+        assert got["start_time"] is None and got["end_time"] is None and got["nodes"] == []
+    finally:
+        hub.per_user({})
+        hub.api("DELETE", f"/users/{QUEUED}/server")
+        wait_for(lambda: not CLUSTER.jobs(QUEUED), 60, message="the queued job was not cancelled")
 
 
 def test_another_users_token_gets_403_and_unknown_servers_404(hub: Hub) -> None:
