@@ -108,9 +108,8 @@ def main() -> None:
         pid = hub.proc.pid
         job = (hub.server(USER) or {}).get("state", {}).get("job_id")
         print(f"hub {hub.url}, job {job}, status_interval {interval:g} s, {args.windows} intervals per phase")
-        print(
-            f"{'labs':>6} {'seconds':>8} {'card requests':>14} {'status queries':>15} {'per interval':>13} {'squeue RPCs':>12}"
-        )
+        heads = ("labs", "seconds", "card requests", "status queries", "per interval", "squeue RPCs")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (6, 8, 14, 15, 13, 12), strict=True)))
         for labs in (0, 10, 100):
             q0, r0, t0 = metric_value(hub.metrics(), QUERIES), sdiag(), time.monotonic()
             polls = poll(url, token, labs, interval, seconds) if labs else None
