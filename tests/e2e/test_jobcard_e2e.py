@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +317,34 @@ def test_stop_through_the_server_extension_ends_the_job(hub: Hub) -> None:
     wait_for(lambda: not hub.user_model(USER)["servers"], 60, message="the server did not stop")
     wait_for(lambda: job not in CLUSTER.jobs(USER), 30, message=f"job {job} is still in the queue")
     assert hub_card(hub, USER, tok).json()["job"] is None
+
+
+def test_the_server_extension_reaches_an_internal_ssl_hub(tmp_path: Path) -> None:
+    """With internal_ssl the extension calls the hub's API over TLS with the server's own certificate
+    and the internal CA (the launcher's files): the card comes through, and so does the stop."""
+    CLUSTER.cancel_all([OTHER])
+    config = {"JupyterHub": {"internal_ssl": True}, "Spawner": {"ssl_alt_names": ["DNS:vm"]}}
+    with nonroot_hubs(tmp_path) as make:
+        hub = make(config=config, **{**CLUSTER.spawner, **FAST})
+        hub.start()
+        try:
+            hub.spawn(OTHER)
+            hub.wait_ready(OTHER)
+            job = str(hub.user_model(OTHER)["servers"][""]["state"]["job_id"])
+            tok = token(hub, OTHER)
+            r = lab_get(hub, OTHER, tok, "card")
+            assert r.status_code == 200, r.text
+            assert r.json()["job"]["id"] == job and r.json()["job"]["state"] == "running"
+            assert (
+                hub.settings["config"]["JupyterHub"]["internal_ssl"]
+                and "https://" in hub.log_path.read_text()
+            )
+            r = requests.post(
+                f"{hub.url}/user/{OTHER}/jupyterhub-hpc/stop",
+                headers={"Authorization": f"token {tok}"},
+                timeout=20,
+            )
+            assert r.status_code == 202, r.text
+            wait_for(lambda: job not in CLUSTER.jobs(OTHER), 60, message=f"job {job} is still in the queue")
+        finally:
+            CLUSTER.cancel_all([OTHER])
