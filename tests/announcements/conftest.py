@@ -15,6 +15,7 @@ import requests
 
 from hub import Hub, wait_for
 from jupyterhub_hpc.announcements import announcements_service
+from local.conftest import FAST, LocalQueue
 
 SERVICE = "hpc-announcements"
 ACCESS = f"access:services!service={SERVICE}"
@@ -22,6 +23,11 @@ WRITE = "custom:announcements:write"
 #: alice and carol are in physics, bob is not; wendy writes (group announcers); boss is a hub
 #: admin without the write scope; nora has no group at all
 GROUPS = {"physics": {"users": ["alice", "carol"]}, "announcers": {"users": ["wendy"]}}
+#: two profiles, so that the spawn page shows a form (and a server has a profile to target by)
+PROFILES = [
+    {"display_name": "Small", "slug": "small", "default": True, "spawner_override": {"cpus": 1}},
+    {"display_name": "Large", "slug": "large", "spawner_override": {"cpus": 2}},
+]
 
 
 class Announcements:
@@ -31,6 +37,7 @@ class Announcements:
         self.hub = hub
         self.base = f"{hub.url}/services/{SERVICE}/"
         self._tokens: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.queue: LocalQueue | None = None
 
     def token(self, user: str, *scopes: str) -> str:
         scopes = scopes or (ACCESS,)
@@ -98,11 +105,19 @@ def _port() -> int:
 @pytest.fixture(scope="module")
 def announcements(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announcements]:
     root = tmp_path_factory.mktemp("announcements-hub")
-    hub = Hub(root / "hub", spawner_class="local-hpc")
+    queue = LocalQueue()
+    spawner = {
+        **FAST,
+        "local_state_dir": str(queue.state_dir),
+        "job_output": str(queue.log_dir / "{username}-{job_id}.log"),
+        "profile_list": PROFILES,
+    }
+    hub = Hub(root / "hub", spawner=spawner, spawner_class="local-hpc")
     hub.settings["config"] = hub_config(root / "hub", hub.admin_token)
     (hub.root / "settings.json").write_text(json.dumps(hub.settings))
     hub.start()
     service = Announcements(hub)
+    service.queue = queue
     try:
         # the hub starts its service; it answers once it is listening
         wait_for(
@@ -112,7 +127,16 @@ def announcements(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announce
         )
         yield service
     finally:
+        for name, model in _users(hub).items():
+            if model.get("servers"):
+                hub.api("DELETE", f"/users/{name}/server")
         hub.kill_all()
+        queue.cleanup()
+
+
+def _users(hub: Hub) -> dict[str, dict[str, Any]]:
+    r = hub.api("GET", "/users")
+    return {u["name"]: u for u in r.json()} if r.ok else {}
 
 
 @pytest.fixture

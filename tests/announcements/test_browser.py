@@ -158,6 +158,20 @@ def test_dismissing_on_the_hub_page_and_nothing_for_others(
     expect(frame(bob).locator("article", has_text=title)).to_have_count(0)
 
 
+def test_the_spawn_page_shows_them_too(
+    announcements: Announcements, login: Callable[[str], Page], unique: Callable[[str], str]
+) -> None:
+    title = unique("Before you start")
+    announcements.create(title=title, audience={"users": ["alice"]}, required=True)
+    page = login("alice")
+    page.goto(f"{announcements.hub.url}/hub/spawn")
+    expect(page.get_by_role("radio", name="Large")).to_be_visible()  # the form, not a start
+    article = frame(page).locator("article", has_text=title)
+    expect(article).to_be_visible()
+    # required: no dismiss button
+    expect(frame(page).get_by_role("button", name=f"Dismiss: {title}")).to_have_count(0)
+
+
 def _tags(html: str) -> set[str]:
     class Tags(HTMLParser):
         found: set[str] = set()

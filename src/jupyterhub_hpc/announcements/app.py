@@ -131,7 +131,9 @@ class AnnouncementsApp(Application):
     async def _serve(self) -> None:
         app = self.make_app()
         url = urlparse(self.bind_url)
-        server = HTTPServer(app, xheaders=True, max_body_size=self.max_body_bytes)
+        # tornado drops the connection past its limit (the proxy then answers 502); the handlers
+        # answer 413 for what is between max_body_bytes and this hard limit
+        server = HTTPServer(app, xheaders=True, max_body_size=4 * self.max_body_bytes)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self.log.info(
             "announcements at %s%s (database %s)", self.bind_url, self.service_prefix, _safe(self.db_url)
