@@ -51,7 +51,8 @@ def test_writing_needs_the_scope_not_the_admin_bit(
     )
     assert announcements.hub.user_model("boss")["admin"] is True
     for token in (plain, admin):
-        assert announcements.post({"title": "nope"}, token=token).status_code == 403
+        refused = announcements.post({"title": "nope"}, token=token)
+        assert refused.status_code == 403 and WRITE in refused.json()["message"], refused.text
         path = f"api/v1/announcements/{existing['id']}"
         assert announcements.request("PATCH", path, token, json={"title": "x"}).status_code == 403
         assert announcements.request("DELETE", path, token).status_code == 403

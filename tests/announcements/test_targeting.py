@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from hub import wait_for
 from profiles.hubs import options_body
@@ -43,5 +44,17 @@ def test_a_profile_announcement_reaches_the_users_of_that_profile(
         small = unique("Small-profile users")
         announcements.create(title=small, audience={"profiles": ["small"]})
         assert small not in announcements.titles(USER)
+
+        # JupyterLab's way: the server extension reads the list with the server's own token and
+        # forwards a dismissal (jupyterhub_hpc.lab, the card part's routes)
+        lab = f"{hub.url}/user/{USER}/jupyterhub-hpc/announcements"
+        auth = {"Authorization": f"token {hub.user_token(USER)}"}
+        listed = requests.get(lab, headers=auth, timeout=30)
+        assert listed.status_code == 200, listed.text
+        mine = {a["title"]: a for a in listed.json()["announcements"]}
+        assert title in mine and small not in mine
+        r = requests.post(f"{lab}/{mine[title]['id']}/dismiss", headers=auth, timeout=30)
+        assert r.status_code in (200, 204), r.text
+        assert title not in announcements.titles(USER)
     finally:
         hub.stop_server(USER, timeout=60)
