@@ -4,6 +4,7 @@ store (a real SQLite file), the admin form, the context built from the hub's JSO
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -266,3 +267,21 @@ def test_hub_config_names_the_scope_roles_and_pages() -> None:
     assert 'src="/jhub/services/hpc-announcements/embed"' in ann["template_vars"]["announcement_home"]
     kept = announcements_service(existing_announcements={"announcement_home": "<b>site</b>"})
     assert kept["template_vars"]["announcement_home"].startswith("<b>site</b><iframe")
+
+
+def test_the_docs_hub_configuration_loads_as_written(tmp_path: Path) -> None:
+    """docs/lab.md, Announcements: the example block is a working jupyterhub_config.py."""
+    from jupyterhub.app import JupyterHub
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "lab.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    (block,) = [b for b in blocks if "import announcements_service" in b]
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(block)
+    app = JupyterHub()
+    app.load_config_file(str(config))
+    assert [s["name"] for s in app.services] == ["hpc-announcements"]
+    assert WRITE_SCOPE in app.custom_scopes
+    writers = next(r for r in app.load_roles if r["name"] == "hpc-announcements-writers")
+    assert writers["groups"] == ["hpc-staff"] and WRITE_SCOPE in writers["scopes"]
+    assert "hpc-announcements/embed" in app.template_vars["announcement_spawn"]
