@@ -79,6 +79,19 @@ if s["backend"] == "local":
 else:
     c.JupyterHub.spawner_class = "slurm"
 c.HPCSpawner.profile_list = s["profiles"]
+# the announcements service, with the sample announcement the demo wrote into its database
+from jupyterhub_hpc.announcements import announcements_service
+
+ann = announcements_service(
+    port=s["announcements_port"],
+    writer_users=[s["user"]],
+    cwd=work,
+    args=["--AnnouncementsApp.db_url=" + s["announcements_db"]],
+)
+c.JupyterHub.services = ann["services"]
+c.JupyterHub.custom_scopes = ann["custom_scopes"]
+c.JupyterHub.load_roles = ann["load_roles"]
+c.JupyterHub.template_vars = ann["template_vars"]
 if not s["root"]:
     c.HPCSpawner.submit_prefix = []
     c.HPCSpawner.cancel_prefix = []
@@ -156,6 +169,15 @@ def demo_profiles(backend: str) -> list[dict[str, Any]]:
             },
         }
     return [small, custom]
+
+
+#: the body of the demo's sample announcement (Markdown)
+SAMPLE_ANNOUNCEMENT = (
+    "This hub runs each server as a batch job. Announcements like this one are written on the "
+    "[announcements page](/services/hpc-announcements/) by holders of the "
+    "`custom:announcements:write` scope, for everyone or for groups, users, profiles, clusters "
+    "or partitions."
+)
 
 
 #: a second Ctrl-C this long after the first stops the hub at once; one keypress that arrives
@@ -269,6 +291,26 @@ class Demo:
         shown = socket.getfqdn() if self.args.ip in ("", "0.0.0.0", "::") else self.args.ip
         return f"http://{shown}:{self.args.port}/"
 
+    def sample_announcement(self) -> str:
+        """The announcements service's database with one announcement for everyone; its URL."""
+        from .announcements.model import AnnouncementIn, Audience
+        from .announcements.store import Store
+
+        db_url = "sqlite:///" + str(self.workdir / "announcements.sqlite")
+        store = Store(db_url)
+        try:
+            store.create(
+                AnnouncementIn(
+                    title="Welcome to the jupyterhub-hpc demo",
+                    body=SAMPLE_ANNOUNCEMENT,
+                    audience=Audience(everyone=True),
+                ),
+                created_by="jupyterhub-hpc demo",
+            )
+        finally:
+            store.close()
+        return db_url
+
     def write_config(self) -> Path:
         settings: dict[str, Any] = {
             "workdir": str(self.workdir),
@@ -285,6 +327,8 @@ class Demo:
             "job_name": self.job_name,
             "profiles": demo_profiles(self.args.backend),
             "root": self.root,
+            "announcements_port": free_port(),
+            "announcements_db": self.sample_announcement(),
         }
         path = self.workdir / "settings.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -328,6 +372,7 @@ class Demo:
                 f"Each server runs as {where}, as {self.user}, and opens JupyterLab.",
                 "Profiles on the spawn page: "
                 + "; ".join(p["display_name"] for p in demo_profiles(self.args.backend)),
+                f"Announcements (you may write them): {self.url}services/hpc-announcements/",
                 f"Files of this demo: {self.workdir} (hub log: {self.hub_log.name})",
                 "Press Ctrl-C to stop the hub, its servers and their jobs.",
                 "",

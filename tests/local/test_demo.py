@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from hub import VENV_BIN, free_port
 from jupyterhub_hpc.local_scheduler.store import ENV_MARKER
@@ -199,8 +199,10 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
             page = browser.new_page()
             login_and_open_lab(page, url, user, password)
             assert job_states() == ["RUNNING"]
-            # stop it from the hub's home page
+            # stop it from the hub's home page, which shows the demo's sample announcement
             page.goto(url + "hub/home")
+            sample = page.frame_locator("iframe#hpc-announcements").locator("article")
+            expect(sample).to_contain_text("Welcome to the jupyterhub-hpc demo")
             page.click("#stop")
             page.wait_for_function(
                 "document.querySelector('#start').innerText.trim() === 'Start My Server'", timeout=60_000
