@@ -15,6 +15,7 @@ const WARNED_KEY = 'jupyterhub-hpc:warned';
 const MAX_SEEN = 500;
 /** JupyterLab cuts notification messages at 140 characters. */
 const MAX_MESSAGE = 140;
+const ANNOUNCEMENT_TOAST_MS = 15000;
 
 function clip(text: string): string {
   return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE - 1)}…` : text;
@@ -209,7 +210,8 @@ export class Notices {
       const options = {
         data: { source: 'jupyterhub-hpc', kind: 'announcement', id: a.id },
         actions: [{ label: 'Details', callback: () => this.openPanel() }],
-        ...(a.required ? { autoClose: false as const } : {})
+        // required ones stay until closed; the others longer than JupyterLab's 5 s default
+        autoClose: a.required ? (false as const) : ANNOUNCEMENT_TOAST_MS
       };
       Notification.emit(clip(a.title), type, options);
     }

@@ -26,6 +26,7 @@ export class CardPanel extends Widget {
   private readonly cardNode = document.createElement('section');
   private readonly remainingCell = document.createElement('td');
   private readonly listNode = document.createElement('section');
+  private renderedKey = '';
 
   constructor(
     private readonly model: CardModel,
@@ -45,6 +46,13 @@ export class CardPanel extends Widget {
   }
 
   render(): void {
+    // only when something changed (a poll brings a new `now` every time): keeps focus and selection
+    const card = this.model.card ? { ...this.model.card, now: null } : null;
+    const key = JSON.stringify([card, this.model.error, this.model.announcements]);
+    if (key === this.renderedKey) {
+      return;
+    }
+    this.renderedKey = key;
     this.renderCard(this.model.card);
     this.renderAnnouncements(this.model.announcements);
   }
