@@ -54,8 +54,12 @@ def hpc_server_token_scopes(spawner: Any) -> list[str]:
 def announcements_environment(spawner: Any) -> dict[str, str]:
     """``JUPYTERHUB_HPC_ANNOUNCEMENTS_URL`` for the server: the announcements service's own URL
     (as the hub reaches it, e.g. ``http://127.0.0.1:10101/services/hpc-announcements/``), when
-    ``announcements_service`` names a service of the hub that has a URL; else nothing."""
+    ``announcements_service`` names a service of the hub that has a URL; ``announcements_url``
+    instead when the admin set it (jobs on compute nodes); else nothing."""
     name = str(getattr(spawner, "announcements_service", "") or "")
+    url = str(getattr(spawner, "announcements_url", "") or "")
+    if name and url:
+        return {ANNOUNCEMENTS_URL_ENV: url if url.endswith("/") else url + "/"}
     orm_spawner = getattr(spawner, "orm_spawner", None)
     session = object_session(orm_spawner) if name and orm_spawner is not None else None
     if session is None:
@@ -118,6 +122,18 @@ class JobCardOptions(Configurable):
         (``access:services!service=<name>`` is added to the token's scopes; users must hold
         that scope, e.g. through a role, for JupyterHub to grant it). Empty: no service, and
         the scope is not requested.
+        """,
+    ).tag(config=True)
+
+    announcements_url = Unicode(
+        "",
+        help="""
+        The announcements service's URL as the user's server reaches it, e.g.
+        ``https://hub.example.org/services/hpc-announcements/`` (through the proxy's public
+        URL). Empty (the default): the service's own URL as the hub knows it, which is right
+        when servers run on the hub's host (the local backend, the demo) but not from compute
+        nodes when the service listens on the hub host's 127.0.0.1: set this when jobs run on
+        other hosts. Passed to the server as ``JUPYTERHUB_HPC_ANNOUNCEMENTS_URL``.
         """,
     ).tag(config=True)
 

@@ -244,3 +244,22 @@ async def test_a_profile_sets_its_own_walltime_thresholds_and_the_card_shows_the
     assert got["profile"] == "gpu" and got["poll_seconds"] == 13 and got["job"] is None
     assert got["walltime"] == {"warn_seconds": [600, 60], "autosave_seconds": None}
     assert got["user"] == "alice" and got["now"] == "2026-12-03T07:30:00Z"
+
+
+def test_the_announcements_url_an_admin_sets_reaches_the_server_as_given() -> None:
+    from types import SimpleNamespace
+
+    from jupyterhub_hpc.cardoptions import ANNOUNCEMENTS_URL_ENV, announcements_environment
+
+    on_nodes = SimpleNamespace(
+        announcements_service="hpc-announcements",
+        announcements_url="https://hub.example.org/services/hpc-announcements",
+        orm_spawner=None,
+    )
+    assert announcements_environment(on_nodes) == {
+        ANNOUNCEMENTS_URL_ENV: "https://hub.example.org/services/hpc-announcements/"
+    }
+    # no service named: nothing, whatever the URL
+    assert announcements_environment(SimpleNamespace(**{**vars(on_nodes), "announcements_service": ""})) == {}
+    # no URL and no hub record to read it from: nothing (never a guessed URL)
+    assert announcements_environment(SimpleNamespace(**{**vars(on_nodes), "announcements_url": ""})) == {}
