@@ -31,6 +31,7 @@ from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
+from .maintenance import MaintenanceOptions, pending_note
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -76,7 +77,7 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
+class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, MaintenanceOptions, Spawner):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -409,7 +410,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                 if status.state.is_final or status.state is JobState.NOT_FOUND:
                     await self._raise_failure(status)
                 if status.state is JobState.PENDING:
-                    self._emit(queue_message(self.scheduler, status), 30)
+                    behind = pending_note(self, status)  # a maintenance reservation, from the cache
+                    message = queue_message(self.scheduler, status)
+                    self._emit(f"{message}; {behind}" if behind else message, 30)
                 elif status.state is JobState.RUNNING and status.host:
                     self.job_host = status.host
                     self._emit(f"Running on node {status.host}", 60)
