@@ -355,12 +355,20 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, MaintenanceOptions, S
             await signal.wait()
 
     # -- start ---------------------------------------------------------------------------
+    #: the profile's notices (a fallback, a clipped walltime) go into this spawner's own
+    #: event list at start(), so a progress stream opened before the options were applied
+    #: (a REST client) shows them too; the mixin then does not yield them itself
+    emits_profile_notices = True
+
     async def start(self) -> str:
         self._events = []
         self._start_time = time.monotonic()
         if self._last_end:
             self._emit(f"Your previous server stopped: {self._last_end}", 0)
             self._last_end = ""
+        resolution = getattr(self, "profile_resolution", None)
+        for notice in resolution.notices if resolution is not None else []:
+            self._events.append({"progress": 5, "message": notice})  # logged when applied
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.validated_request()

@@ -545,7 +545,8 @@ class ProfilesMixin(LoggingConfigurable):
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         resolution = self.profile_resolution
-        for notice in resolution.notices if resolution is not None else []:
+        own = getattr(self, "emits_profile_notices", False)  # HPCSpawner: in its event list
+        for notice in resolution.notices if resolution is not None and not own else []:
             yield {"message": notice}
         async for event in super().progress():  # type: ignore[misc]
             yield event
