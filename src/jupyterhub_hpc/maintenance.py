@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -45,9 +46,11 @@ from .states import JobState, JobStatus
 __all__ = [
     "MaintenanceOptions",
     "ReservationCache",
+    "announcement_payloads",
     "capped_limits",
     "card_section",
     "get_reservation_cache",
+    "keep_fresh",
     "local_now",
     "pending_note",
     "walltime_caps",
@@ -257,6 +260,14 @@ def _job_end(status: JobStatus | None, walltime: int | None, now: datetime) -> d
     return start + timedelta(seconds=walltime)
 
 
+def keep_fresh(spawner: Any) -> None:
+    """Start a refresh of the spawner's scheduler's reservations when they are older than
+    ``maintenance_ttl`` (never waits). Called from ``poll()`` of every running server, so the
+    cards always have data and the query count depends on neither the open Lab tabs nor the
+    card requests: one query per cluster per TTL while a server of it runs."""
+    _snapshot(spawner)
+
+
 def card_section(spawner: Any, now: datetime | float | None = None) -> list[dict[str, Any]]:
     """The card's ``maintenance`` list: MAINT reservations in progress or starting within
     ``maintenance_horizon`` that affect the server's partition or nodes (all of them when
@@ -374,3 +385,50 @@ def capped_limits(limits: ClusterLimits, caps: Mapping[str, WalltimeCap] | None)
         high = cap.seconds if part.max_walltime is None else min(part.max_walltime, cap.seconds)
         partitions[name] = replace(part, max_walltime=high)
     return replace(limits, partitions=partitions)
+
+
+# -- the announcements service's view ---------------------------------------------------------------
+def _announcement_id(cluster: str, name: str) -> str:
+    raw = "-".join(p for p in ("maint", cluster, name) if p).lower()
+    return re.sub(r"[^a-z0-9_.-]", "-", raw)[:64]
+
+
+def announcement_payloads(
+    snapshot: ReservationSnapshot,
+    now: datetime | float | None = None,
+    *,
+    cluster: str = "",
+    lead: float = 86400.0,
+) -> list[dict[str, Any]]:
+    """The MAINT reservations of ``snapshot`` as writer payloads of the announcements service
+    (``POST api/v1/announcements``, ``source: "reservation"``): one per reservation, id
+    ``maint-<cluster>-<name>`` (stable: a writer re-posting replaces it), shown from ``lead``
+    seconds before its start to its end, for the users of the affected partitions (everyone
+    when the partitions are unknown), a warning (an error while it is in progress)."""
+    local = local_now(now)
+    out: list[dict[str, Any]] = []
+    for r in snapshot.maintenance(local):
+        partitions = r.partitions(snapshot.partition_nodes)
+        where = (
+            f" on partition{'s' if len(partitions) > 1 else ''} {', '.join(partitions)}" if partitions else ""
+        )
+        nodes = f" (nodes `{r.nodes_text}`)" if r.nodes_text else ""
+        out.append(
+            {
+                "id": _announcement_id(cluster, r.name),
+                "title": f"Maintenance{where}: {_span(r)}"[:140],
+                "body": (
+                    f"The scheduler's maintenance reservation **{r.name}**{nodes} runs from {_span(r)}. "
+                    "Servers started before it end before it starts; a server asking for longer waits "
+                    "until it is over."
+                ),
+                "severity": "error" if r.active(local) else "warning",
+                "starts": iso_utc(max(local, r.start - timedelta(seconds=lead))),
+                "ends": iso_utc(r.end),
+                "audience": {"partitions": partitions} if partitions else {"everyone": True},
+                "dismissible": True,
+                "required": False,
+                "source": "reservation",
+            }
+        )
+    return out

@@ -31,7 +31,7 @@ from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
-from .maintenance import MaintenanceOptions, pending_note
+from .maintenance import MaintenanceOptions, keep_fresh, pending_note
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -530,6 +530,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, MaintenanceOptions, S
             return None if self._spawn_pending else 0
         status = await self.watcher.status(self.job_id)
         if status.state.is_active:
+            keep_fresh(self)  # the job card's maintenance list: one query per cluster per TTL
             return None
         output = await self.read_job_output() if status.exit_code is None else ""
         code = await self._final_exit_code(status, output)

@@ -123,11 +123,9 @@ def reservation() -> Iterator[datetime]:
 def hubs(nonroot_hub_factory: Callable[..., Hub]) -> Iterator[Callable[..., Hub]]:
     started: list[Hub] = []
 
-    def make(policy: str) -> Hub:
-        hub = nonroot_hub_factory(
-            **SETTINGS,
-            config={"SlurmSpawner": {"profile_list": PROFILES, "maintenance_walltime": policy}},
-        )
+    def make(policy: str, **more: Any) -> Hub:
+        spawner = {"profile_list": PROFILES, "maintenance_walltime": policy, **more}
+        hub = nonroot_hub_factory(**SETTINGS, config={"SlurmSpawner": spawner})
         hub.start()
         started.append(hub)
         return hub
@@ -284,4 +282,25 @@ def test_a_crossing_job_pends_and_the_progress_says_why(
     info = show_job(job)
     assert info["JobState"] == "PENDING" and info["TimeLimit"] == "02:00:00"
     assert info["Reason"] == "ReqNodeNotAvail,_Reserved_for_maintenance", info["Reason"]
+    hub.api("DELETE", f"/users/{USER}/server")
+
+
+def test_time_min_lets_slurm_shorten_the_asked_walltime(
+    reservation: datetime, hubs: Callable[..., Hub]
+) -> None:
+    """``maintenance_time_min``: the asked 2 h go to Slurm with ``--time-min=<fit>``; Slurm's backfill
+    starts the job now with exactly that limit (measured: it clips to TimeMin, not to what fits)."""
+    hub = hubs("clip", maintenance_time_min=True)
+    fit = fits_minutes(reservation)
+    messages = spawn_events(hub, {"profile": "cpu", "walltime": "02:00:00"}, lambda m: False)
+    assert any(m.startswith("The scheduler may shorten the walltime 02:00:00 to 00:") for m in messages), (
+        messages
+    )
+    server = hub.user_model(USER)["servers"][""]
+    assert server["ready"], messages
+    info = show_job(str(server["state"]["job_id"]))
+    limit, least = info["TimeLimit"].split(":"), info["TimeMin"].split(":")
+    assert int(least[0]) * 60 + int(least[1]) in (fit, fit - 1), (info["TimeMin"], fit)
+    assert info["TimeLimit"] == info["TimeMin"], (info["TimeLimit"], info["TimeMin"])
+    assert int(limit[0]) * 60 + int(limit[1]) < 120
     hub.api("DELETE", f"/users/{USER}/server")

@@ -276,3 +276,60 @@ async def test_a_backend_without_reservations_has_none_and_runs_nothing() -> Non
     client = SchedulerClient(SGEBackend())
     snap = await client.reservations()
     assert snap.reservations == () and not snap.live and client.counts == {}
+
+
+def recorded_start(name: str) -> datetime:
+    found = {r.name: r for r in parse_scontrol_reservations(recorded("22.05", "reservations.txt"))}
+    return found[name].start
+
+
+async def test_the_card_section_the_pending_note_and_the_announcements(tmp_path: Path) -> None:
+    """A real SlurmSpawner whose scontrol prints the 22.05 recording: its card lists the MAINT
+    reservations of its partition (not the gpu one, not the DAILY one), from the cache alone."""
+    from types import SimpleNamespace
+
+    from jupyterhub_hpc.maintenance import (
+        announcement_payloads,
+        card_section,
+        get_reservation_cache,
+        pending_note,
+    )
+    from jupyterhub_hpc.spawner import SlurmSpawner
+    from jupyterhub_hpc.states import JobStatus
+
+    client, _ = script_client(tmp_path)
+    spawner = SlurmSpawner(
+        user=SimpleNamespace(name="u", groups=[], url="/user/u/"),
+        scheduler_commands={"scontrol": client.backend.cmd("scontrol")},
+        partition="debug",
+        walltime="02:00:00",
+    )
+    start = recorded_start("rec_maint")
+    before = start - timedelta(minutes=30)
+    assert card_section(spawner, before) == []  # nothing cached yet: the query starts in the background
+    snapshot = await get_reservation_cache(spawner.client).get(60, 10)
+    section = card_section(spawner, before)
+    assert [s["name"] for s in section] == ["rec_maint"]
+    assert section[0]["partitions"] == ["debug", "short"] and section[0]["nodes"] == "cpu[1-3]"
+    assert section[0]["start"].endswith("Z") and section[0]["crosses_job"] is False  # no job yet
+    spawner.maintenance_reservations = False
+    assert card_section(spawner, before) == []
+    spawner.maintenance_reservations = True
+
+    pending = JobStatus(
+        "7", JobState.PENDING, reason="ReqNodeNotAvail, Reserved for maintenance", partition="debug"
+    )
+    note = pending_note(spawner, pending, before)
+    assert note is not None and note.startswith("maintenance reservation rec_maint (nodes cpu[1-3]) from ")
+    assert note.endswith(" UTC")
+    short = JobStatus("7", JobState.PENDING, reason="Priority", partition="debug")
+    spawner.walltime = "00:10:00"
+    assert pending_note(spawner, short, before) is None  # 10 minutes do not cross it
+    assert pending_note(spawner, JobStatus("7", JobState.RUNNING, partition="debug"), before) is None
+
+    payloads = announcement_payloads(snapshot, before, cluster="hpc")
+    assert [p["id"] for p in payloads] == ["maint-hpc-rec_maint_now", "maint-hpc-rec_maint"]
+    maint = payloads[1]
+    assert maint["source"] == "reservation" and maint["severity"] == "warning"
+    assert maint["audience"] == {"partitions": ["debug", "short"]} and len(maint["title"]) <= 140
+    assert maint["ends"].endswith("Z") and "**rec_maint**" in maint["body"]
