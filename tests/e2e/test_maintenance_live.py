@@ -304,3 +304,84 @@ def test_time_min_lets_slurm_shorten_the_asked_walltime(
     assert info["TimeLimit"] == info["TimeMin"], (info["TimeLimit"], info["TimeMin"])
     assert int(limit[0]) * 60 + int(limit[1]) < 120
     hub.api("DELETE", f"/users/{USER}/server")
+
+
+@pytest.fixture
+def slurm24_reservation() -> Iterator[tuple[Any, datetime]]:
+    """A MAINT reservation on both nodes of the Slurm 24.11 cluster (scripts/slurm24.sh), always deleted."""
+    from slurm_cluster import CLUSTERS
+
+    cluster = CLUSTERS["24.11"]()
+    cluster.check_version()
+    cluster.run("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
+    start = (datetime.now() + LEAD).replace(microsecond=0)
+    cluster.run(
+        "scontrol",
+        "create",
+        "reservation",
+        f"ReservationName={RESERVATION}",
+        f"StartTime={start:%Y-%m-%dT%H:%M:%S}",
+        "Duration=00:30:00",
+        "Nodes=s24n[1-2]",
+        "Users=root",
+        "Flags=MAINT,IGNORE_JOBS",
+    )
+    try:
+        yield cluster, start
+    finally:
+        cluster.cancel_all(["hpcuser1", USER])
+        cluster.run("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
+        assert RESERVATION not in cluster.run("scontrol", "-o", "show", "reservation").stdout
+
+
+def test_slurm_24_11_through_the_hubs_client_and_a_rest_clip(
+    slurm24_reservation: tuple[Any, datetime], nonroot_hub_factory: Callable[..., Hub]
+) -> None:
+    """The same query through a 24.11 hub's scheduler client (its wrappers and SLURM_CONF), then a
+    real hub on that cluster clips a REST start of 2 h and Slurm 24.11 runs it with that limit."""
+    from jupyterhub_hpc.backends.slurm import SlurmBackend
+    from jupyterhub_hpc.client import ClientSettings, SchedulerClient
+
+    cluster, start = slurm24_reservation
+    settings = cluster.spawner
+    client = SchedulerClient(
+        SlurmBackend(commands=settings["scheduler_commands"]),
+        ClientSettings(environment=tuple(sorted(settings["scheduler_environment"].items()))),
+    )
+    snapshot = asyncio.run(client.reservations(20))
+    found = [r for r in snapshot.reservations if r.name == RESERVATION]
+    assert len(found) == 1 and found[0].maintenance and found[0].nodes == ("s24n1", "s24n2")
+    assert found[0].start == start and snapshot.partition_nodes["debug"] == {"s24n1", "s24n2"}
+    assert client.counts == {"reservations": 1, "partition_nodes": 1}
+
+    user = "hpcuser1"  # the 24.11 root's test user
+    spawner = {
+        **settings,
+        "memory": "400M",
+        "status_interval": 3.0,
+        "command_timeout": 20.0,
+        "poll_interval": 3,
+    }
+    hub = nonroot_hub_factory(
+        **spawner, config={"SlurmSpawner": {"profile_list": PROFILES[:1], "maintenance_ttl": 2.0}}
+    )
+    hub.start()
+    fit = fits_minutes(start)
+    hub.ensure_user(user)
+    r = hub.api("POST", f"/users/{user}/server", json=body({"profile": "cpu", "walltime": "02:00:00"}))
+    assert r.status_code in (201, 202), r.text
+    server = wait_for(
+        lambda: (hub.user_model(user)["servers"].get("") or {}).get("state", {}).get("job_id"),
+        60,
+        0.5,
+        "no job submitted",
+    )
+    info = dict(
+        t.split("=", 1)
+        for t in cluster.run("scontrol", "-o", "show", "job", str(server)).stdout.split()
+        if "=" in t
+    )
+    limit = info["TimeLimit"].split(":")
+    assert int(limit[0]) * 60 + int(limit[1]) in (fit, fit - 1), (info["TimeLimit"], fit)
+    assert info["Partition"] == "debug"
+    hub.api("DELETE", f"/users/{user}/server")
