@@ -7,8 +7,8 @@ nodes only when a MAINT reservation exists) serves the whole hub process:
 one, notes the error and logs once per failure streak. The query runs through the
 spawner's :class:`~jupyterhub_hpc.client.SchedulerClient`, as the hub's own account,
 like the limits queries. Never per user request: the card and the progress only read
-what is cached (and start a refresh in the background when it is older than the TTL);
-the spawn form awaits the first answer only, like the limits.
+what is cached; the running servers' ``poll()`` and a pending spawn refresh it (awaited,
+one query per TTL for all of them), and so does the spawn form.
 
 What uses it:
 
@@ -139,7 +139,11 @@ def local_now(now: datetime | float | None = None) -> datetime:
 
 
 class ReservationCache:
-    """The reservations of one scheduler, shared by all users; at most one query per ``ttl``."""
+    """The reservations of one scheduler, shared by all users; at most one query per ``ttl``.
+
+    Queries run only inside an awaited call (:meth:`get`: the servers' ``poll()``, a pending
+    spawn, the spawn form), never as a task left behind.
+    """
 
     def __init__(self, client: SchedulerClient) -> None:
         self.client = client
@@ -152,30 +156,23 @@ class ReservationCache:
         return self.current is None or time.time() - self.current.fetched_at >= ttl
 
     def _start(self, timeout: float) -> asyncio.Task[ReservationSnapshot]:
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.ensure_future(self._fetch(timeout))
-        return self._refresh
+        loop = asyncio.get_running_loop()
+        task = self._refresh
+        # a refresh of another (closed) event loop never finishes in this one
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._refresh = loop.create_task(self._fetch(timeout))
+        return task
 
     async def get(self, ttl: float, timeout: float) -> ReservationSnapshot:
-        """Fresh data, or the last data while a refresh runs; the first call waits."""
-        if not self._stale(ttl):
-            assert self.current is not None
-            return self.current
-        task = self._start(timeout)
-        if self.current is not None:
-            return self.current
-        return await asyncio.shield(task)
-
-    def peek(self, ttl: float, timeout: float) -> ReservationSnapshot:
-        """What is cached now (empty before the first answer), never waiting: a stale
-        cache starts a refresh in the background (when an event loop runs)."""
+        """The cached answer, refreshed first when it is older than ``ttl`` (every caller at that
+        moment waits for the same one query, at most ``timeout`` seconds)."""
         if self._stale(ttl):
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            else:
-                self._start(timeout)
+            await asyncio.shield(self._start(timeout))  # one waiter cancelled: not the others' query
+        assert self.current is not None
+        return self.current
+
+    def peek(self) -> ReservationSnapshot:
+        """What is cached now (empty before the first answer); never runs or starts a query."""
         return self.current or ReservationSnapshot()
 
     async def _fetch(self, timeout: float) -> ReservationSnapshot:
@@ -217,11 +214,10 @@ def _enabled(spawner: Any) -> bool:
 
 
 def _snapshot(spawner: Any) -> ReservationSnapshot:
-    """The cached reservations of the spawner's scheduler (never waits)."""
+    """The cached reservations of the spawner's scheduler (never queries)."""
     if not _enabled(spawner):
         return ReservationSnapshot()
-    cache = get_reservation_cache(spawner.client)
-    return cache.peek(float(spawner.maintenance_ttl), float(spawner.maintenance_timeout))
+    return get_reservation_cache(spawner.client).peek()
 
 
 def _walltime(spawner: Any) -> int | None:
@@ -260,12 +256,14 @@ def _job_end(status: JobStatus | None, walltime: int | None, now: datetime) -> d
     return start + timedelta(seconds=walltime)
 
 
-def keep_fresh(spawner: Any) -> None:
-    """Start a refresh of the spawner's scheduler's reservations when they are older than
-    ``maintenance_ttl`` (never waits). Called from ``poll()`` of every running server, so the
-    cards always have data and the query count depends on neither the open Lab tabs nor the
+async def keep_fresh(spawner: Any) -> None:
+    """Refresh the spawner's scheduler's reservations when they are older than
+    ``maintenance_ttl``. Awaited by ``poll()`` of every running server and by a pending spawn,
+    so the cards have data and the query count depends on neither the open Lab tabs nor the
     card requests: one query per cluster per TTL while a server of it runs."""
-    _snapshot(spawner)
+    if _enabled(spawner):
+        cache = get_reservation_cache(spawner.client)
+        await cache.get(float(spawner.maintenance_ttl), float(spawner.maintenance_timeout))
 
 
 def card_section(spawner: Any, now: datetime | float | None = None) -> list[dict[str, Any]]:

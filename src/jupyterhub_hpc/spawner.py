@@ -418,6 +418,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, MaintenanceOptions, S
                 if status.state.is_final or status.state is JobState.NOT_FOUND:
                     await self._raise_failure(status)
                 if status.state is JobState.PENDING:
+                    await keep_fresh(self)  # one reservations query per cluster per TTL
                     behind = pending_note(self, status)  # a maintenance reservation, from the cache
                     message = queue_message(self.scheduler, status)
                     self._emit(f"{message}; {behind}" if behind else message, 30)
@@ -530,7 +531,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, MaintenanceOptions, S
             return None if self._spawn_pending else 0
         status = await self.watcher.status(self.job_id)
         if status.state.is_active:
-            keep_fresh(self)  # the job card's maintenance list: one query per cluster per TTL
+            await keep_fresh(self)  # the job card's maintenance list: one query per cluster per TTL
             return None
         output = await self.read_job_output() if status.exit_code is None else ""
         code = await self._final_exit_code(status, output)

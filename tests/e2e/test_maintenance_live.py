@@ -34,7 +34,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from hub import Hub, wait_for
-from jupyterhub_hpc.maintenance import card_section, get_reservation_cache
+from jupyterhub_hpc.maintenance import card_section, keep_fresh
 from jupyterhub_hpc.spawner import SlurmSpawner
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
@@ -237,8 +237,8 @@ def test_a_longer_rest_request_is_clipped_and_the_card_lists_it(
 
     async def card() -> list[dict[str, Any]]:
         await spawner.watcher.status(job)  # what the hub's watcher would have seen
-        card_section(spawner)  # reads the (empty) cache and starts the one query in the background
-        await get_reservation_cache(spawner.client).get(60, 10)
+        assert card_section(spawner) == []  # the card reads the cache only: empty before a poll
+        await keep_fresh(spawner)  # what each running server's poll() awaits
         return card_section(spawner, datetime.now(timezone.utc))
 
     section = asyncio.run(card())

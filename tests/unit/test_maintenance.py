@@ -244,13 +244,13 @@ async def test_one_query_per_ttl_and_a_failure_keeps_the_last_answer(
     assert client.counts == {"reservations": 1, "partition_nodes": 1}
     for _ in range(5):
         assert await cache.get(60, 10) is first
-        assert cache.peek(60, 10) is first
+        assert cache.peek() is first
     assert cache.queries == 1
     fail.touch()
     caplog.set_level(logging.WARNING, "jupyterhub_hpc.maintenance")
     for _ in range(3):
         await cache._fetch(10)
-    kept = cache.peek(60, 10)
+    kept = cache.peek()
     assert kept.reservations == first.reservations and kept.error and "Unable to contact" in kept.error
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1  # logged once
     fail.unlink()
@@ -258,16 +258,14 @@ async def test_one_query_per_ttl_and_a_failure_keeps_the_last_answer(
     assert cache.current is not None and cache.current.error is None and not cache.failing
 
 
-async def test_peek_never_waits_and_refreshes_in_the_background(tmp_path: Path) -> None:
+async def test_peek_never_queries_and_concurrent_callers_share_one_query(tmp_path: Path) -> None:
     client, _ = script_client(tmp_path)
     cache = ReservationCache(client)
-    assert cache.peek(60, 10) == ReservationSnapshot()
-    await asyncio.sleep(0.5)
-    for _ in range(20):
-        if cache.current is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert cache.current is not None and len(cache.current.reservations) == 3 and cache.queries == 1
+    assert cache.peek() == ReservationSnapshot() and cache.queries == 0 and client.counts == {}
+    answers = await asyncio.gather(*(cache.get(60, 10) for _ in range(10)))
+    assert all(a is answers[0] for a in answers) and len(answers[0].reservations) == 3
+    assert cache.queries == 1 and client.counts == {"reservations": 1, "partition_nodes": 1}
+    assert cache.peek() is answers[0]
 
 
 async def test_a_backend_without_reservations_has_none_and_runs_nothing() -> None:
@@ -292,6 +290,7 @@ async def test_the_card_section_the_pending_note_and_the_announcements(tmp_path:
         announcement_payloads,
         card_section,
         get_reservation_cache,
+        keep_fresh,
         pending_note,
     )
     from jupyterhub_hpc.spawner import SlurmSpawner
@@ -306,8 +305,10 @@ async def test_the_card_section_the_pending_note_and_the_announcements(tmp_path:
     )
     start = recorded_start("rec_maint")
     before = start - timedelta(minutes=30)
-    assert card_section(spawner, before) == []  # nothing cached yet: the query starts in the background
-    snapshot = await get_reservation_cache(spawner.client).get(60, 10)
+    assert card_section(spawner, before) == []  # nothing cached yet (the card never queries)
+    assert get_reservation_cache(spawner.client).queries == 0
+    await keep_fresh(spawner)  # what every running server's poll() awaits
+    snapshot = get_reservation_cache(spawner.client).peek()
     section = card_section(spawner, before)
     assert [s["name"] for s in section] == ["rec_maint"]
     assert section[0]["partitions"] == ["debug", "short"] and section[0]["nodes"] == "cpu[1-3]"
