@@ -277,7 +277,10 @@ def card_section(spawner: Any, now: datetime | float | None = None) -> list[dict
     local = local_now(now)
     snapshot = _snapshot(spawner)
     status, partition = _job(spawner)
-    hosts = [status.host] if status is not None and status.host else []
+    # every node of the job where the status has them (the card part's NodeList), else its first
+    hosts = list(
+        getattr(status, "nodes", None) or ([status.host] if status is not None and status.host else [])
+    )
     horizon = local + timedelta(seconds=float(spawner.maintenance_horizon))
     found = snapshot.next_for(partition, local, hosts) if partition or hosts else snapshot.maintenance(local)
     end = _job_end(status, _walltime(spawner), local)
