@@ -13,7 +13,8 @@ limits cache and ``jupyterhub-hpc sudoers`` all use it:
 - :meth:`~SchedulerClient.status` and :meth:`~SchedulerClient.accounting` (the one
   batched query per interval, behind ``status_prefix``);
 - :meth:`~SchedulerClient.limits` (partitions, node sizes, associations: the
-  backend's argv builders and pure parsers, as the hub's own account).
+  backend's argv builders and pure parsers, as the hub's own account);
+- :meth:`~SchedulerClient.reservations` (maintenance windows, as the hub's own account).
 
 :meth:`~SchedulerClient.command` is the one function that turns a backend's argv into
 what runs (prefix, environment, SSH); :meth:`~SchedulerClient.run` runs it. On a
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import Backend, QueryError
 from .backends.limits import Associations, ClusterLimits
+from .backends.reservations import ReservationSnapshot
 from .commands import CommandError, CommandResult, expand_prefix, run_command, with_environment
 from .ssh import SSHSettings, local_environment, remote_argv, secrets_on_stdin
 from .states import JobStatus
@@ -253,6 +255,32 @@ class SchedulerClient:
         return ClusterLimits(
             partitions=partitions, fetched_at=time.time(), live=True, error=None, associations=associations
         )
+
+    async def reservations(self, timeout: float | None = None) -> ReservationSnapshot:
+        """The scheduler's reservations, queried as the hub's own account, with the nodes of
+        each partition (asked only when a maintenance reservation exists); ``live=False``
+        for a backend without reservations. Raises CommandError or QueryError."""
+        argv = self.backend.reservations_argv()
+        if argv is None:
+            return ReservationSnapshot(fetched_at=time.time())
+        result = await self.run(argv, count="reservations", timeout=timeout)
+        if not result.ok:
+            raise QueryError(result.stderr.strip() or f"{argv[0]} exited {result.returncode}")
+        try:
+            found = tuple(self.backend.parse_reservations(result))
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
+        partition_nodes: dict[str, frozenset[str]] = {}
+        nodes_argv = self.backend.partition_nodes_argv()
+        if nodes_argv is not None and any(r.maintenance for r in found):
+            listed = await self.run(nodes_argv, count="partition_nodes", timeout=timeout)
+            if not listed.ok:
+                raise QueryError(listed.stderr.strip() or f"{nodes_argv[0]} exited {listed.returncode}")
+            try:
+                partition_nodes = self.backend.parse_partition_nodes(listed)
+            except ValueError as exc:
+                raise QueryError(str(exc)) from None
+        return ReservationSnapshot(found, partition_nodes, fetched_at=time.time(), live=True)
 
 
 _CLIENTS: dict[tuple[object, ...], SchedulerClient] = {}

@@ -33,6 +33,7 @@ from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
 from .jobcard import JobResources, resources_of
+from .maintenance import MaintenanceOptions, keep_fresh, pending_note
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -78,7 +79,7 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Spawner):
+class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, MaintenanceOptions, Spawner):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -367,12 +368,20 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Spawn
             await signal.wait()
 
     # -- start ---------------------------------------------------------------------------
+    #: the profile's notices (a fallback, a clipped walltime) go into this spawner's own
+    #: event list at start(), so a progress stream opened before the options were applied
+    #: (a REST client) shows them too; the mixin then does not yield them itself
+    emits_profile_notices = True
+
     async def start(self) -> str:
         self._events = []
         self._start_time = time.monotonic()
         if self._last_end:
             self._emit(f"Your previous server stopped: {self._last_end}", 0)
             self._last_end = ""
+        resolution = getattr(self, "profile_resolution", None)
+        for notice in resolution.notices if resolution is not None else []:
+            self._events.append({"progress": 5, "message": notice})  # logged when applied
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.validated_request()
@@ -425,7 +434,10 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Spawn
                 if status.state.is_final or status.state is JobState.NOT_FOUND:
                     await self._raise_failure(status)
                 if status.state is JobState.PENDING:
-                    self._emit(queue_message(self.scheduler, status), 30)
+                    await keep_fresh(self)  # one reservations query per cluster per TTL
+                    behind = pending_note(self, status)  # a maintenance reservation, from the cache
+                    message = queue_message(self.scheduler, status)
+                    self._emit(f"{message}; {behind}" if behind else message, 30)
                 elif status.state is JobState.RUNNING and status.host:
                     self.job_host = status.host
                     self._emit(f"Running on node {status.host}", 60)
@@ -535,6 +547,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Spawn
             return None if self._spawn_pending else 0
         status = await self.watcher.status(self.job_id)
         if status.state.is_active:
+            await keep_fresh(self)  # the job card's maintenance list: one query per cluster per TTL
             return None
         output = await self.read_job_output() if status.exit_code is None else ""
         code = await self._final_exit_code(status, output)

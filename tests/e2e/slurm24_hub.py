@@ -7,7 +7,8 @@
 ROOT = "/opt/jupyterhub-hpc/slurm24-root"
 BIN = "/opt/jupyterhub-hpc/slurm24-bin"
 c.HPCSpawner.scheduler_commands = {  # noqa: F821 (`c`: the config object of a jupyterhub_config.py)
-    name: f"{BIN}/{name}" for name in ("sbatch", "squeue", "scancel", "sacct", "sinfo", "sacctmgr")
+    name: f"{BIN}/{name}"
+    for name in ("sbatch", "squeue", "scancel", "sacct", "sinfo", "sacctmgr", "scontrol")
 }
 c.HPCSpawner.scheduler_environment = {"SLURM_CONF": f"{ROOT}/etc/slurm/slurm.conf"}  # noqa: F821
 c.HPCSpawner.path_prepend = ["/opt/jupyterhub-hpc/venv-slurm24/bin"]  # noqa: F821

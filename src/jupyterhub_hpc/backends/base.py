@@ -13,7 +13,9 @@ lives once in shared code (:mod:`jupyterhub_hpc.client`, :mod:`jupyterhub_hpc.co
 - ``cancel_argv(job_id)`` / ``parse_cancel(result)``;
 - optionally ``accounting_argv(job_ids)`` / ``parse_accounting`` for jobs that
   left the live queue, and ``limits_argv()`` / ``parse_limits`` (partitions and node
-  sizes, :mod:`.limits`) and ``associations_argv()`` / ``parse_associations``;
+  sizes, :mod:`.limits`) and ``associations_argv()`` / ``parse_associations``, and
+  ``reservations_argv()`` / ``parse_reservations`` (maintenance windows,
+  :mod:`.reservations`) with ``partition_nodes_argv()`` / ``parse_partition_nodes``;
 - ``directives(request, job)``: the scheduler directive arguments for a validated
   request; the template (``template``) writes them, quoted values everywhere else.
 """
@@ -32,6 +34,7 @@ from ..render import Safe, directive_lines, render_script
 from ..request import JobRequest, RequestError
 from ..states import JobState, JobStatus
 from .limits import Associations, PartitionInfo
+from .reservations import Reservation
 
 __all__ = ["OPTIONAL_FIELDS", "Backend", "JobScript", "QueryError", "SubmitError", "asked_fields"]
 
@@ -225,6 +228,24 @@ class Backend(abc.ABC):
 
     def parse_associations(self, result: CommandResult) -> dict[str, Associations]:
         """{user: Associations} from :meth:`associations_argv`'s output."""
+        return {}
+
+    def reservations_argv(self) -> list[str] | None:
+        """argv listing the scheduler's reservations; None when it has no such concept
+        (then there are no reservations: nothing is made up)."""
+        return None
+
+    def parse_reservations(self, result: CommandResult) -> list[Reservation]:
+        """The reservations from :meth:`reservations_argv`'s output; raises ``ValueError``."""
+        return []
+
+    def partition_nodes_argv(self) -> list[str] | None:
+        """argv listing the node names of each partition (to tell which partitions a
+        reservation of nodes affects); None if unsupported."""
+        return None
+
+    def parse_partition_nodes(self, result: CommandResult) -> dict[str, frozenset[str]]:
+        """{partition: node names} from :meth:`partition_nodes_argv`'s output."""
         return {}
 
     @abc.abstractmethod

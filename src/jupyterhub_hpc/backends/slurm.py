@@ -16,7 +16,14 @@ from ..request import JobRequest, format_walltime, parse_walltime_seconds
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
 from .limits import Associations, PartitionInfo
+from .reservations import Reservation
 from .slurm_limits import parse_sacctmgr_associations, parse_sinfo_nodes, sacctmgr_argv, sinfo_argv
+from .slurm_reservations import (
+    parse_scontrol_partitions,
+    parse_scontrol_reservations,
+    scontrol_partitions_argv,
+    scontrol_reservations_argv,
+)
 
 __all__ = [
     "SlurmBackend",
@@ -76,6 +83,9 @@ SLURM_REASONS: dict[str, str] = {
     "JobHeldUser": "held by the user",
     "JobHeldAdmin": "held by an administrator",
     "ReqNodeNotAvail": "the requested nodes are not available",
+    # squeue's words (scontrol show job writes them with underscores: both recorded, 22.05 and 24.11)
+    "ReqNodeNotAvail, Reserved for maintenance": "the nodes it needs are reserved for maintenance",
+    "ReqNodeNotAvail,_Reserved_for_maintenance": "the nodes it needs are reserved for maintenance",
     "NodeDown": "a node it needs is down",
     "PartitionDown": "the partition is down",
     "PartitionInactive": "the partition is inactive",
@@ -206,6 +216,7 @@ class SlurmBackend(Backend):
         "sacct": "sacct",
         "sinfo": "sinfo",
         "sacctmgr": "sacctmgr",
+        "scontrol": "scontrol",
     }
     cancel_gone_markers = ("Invalid job id", "already completing")
     renders = frozenset({"nodes", "partition", "ntasks", "ntasks_per_node", "gpus_per_task", "gres"})
@@ -323,6 +334,18 @@ class SlurmBackend(Backend):
 
     def parse_associations(self, result: CommandResult) -> dict[str, Associations]:
         return parse_sacctmgr_associations(result.stdout)
+
+    def reservations_argv(self) -> list[str] | None:
+        return scontrol_reservations_argv(self.cmd("scontrol"), self.cluster)
+
+    def parse_reservations(self, result: CommandResult) -> list[Reservation]:
+        return parse_scontrol_reservations(result.stdout)
+
+    def partition_nodes_argv(self) -> list[str] | None:
+        return scontrol_partitions_argv(self.cmd("scontrol"), self.cluster)
+
+    def parse_partition_nodes(self, result: CommandResult) -> dict[str, frozenset[str]]:
+        return parse_scontrol_partitions(result.stdout)
 
     @staticmethod
     def task_directives(request: JobRequest) -> list[str]:

@@ -267,6 +267,7 @@ def render_form(
         profiles=views,
         single=len(views) == 1,
         notices=list(notices),
+        maintenance=[dict(m) for m in ctx.maintenance_notes],
         tables=_table(ctx, visible),
         data_json=Markup(json.dumps(data).replace("<", "\\u003c")),
         script=Markup(static_text("profiles.js").replace("</", "<\\/")),

@@ -34,8 +34,10 @@ from tornado import web
 from traitlets import Bool, Callable, Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import LoggingConfigurable
 
+from ..client import SchedulerClient
+from ..maintenance import capped_limits, walltime_caps
 from ..refusal import OptionsRefused
-from ..request import RequestError
+from ..request import RequestError, format_walltime
 from .compat import warn_once
 from .form import options_from_formdata, render_form
 from .limits import ClusterLimits, configured_partition_fields, get_limits_cache
@@ -274,17 +276,35 @@ class ProfilesMixin(LoggingConfigurable):
         wanted = [t for t in targets.values() if t.backend is not None]
         fetched = await asyncio.gather(*(self._fetch_limits(t) for t in wanted))
         limits = {t.key: f.with_config(self.partition_limits) for t, f in zip(wanted, fetched, strict=True)}
-        return replace(ctx, limits=limits)
+        clients = {t.key: c for t in wanted if (c := self._target_client(t)) is not None}
+        caps, notes = await walltime_caps(self, clients)
+        policy = str(getattr(self, "maintenance_walltime", "off")).lower()
+        time_min = bool(getattr(self, "maintenance_time_min", False))
+        if policy == "refuse" or (policy == "clip" and not time_min):
+            limits = {k: capped_limits(v, caps.get(k)) for k, v in limits.items()}
+        return replace(
+            ctx,
+            limits=limits,
+            walltime_caps=caps if policy != "off" else {},
+            maintenance_policy=policy,
+            maintenance_time_min=time_min,
+            maintenance_notes=tuple(notes),
+        )
 
-    async def _fetch_limits(self, target: Target) -> ClusterLimits:
-        if not self.profile_live_limits or target.backend is None:
-            return ClusterLimits()
+    def _target_client(self, target: Target) -> SchedulerClient | None:
+        """The scheduler client of a profile's target (None: not a spawner of this package)."""
         make_client = getattr(self, "scheduler_client", None)
-        if make_client is None:  # not a spawner of this package: no scheduler to ask
-            return ClusterLimits()
+        if make_client is None or target.backend is None:
+            return None
         commands = {**(self._base_trait("scheduler_commands", {}) or {}), **target.commands}
         environment = {**(self._base_trait("scheduler_environment", {}) or {}), **target.environment}
-        client = make_client(target.backend, target.cluster, commands, environment)
+        client: SchedulerClient = make_client(target.backend, target.cluster, commands, environment)
+        return client
+
+    async def _fetch_limits(self, target: Target) -> ClusterLimits:
+        client = self._target_client(target) if self.profile_live_limits else None
+        if client is None:  # no live limits, or no scheduler to ask
+            return ClusterLimits()
         cache = get_limits_cache(client)
         return await cache.get(self.profile_limits_ttl, self.profile_limits_timeout)
 
@@ -462,6 +482,11 @@ class ProfilesMixin(LoggingConfigurable):
         for notice in resolution.notices:
             self.log.warning("%s: %s", self._log_name, notice)
         self.apply_profile_overrides(resolution.overrides)
+        if resolution.time_min is not None and self.has_trait("job_extra_directives"):
+            # maintenance_time_min: Slurm may shorten the walltime down to what fits
+            kept = [d for d in getattr(self, "job_extra_directives", []) if not d.startswith("--time-min")]
+            directive = f"--time-min={format_walltime(resolution.time_min)}"
+            self.apply_profile_overrides([("job_extra_directives", [*kept, directive])])
         self.remember_choices(resolution, profiles)
         # what is stored (and pre-fills the next form) is the normalised, valid request
         self.user_options = dict(resolution.user_options)
@@ -520,7 +545,8 @@ class ProfilesMixin(LoggingConfigurable):
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         resolution = self.profile_resolution
-        for notice in resolution.notices if resolution is not None else []:
+        own = getattr(self, "emits_profile_notices", False)  # HPCSpawner: in its event list
+        for notice in resolution.notices if resolution is not None and not own else []:
             yield {"message": notice}
         async for event in super().progress():  # type: ignore[misc]
             yield event

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends.reservations import WalltimeCap
 from ..request import JobRequest, RequestError, Seconds, shown, walltime_text
 from .limits import ClusterLimits, PartitionInfo
 from .model import (
@@ -75,6 +76,13 @@ class Context:
     base_cluster: str = ""
     #: limits by :attr:`Target.key`, fetched by the caller
     limits: Mapping[str, ClusterLimits] = field(default_factory=dict)
+    #: by :attr:`Target.key`, then partition: the longest walltime ending before its next
+    #: maintenance (:mod:`jupyterhub_hpc.maintenance`), and what a longer request gets
+    walltime_caps: Mapping[str, Mapping[str, WalltimeCap]] = field(default_factory=dict)
+    maintenance_policy: str = "off"  # clip | refuse | off (``maintenance_walltime``)
+    maintenance_time_min: bool = False
+    #: the form's maintenance notes: {"target", "partition", "text"}
+    maintenance_notes: tuple[Mapping[str, str], ...] = ()
 
     def limits_for(self, target: Target) -> ClusterLimits | None:
         return None if target.backend is None else self.limits.get(target.key)
@@ -93,6 +101,8 @@ class Resolution:
     cluster: str
     notices: list[str] = field(default_factory=list)
     request: JobRequest | None = None
+    #: ``--time-min`` (seconds) to submit with (``maintenance_time_min``), else None
+    time_min: int | None = None
 
     def job_request(self) -> JobRequest:
         if self.request is None:
@@ -414,11 +424,43 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
             source[option.target_field] = key
     resolution = Resolution(profile, wire, overrides, job, target.backend, target.cluster)
     if ctx.base_job or any(f in JOB_FIELDS for f in job):
-        _check_job(resolution, source, limits, ctx)
+        _check_job(resolution, source, limits, ctx, ctx.walltime_caps.get(target.key, {}))
     return resolution
 
 
-def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | None, ctx: Context) -> None:
+def _fit_maintenance(res: Resolution, source: dict[str, str], cap: WalltimeCap, ctx: Context) -> None:
+    """A walltime crossing the partition's next maintenance: refused, or clipped (the request,
+    the stored options and a notice), or kept with ``--time-min`` (``maintenance_walltime``)."""
+    request = res.job_request()
+    asked = walltime_text(request.walltime)
+    fits = walltime_text(cap.seconds)
+    # refused only when the user chose the walltime (a default is within the cap already;
+    # a walltime the admin or the profile fixed is clipped: the user could not ask for less)
+    if ctx.maintenance_policy == "refuse" and source.get("walltime") not in (None, "profile"):
+        raise RequestError(
+            source.get("walltime", "walltime"),
+            f"{asked} would not end before {cap.describe()}: at most {fits} fits; "
+            "ask for less, or start after the maintenance",
+        )
+    if ctx.maintenance_time_min:
+        res.time_min = cap.seconds
+        res.notices.append(f"The scheduler may shorten the walltime {asked} to {fits}: {cap.describe()}.")
+        return
+    res.request = JobRequest.from_mapping({**res.job, "walltime": Seconds(cap.seconds)})
+    res.job = res.request.model_dump()
+    key = source.get("walltime")
+    if key in res.user_options:
+        res.user_options[key] = fits
+    res.notices.append(f"Walltime shortened from {asked} to {fits}: {cap.describe()}.")
+
+
+def _check_job(
+    res: Resolution,
+    source: dict[str, str],
+    limits: ClusterLimits | None,
+    ctx: Context,
+    caps: Mapping[str, WalltimeCap] | None = None,
+) -> None:
     """The job request is well-formed and fits the partition (and the user's associations)."""
     request = JobRequest.from_mapping(res.job, rename=source)
     res.request = request
@@ -437,6 +479,10 @@ def _check_job(res: Resolution, source: dict[str, str], limits: ClusterLimits | 
         return
     if not part.up:
         fail("partition", f"partition {part.name} is not accepting jobs now")
+    cap = (caps or {}).get(part.name)
+    if cap is not None and ctx.maintenance_policy != "off" and request.walltime > cap.seconds:
+        _fit_maintenance(res, source, cap, ctx)
+        request = res.job_request()
     if part.max_walltime is not None and request.walltime > part.max_walltime:
         fail(
             "walltime",
@@ -514,12 +560,12 @@ def reconcile(
                 "the default is used instead."
             )
             continue
-        res.notices = notices
-        return res, notices
+        res.notices = [*notices, *res.notices]
+        return res, res.notices
     notices.append("Your last choices are no longer valid; the defaults are used instead.")
     res = resolve(profiles, {}, ctx)
-    res.notices = notices
-    return res, notices
+    res.notices = [*notices, *res.notices]
+    return res, res.notices
 
 
 def reconcile_each(

@@ -71,7 +71,18 @@
     return null;
   }
 
+  function showMaintenance(chosen) {
+    // the maintenance notes of the chosen profile's scheduler and partition (all without a choice)
+    root.querySelectorAll(".hpc-maintenance [data-partition]").forEach(function (note) {
+      note.hidden = !!chosen && (note.getAttribute("data-target") !== chosen.target ||
+        note.getAttribute("data-partition") !== chosen.partition);
+    });
+    var box = root.querySelector(".hpc-maintenance");
+    if (box) box.hidden = !box.querySelector("[data-partition]:not([hidden])");
+  }
+
   function update() {
+    var chosen = null;
     root.querySelectorAll(".hpc-profile").forEach(function (profile) {
       var slug = profile.getAttribute("data-profile");
       var radio = profile.querySelector('input[name="profile"]');
@@ -83,6 +94,7 @@
       box.disabled = !selected;
       var meta = data.profiles[slug], values = {};
       var part = partitionInfo(profile, slug);
+      if (selected) chosen = { target: meta.target, partition: part ? part.name : meta.partition };
       var gpuTypeField = profile.querySelector('[data-target="gpu_type"] select');
       var gpuType = gpuTypeField && gpuTypeField.value !== UNLISTED ? gpuTypeField.value : null;
       box.querySelectorAll(".hpc-option").forEach(function (div) {
@@ -104,6 +116,7 @@
         checkBounds(div, om, part, field, on && selected ? gpuType : null);
       });
     });
+    showMaintenance(chosen);
   }
 
   function checkBounds(div, om, part, field, gpuType) {
