@@ -242,7 +242,8 @@ def test_time_limits_and_host_lists() -> None:
     assert parse_time_limit("NOT_SET") is None
     assert expand_hostlist("n[1-3,07],gpu1") == ("n1", "n2", "n3", "n07", "gpu1")
     assert expand_hostlist("vm") == ("vm",)
-    assert expand_hostlist("rack[01-02]-n[1-2]") == ("rack01-n[1-2]", "rack02-n[1-2]")
+    assert expand_hostlist("rack[01-02]-n[1-2]") == ("rack01-n1", "rack01-n2", "rack02-n1", "rack02-n2")
+    assert expand_hostlist("n[a],m1") == ("n[a]", "m1")
     assert expand_hostlist("") == expand_hostlist("(null)") == expand_hostlist("n/a") == ()
     assert len(expand_hostlist("n[1-100000]")) == 4096
 

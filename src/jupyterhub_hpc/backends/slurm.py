@@ -15,6 +15,7 @@ from ..commands import CommandResult
 from ..request import JobRequest, format_walltime, parse_walltime_seconds
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
+from .hostlist import expand_hostlist
 from .limits import Associations, PartitionInfo
 from .reservations import Reservation
 from .slurm_limits import parse_sacctmgr_associations, parse_sinfo_nodes, sacctmgr_argv, sinfo_argv
@@ -130,46 +131,6 @@ def parse_time_limit(text: str) -> int | None:
         return int(parse_walltime_seconds(text.strip()))
     except ValueError:
         return None
-
-
-#: bounded: a node list of a huge job is summarised by its first nodes
-MAX_NODES = 4096
-
-
-def expand_hostlist(text: str) -> tuple[str, ...]:
-    """Slurm's compressed node list, expanded in order: ``"n[1-3,07],gpu1"`` -> ``n1 n2 n3 n07
-    gpu1`` (zero padding kept); ``""``, ``"(null)"`` and ``"n/a"`` -> ``()``. At most
-    :data:`MAX_NODES` names."""
-    text = text.strip()
-    if text.upper() in _NO_TIME or text.lower() == "n/a":
-        return ()
-    names: list[str] = []
-    depth = 0
-    start = 0
-    items: list[str] = []
-    for i, ch in enumerate(text):  # split on the commas outside brackets
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    for item in items:
-        head, bracket, rest = item.partition("[")
-        if not bracket:
-            names.append(item)
-            continue
-        body, _, tail = rest.partition("]")
-        for part in body.split(","):
-            low, _, high = part.partition("-")
-            if not low.isdigit() or (high and not high.isdigit()):
-                names.append(f"{head}[{part}]{tail}")
-                continue
-            for number in range(int(low), int(high or low) + 1):
-                names.append(f"{head}{number:0{len(low)}d}{tail}")
-                if len(names) >= MAX_NODES:
-                    return tuple(names)
-    return tuple(n for n in names if n)[:MAX_NODES]
 
 
 def parse_wait_status(text: str) -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from .hostlist import expand_hostlist
 from .reservations import Reservation
 
 __all__ = [
@@ -56,59 +57,6 @@ def parse_key_values(line: str) -> dict[str, str]:
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
         out[match.group(1)] = line[match.end() : end].strip()
-    return out
-
-
-def expand_hostlist(text: str) -> tuple[str, ...]:
-    """Slurm's host list syntax expanded.
-
-    >>> expand_hostlist("cpu[1-3],gpu1")
-    ('cpu1', 'cpu2', 'cpu3', 'gpu1')
-    >>> expand_hostlist("n[08-10,12]")
-    ('n08', 'n09', 'n10', 'n12')
-    >>> expand_hostlist("r[1-2]n[1-2]")
-    ('r1n1', 'r1n2', 'r2n1', 'r2n2')
-    >>> expand_hostlist("(null)")
-    ()
-    """
-    text = text.strip()
-    if text in _NULL:
-        return ()
-    names: list[str] = []
-    for item in _split_outside_brackets(text):
-        names.extend(_expand_one(item))
-    return tuple(names)
-
-
-def _split_outside_brackets(text: str) -> list[str]:
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += char == "["
-        depth -= char == "]"
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    return [i for i in (s.strip() for s in items) if i]
-
-
-def _expand_one(item: str) -> list[str]:
-    match = re.search(r"\[([^\]]*)\]", item)
-    if match is None:
-        return [item]
-    head, tail = item[: match.start()], item[match.end() :]
-    out: list[str] = []
-    for part in match.group(1).split(","):
-        if "-" in part:
-            low, high = part.split("-", 1)
-            width = len(low) if low.startswith("0") else 0
-            numbers = [str(n).zfill(width) for n in range(int(low), int(high) + 1)]
-        else:
-            numbers = [part]
-        for number in numbers:
-            out.extend(_expand_one(f"{head}{number}{tail}"))
     return out
 
 

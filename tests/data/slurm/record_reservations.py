@@ -21,6 +21,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2] / "src"))
+
+from jupyterhub_hpc.backends.slurm import SQUEUE_FIELDS  # noqa: E402
 
 CLUSTERS = {
     "22.05": {
@@ -44,7 +47,8 @@ CLUSTERS = {
         "pending_args": ["-p", "debug", "-N", "2", "-t", "01:00:00"],
     },
 }
-SQUEUE = "--Format=JobID:|,State:|,Reason:|,BatchHost:|,exit_code:|,StartTime:|,EndTime:|,Partition:|"
+#: the backend's own status fields, so the recording parses with today's parser
+SQUEUE = "--Format=" + ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
 
 
 def main(version: str) -> None:
