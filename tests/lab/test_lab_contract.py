@@ -281,8 +281,11 @@ def run_scenario(server: Lab, fake: Fake, page: Page, end: float, notebook: Path
 def assert_saved(path: Path, source: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        cells = json.loads(path.read_text())["cells"]
-        if "".join(cells[0]["source"]) == source:
+        try:
+            cells = json.loads(path.read_text())["cells"]
+        except json.JSONDecodeError:  # read while the server was writing it: look again
+            cells = []
+        if cells and "".join(cells[0]["source"]) == source:
             return
         time.sleep(0.2)
     raise AssertionError(f"{path} not saved with {source!r}: {path.read_text()[:300]}")
