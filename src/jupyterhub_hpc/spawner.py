@@ -31,6 +31,7 @@ from .backends.base import parse_exit_marker
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
+from .idle import IdlePolicy
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -565,7 +566,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             return str(self.server.url)
 
 
-class HPCSpawner(ProfilesMixin, HPCSpawnerBase):
+class HPCSpawner(ProfilesMixin, IdlePolicy, HPCSpawnerBase):
     """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``.
 
     Profiles are built in, as in KubeSpawner: with a ``profile_list`` the spawn form
