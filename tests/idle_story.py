@@ -1,0 +1,133 @@
+"""The idle-policy story both live runs tell (tests/local/test_idle_hub.py on the local backend,
+tests/e2e/test_slurm_idle.py on Slurm): one hub with a profile whose ``idle_timeout`` is a few
+seconds, three users' servers side by side:
+
+* an idle server of the timed profile is stopped through JupyterHub's stop (the job is cancelled,
+  it leaves the queue) and the user's next spawn says why;
+* a server of the same profile kept in use (API requests through the proxy, which reach the hub's
+  ``last_activity``) is not, until it is left alone;
+* a server of a profile without a timeout never is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from hub import Hub, wait_for
+
+__all__ = ["ACTIVITY_CONFIG", "SPAWNER", "TIMEOUT", "check_idle_story"]
+
+TIMEOUT = 8  # seconds without activity before the hub stops a "gpu" server
+PROFILES = [
+    {"display_name": "CPU", "slug": "cpu", "default": True},
+    {
+        "display_name": "GPU",
+        "slug": "gpu",
+        "spawner_override": {"idle_timeout": TIMEOUT, "idle_warning": 4},
+    },
+]
+#: the hub learns of activity within a second or two: from the proxy's routes (JupyterHub's
+#: last_activity_interval) and from the servers' own reports (JUPYTERHUB_ACTIVITY_INTERVAL)
+ACTIVITY_CONFIG: dict[str, dict[str, Any]] = {"JupyterHub": {"last_activity_interval": 1}}
+SPAWNER: dict[str, Any] = {
+    "profile_list": PROFILES,
+    "idle_check_interval": 1.0,
+    "environment": {"JUPYTERHUB_ACTIVITY_INTERVAL": "1"},
+}
+
+
+def spawn_ready(hub: Hub, user: str, profile: str) -> str:
+    """Start ``user``'s server with ``profile``; return its job id once it is ready."""
+    assert hub.spawn(user, {"profile": profile}).status_code in (201, 202)
+    server = hub.wait_ready(user, timeout=120)
+    return str(server["state"]["job_id"])
+
+
+def spawn_events(hub: Hub, user: str, profile: str) -> list[str]:
+    """Spawn and read the progress stream while the spawn runs, as the spawn page does."""
+    hub.ensure_user(user)
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(hub.spawn, user, {"profile": profile})
+        wait_for(lambda: hub.user_model(user)["servers"], 30, message="no spawn started")
+        events = hub.progress_events(user, timeout=120)
+        assert posted.result().status_code in (201, 202)
+    return [str(e.get("message", "")) for e in events]
+
+
+def use(hub: Hub, user: str, token: str) -> None:
+    """What a user's Lab does: an API request through the proxy to the server."""
+    r = requests.get(
+        f"{hub.url}/user/{user}/api/contents", headers={"Authorization": f"token {token}"}, timeout=10
+    )
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+
+
+def running(hub: Hub, user: str) -> bool:
+    return bool(hub.user_model(user)["servers"].get("", {}).get("ready"))
+
+
+def check_idle_story(
+    hub: Hub,
+    users: tuple[str, str, str],
+    job_running: Callable[[str, str], bool],
+    job_gone: Callable[[str, str], bool],
+) -> list[str]:
+    """Run the story on a started hub configured with :data:`SPAWNER` and :data:`ACTIVITY_CONFIG`.
+    ``job_running(user, job)``: the scheduler runs it; ``job_gone(user, job)``: it left the queue
+    as cancelled. Returns the job ids (all ended or stopped at the end)."""
+    idle_user, used_user, untimed_user = users
+    stop_using = threading.Event()
+
+    def keep_using(user: str, token: str) -> None:
+        while not stop_using.wait(1.0):
+            use(hub, user, token)
+
+    def spawn_and_use(user: str) -> str:
+        job = spawn_ready(hub, user, "gpu")
+        threading.Thread(target=keep_using, args=(user, hub.user_token(user)), daemon=True).start()
+        return job
+
+    with ThreadPoolExecutor(3) as pool:
+        idle_f = pool.submit(lambda: (spawn_ready(hub, idle_user, "gpu"), time.monotonic()))
+        used_f = pool.submit(spawn_and_use, used_user)
+        untimed_f = pool.submit(spawn_ready, hub, untimed_user, "cpu")
+        (idle_job, t0), used_job, untimed_job = idle_f.result(), used_f.result(), untimed_f.result()
+    try:
+        # the idle one goes, through JupyterHub's stop: server removed, job cancelled
+        wait_for(lambda: not hub.user_model(idle_user)["servers"], 60, 0.5, "idle server not stopped")
+        elapsed = time.monotonic() - t0
+        assert TIMEOUT - 2 <= elapsed < TIMEOUT + 30, elapsed
+        wait_for(lambda: job_gone(idle_user, idle_job), 30, 0.5, f"job {idle_job} still in the queue")
+        log = hub.log_tail(100_000)
+        assert f"{idle_user}: idle: Job {idle_job} was stopped by the hub after" in log, log[-3000:]
+        # well past two timeouts: the one in use and the one without a timeout are still there
+        time.sleep(max(0.0, t0 + 2.5 * TIMEOUT - time.monotonic()))
+        assert running(hub, used_user) and running(hub, untimed_user)
+        assert job_running(used_user, used_job) and job_running(untimed_user, untimed_job)
+    finally:
+        stop_using.set()
+
+    # left alone, the used one goes too (the same profile: what kept it was the use)
+    wait_for(lambda: not hub.user_model(used_user)["servers"], 60, 0.5, "unused server not stopped")
+    wait_for(lambda: job_gone(used_user, used_job), 30, 0.5, f"job {used_job} still in the queue")
+
+    # the spawn page of the idle user's next start says why the previous server stopped
+    messages = spawn_events(hub, idle_user, "cpu")
+    said = [m for m in messages if m.startswith("Your previous server stopped: ")]
+    assert said and said[0].startswith(
+        f"Your previous server stopped: Job {idle_job} was stopped by the hub after "
+    ), messages
+    assert said[0].endswith(f"without activity (the idle timeout is {TIMEOUT} s)."), said
+    again = str(hub.user_model(idle_user)["servers"][""]["state"]["job_id"])
+
+    # the profile without a timeout is still running, long after
+    assert running(hub, untimed_user) and job_running(untimed_user, untimed_job)
+    for user in (idle_user, untimed_user):
+        hub.stop_server(user)
+    return [idle_job, used_job, untimed_job, again]
