@@ -261,13 +261,21 @@ class IdleEnforcer:
 
     async def check(self, now: datetime | float | None = None) -> list[Any]:
         """Stop every watched server that is idle for its timeout; return those stopped."""
-        idle: list[tuple[Any, IdleDecision]] = []
+        due: list[Any] = []
         for spawner in self.watched:
             if not self._current(spawner):
                 self._spawners.pop(id(spawner), None)
                 continue
             if spawner.pending or not spawner.ready:
                 continue  # starting, stopping or being checked: JupyterHub is busy with it
+            if _decision(spawner, now).state is IdleState.STOP:
+                due.append(spawner)
+        if due:
+            # JupyterHub reads the proxy's activity only every last_activity_interval (5 min by
+            # default): a user back in the last minutes would be stopped on stale data
+            await self._refresh_from_proxy(due)
+        idle: list[tuple[Any, IdleDecision]] = []
+        for spawner in due:
             decision = _decision(spawner, now)
             if decision.state is IdleState.STOP:
                 self._spawners.pop(id(spawner), None)
@@ -275,6 +283,37 @@ class IdleEnforcer:
         # together: one slow cancel does not hold up the others
         await asyncio.gather(*(self.stop(spawner, decision) for spawner, decision in idle))
         return [spawner for spawner, _ in idle]
+
+    async def _refresh_from_proxy(self, spawners: list[Any]) -> None:
+        """Bring the servers' ``last_activity`` up to the proxy's routes now, as JupyterHub's own
+        periodic update does (``Proxy.get_all_routes``: the route's ``user``, ``server_name`` and,
+        on configurable-http-proxy, ``last_activity``)."""
+        proxy = getattr(spawners[0].user, "settings", {}).get("proxy")
+        if proxy is None:
+            return
+        try:
+            routes = await proxy.get_all_routes()
+        except Exception as exc:
+            log.warning("idle check: the proxy's routes are not available (%s)", exc)
+            return
+        seen: dict[tuple[str, str], datetime] = {}
+        for route in routes.values():
+            data = route.get("data") or {}
+            text = data.get("last_activity")
+            if "user" in data and "server_name" in data and isinstance(text, str):
+                with contextlib.suppress(ValueError):
+                    seen[(data["user"], data["server_name"])] = _utc(
+                        datetime.fromisoformat(text.replace("Z", "+00:00"))
+                    )
+        for spawner in spawners:
+            fresh = seen.get((spawner.user.name, spawner.name))
+            orm = spawner.orm_spawner
+            known = orm.last_activity
+            if fresh is not None and (known is None or fresh > _utc(known)):
+                orm.last_activity = fresh.replace(tzinfo=None)  # naive UTC, as JupyterHub stores it
+                db = getattr(spawner.user, "db", None)  # the hub's database session
+                if db is not None:
+                    db.commit()
 
     async def stop(self, spawner: Any, decision: IdleDecision) -> None:
         """Stop the server as JupyterHub's REST API does: ``User.stop`` (the spawner cancels

@@ -232,3 +232,49 @@ def test_the_check_stops_only_idle_ready_servers(monkeypatch: pytest.MonkeyPatch
     assert used in enforcer.watched and used._last_end == ""
     # the stopped server is no longer watched; the one used later is stopped at its own time
     assert asyncio.run(enforcer.check(at(111))) == [used]
+
+
+class StandInProxy:
+    """What the check uses of JupyterHub's Proxy: ``get_all_routes`` (configurable-http-proxy's
+    route data carries ``last_activity``)."""
+
+    def __init__(self, activity: dict[str, datetime]) -> None:
+        self.activity = activity
+        self.deleted: list[str] = []
+
+    async def get_all_routes(self) -> dict[str, Any]:
+        return {
+            f"/user/alice/{name}": {
+                "routespec": f"/user/alice/{name}",
+                "data": {
+                    "user": "alice",
+                    "server_name": name,
+                    "last_activity": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                },
+            }
+            for name, when in self.activity.items()
+        }
+
+    async def delete_user(self, user: Any, name: str) -> None:
+        self.deleted.append(name)
+
+
+def test_the_proxy_is_asked_before_a_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JupyterHub reads the proxy's activity every 5 minutes by default: a server used a minute
+    ago whose last_activity in the database is older than its timeout is not stopped."""
+    monkeypatch.setattr(SlurmSpawner, "ready", property(lambda s: True))
+    monkeypatch.setattr(SlurmSpawner, "pending", property(lambda s: None))
+    monkeypatch.setattr(SlurmSpawner, "active", property(lambda s: True))
+    user = StandInUser()
+    back = watched(user, "back", last=0)
+    gone = watched(user, "gone", last=0)
+    proxy = StandInProxy({"back": at(50), "gone": at(-100)})
+    user.settings["proxy"] = proxy
+    enforcer = IdleEnforcer()
+    for spawner in (back, gone):
+        enforcer._spawners[id(spawner)] = spawner
+
+    assert asyncio.run(enforcer.check(at(61))) == [gone]
+    assert proxy.deleted == ["gone"]  # its route, after JupyterHub's stop
+    assert back.orm_spawner.last_activity == at(50).replace(tzinfo=None)  # as JupyterHub stores it
+    assert back in enforcer.watched
