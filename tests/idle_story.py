@@ -11,17 +11,21 @@ seconds, three users' servers side by side:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
 
 from hub import Hub, wait_for
 
-__all__ = ["ACTIVITY_CONFIG", "SPAWNER", "TIMEOUT", "check_idle_story"]
+__all__ = ["ACTIVITY_CONFIG", "BUSY_KERNELS_ARGS", "SPAWNER", "TIMEOUT", "check_idle_story", "run_silently"]
 
 TIMEOUT = 8  # seconds without activity before the hub stops a "gpu" server
 PROFILES = [
@@ -131,3 +135,50 @@ def check_idle_story(
     for user in (idle_user, untimed_user):
         hub.stop_server(user)
     return [idle_job, used_job, untimed_job, again]
+
+
+#: enables the busy-kernel extension in a user's server (Hub.per_user sets it at the spawn)
+BUSY_KERNELS_ARGS = [
+    "--ServerApp.jpserver_extensions=jupyterhub_hpc.busykernels=True",
+    "--BusyKernels.interval=1",
+]
+
+
+def run_silently(hub: Hub, user: str, token: str, seconds: float) -> str:
+    """Start a kernel and have it run ``time.sleep(seconds)`` (busy, and silent: no output),
+    as a cell of a Lab does; the websocket is closed at once, so no traffic follows."""
+    base = f"{hub.url}/user/{user}/api/kernels"
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(base, headers=headers, json={"name": "python3"}, timeout=30)
+    assert r.status_code == 201, (r.status_code, r.text[:300])
+    kernel = str(r.json()["id"])
+    ws_url = f"{base}/{kernel}/channels".replace("http://", "ws://", 1)
+
+    async def execute() -> None:
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "session": uuid.uuid4().hex,
+            "username": user,
+            "date": datetime.now(timezone.utc).isoformat(),
+            "version": "5.3",
+        }
+        content = {"code": f"import time\ntime.sleep({seconds})", "silent": False, "store_history": False}
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        await conn.write_message(json.dumps({**message, "channel": "shell"}))
+        while True:  # until the kernel says it is busy with it
+            reply = await asyncio.wait_for(conn.read_message(), 30)
+            assert reply is not None, "the kernel's websocket closed"
+            data = json.loads(reply)
+            if data.get("parent_header", {}).get("msg_id") == msg_id and data["msg_type"] == "status":
+                if data["content"]["execution_state"] == "busy":
+                    break
+        conn.close()
+
+    asyncio.run(execute())
+    return kernel

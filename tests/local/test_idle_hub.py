@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from hub import Hub
-from idle_story import ACTIVITY_CONFIG, SPAWNER, check_idle_story
+from hub import Hub, wait_for
+from idle_story import (
+    ACTIVITY_CONFIG,
+    BUSY_KERNELS_ARGS,
+    SPAWNER,
+    TIMEOUT,
+    check_idle_story,
+    run_silently,
+    running,
+    spawn_ready,
+)
 
 from .conftest import FAST, LocalQueue
 
@@ -47,3 +58,32 @@ def test_idle_servers_of_a_timed_profile_are_stopped_and_told_why(hub: Hub, queu
         job_running=lambda user, job: state(job) == "RUNNING",
         job_gone=lambda user, job: state(job) == "CANCELLED",
     )
+
+
+def test_a_busy_kernel_is_activity_with_the_busy_kernels_extension(hub: Hub, queue: LocalQueue) -> None:
+    """A cell that computes silently (no output, no traffic) for three timeouts: without the
+    extension (hpcuser1, the control) the server is stopped in the middle of it; with it
+    (hpcuser2) the server lives until the cell ends, then is stopped one timeout later."""
+    hub.per_user({"hpcuser2": {"args": BUSY_KERNELS_ARGS}})
+    seconds = 3 * TIMEOUT
+    with ThreadPoolExecutor(2) as pool:
+        plain_f, busy_f = (pool.submit(spawn_ready, hub, user, "gpu") for user in ("hpcuser1", "hpcuser2"))
+        plain_job, busy_job = plain_f.result(), busy_f.result()
+        started = list(
+            pool.map(
+                lambda user: (run_silently(hub, user, hub.user_token(user), seconds), time.monotonic()),
+                ("hpcuser1", "hpcuser2"),
+            )
+        )
+    t0 = max(t for _, t in started)
+    # the control: the busy kernel alone does not keep a server without the extension
+    wait_for(lambda: not hub.user_model("hpcuser1")["servers"], 2 * TIMEOUT + 20, 0.5, "control not stopped")
+    assert time.monotonic() < t0 + seconds, "the control was stopped only after its cell ended"
+    # with the extension: alive while the kernel is busy
+    time.sleep(max(0.0, t0 + seconds - 2 - time.monotonic()))
+    assert running(hub, "hpcuser2"), "stopped while its kernel was busy"
+    assert queue.status(busy_job)[busy_job]["state"] == "RUNNING"
+    # and idle once the cell ended
+    wait_for(lambda: not hub.user_model("hpcuser2")["servers"], 2 * TIMEOUT + 20, 0.5, "not stopped after")
+    assert queue.wait_state(plain_job, "CANCELLED")["state"] == "CANCELLED"
+    assert queue.wait_state(busy_job, "CANCELLED")["state"] == "CANCELLED"
