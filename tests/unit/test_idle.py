@@ -6,7 +6,9 @@ tests/local/test_idle_hub.py (local backend) and tests/e2e/test_slurm_idle.py (S
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -278,3 +280,18 @@ def test_the_proxy_is_asked_before_a_stop(monkeypatch: pytest.MonkeyPatch) -> No
     assert proxy.deleted == ["gone"]  # its route, after JupyterHub's stop
     assert back.orm_spawner.last_activity == at(50).replace(tzinfo=None)  # as JupyterHub stores it
     assert back in enforcer.watched
+
+
+def test_the_example_of_docs_lab_md_is_valid_as_written() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "lab.md"
+    idle_part = doc.read_text().split("## Idle policy", 1)[1]
+    example = re.findall(r"```python\n(.*?)```", idle_part, re.S)[0]
+    c = Config()
+    exec(compile(example, str(doc), "exec"), {"c": c})
+    check_profiles(c)
+    spawner = SlurmSpawner(config=c)
+    gpu = next(p for p in c.SlurmSpawner.profile_list if p["slug"] == "gpu")
+    spawner.apply_profile_overrides(list(gpu["spawner_override"].items()))
+    assert (spawner.idle_timeout, spawner.idle_warning) == (1800, 300)
+    spawner.undo_profile_overrides()
+    assert spawner.idle_timeout == 0
