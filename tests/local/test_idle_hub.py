@@ -87,3 +87,15 @@ def test_a_busy_kernel_is_activity_with_the_busy_kernels_extension(hub: Hub, que
     wait_for(lambda: not hub.user_model("hpcuser2")["servers"], 2 * TIMEOUT + 20, 0.5, "not stopped after")
     assert queue.wait_state(plain_job, "CANCELLED")["state"] == "CANCELLED"
     assert queue.wait_state(busy_job, "CANCELLED")["state"] == "CANCELLED"
+
+
+def test_a_restarted_hub_stops_an_idle_server_at_its_profiles_timeout(hub: Hub, queue: LocalQueue) -> None:
+    """The profile's timeout is kept with the job: after a crash of the hub (SIGKILL) and a start,
+    the hub (whose configuration has no timeout) still stops the idle server of the GPU profile."""
+    job = spawn_ready(hub, "hpcuser1", "gpu")
+    hub.kill()
+    hub.start()
+    assert running(hub, "hpcuser1")
+    wait_for(lambda: not hub.user_model("hpcuser1")["servers"], 3 * TIMEOUT + 30, 0.5, "not stopped")
+    assert queue.wait_state(job, "CANCELLED")["state"] == "CANCELLED"
+    assert f"hpcuser1: idle: Job {job} was stopped by the hub after" in hub.log_tail(100_000)
