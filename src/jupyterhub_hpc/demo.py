@@ -44,6 +44,7 @@ DEMO_USER = "hpcdemo"
 #: The hub's configuration: constant text, everything variable comes from the settings file.
 CONFIG = r"""
 import json, os
+from jupyterhub_hpc.handlers import hub_template_paths
 from jupyterhub_hpc.profiles.handlers import all_handlers
 
 s = json.load(open(os.environ["JUPYTERHUB_HPC_DEMO_SETTINGS"]))
@@ -60,6 +61,8 @@ c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = s["password"]
 c.Authenticator.allowed_users = {s["user"]}
 c.JupyterHub.extra_handlers = all_handlers
+# the home page with the job card of each server
+c.JupyterHub.template_paths = hub_template_paths
 # JupyterHub's own setting: keep jobs when the hub stops (what a cluster wants); the demo
 # itself cancels whatever is left when it stops
 c.JupyterHub.cleanup_servers = False

@@ -10,22 +10,43 @@ It accepts exactly ``{"port": <int>}``, authenticated with the API token of
 that very server, once per job start; anything else is refused and changes
 nothing. The body is bounded (:data:`PORT_BODY_LIMIT` bytes, read without
 buffering more) and parsed without recursion (:mod:`jupyterhub_hpc.httpbody`).
+
+``GET /hub/api/hpc/card/<user>/<server name>`` answers with the job card of that
+server (:mod:`jupyterhub_hpc.jobcard`) from the shared watcher's cache, never a
+scheduler command, to a token or cookie with ``read:servers`` or ``access:servers``
+on that server (the server's own token has the latter).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import has_scope
 from tornado import web
 
 from .httpbody import JSONBodyHandler
+from .jobcard import spawner_card
 from .spawner import HPCSpawner, PortReportTooEarly
 
-__all__ = ["PORT_ROUTE", "JobPortHandler", "api_handlers"]
+__all__ = [
+    "CARD_ROUTE",
+    "PORT_ROUTE",
+    "JobCardHandler",
+    "JobPortHandler",
+    "api_handlers",
+    "hub_template_paths",
+]
+
+#: ``c.JupyterHub.template_paths = hub_template_paths``: the home page with the job cards
+hub_template_paths: list[str] = [str(Path(__file__).parent / "hubtemplates")]
 
 PORT_ROUTE = r"/api/hpc/port"
+CARD_ROUTE = r"/api/hpc/card/([^/]+)/([^/]*)"
+#: either scope on the server grants its card
+CARD_SCOPES = ("read:servers", "access:servers")
 #: bytes of a port report (``{"port": 20001}`` is 15)
 PORT_BODY_LIMIT = 1024
 
@@ -70,5 +91,37 @@ class JobPortHandler(JSONBodyHandler):
         self.finish(json.dumps({"port": port}))
 
 
+class JobCardHandler(APIHandler):
+    """``GET /hub/api/hpc/card/<user>/<server name>``: the job card (see the module docstring).
+
+    403 without ``read:servers`` or ``access:servers`` on that server (also for another user's
+    server that does not exist: nothing is told about it), 404 for an unknown user or server the
+    caller could see."""
+
+    def _allowed(self, user_name: str, server_name: str) -> bool:
+        target = f"{user_name}/{server_name}"
+        return any(
+            has_scope(f"{scope}!server={target}", self.parsed_scopes, db=self.db) for scope in CARD_SCOPES
+        )
+
+    async def get(self, user_name: str, server_name: str) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if not self._allowed(user_name, server_name):
+            raise web.HTTPError(403, "requires read:servers or access:servers on this server")
+        user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404, f"no such user: {user_name}")
+        if server_name and server_name not in user.orm_user.orm_spawners:
+            raise web.HTTPError(404, f"{user_name} has no server named {server_name}")
+        card = spawner_card(user.spawners[server_name])
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(card))
+
+
 #: ``c.JupyterHub.extra_handlers = api_handlers``
-api_handlers: list[tuple[str, type[APIHandler]]] = [(PORT_ROUTE, JobPortHandler)]
+api_handlers: list[tuple[str, type[APIHandler]]] = [
+    (PORT_ROUTE, JobPortHandler),
+    (CARD_ROUTE, JobCardHandler),
+]

@@ -28,10 +28,12 @@ from traitlets import default
 from . import metrics
 from .backends import Backend, JobScript, SubmitError, backend_class
 from .backends.base import parse_exit_marker
+from .cardoptions import JobCardOptions, announcements_environment
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
 from .idle import IdlePolicy
+from .jobcard import JobResources, resources_of
 from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
@@ -77,7 +79,7 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
+class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Spawner):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -96,6 +98,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
     job_backend: str = ""
     job_cluster: str = ""
     job_token_digest: str = ""
+    #: what the job asked for and the profile it came from (the job card shows them)
+    job_resources: JobResources | None = None
+    job_profile: str = ""
     _port_job: str = ""
     #: the job id whose end the scheduler confirmed (stop() has nothing left to do)
     _ended_job: str = ""
@@ -118,6 +123,10 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
                 token_digest=self.job_token_digest,
                 port_job=self._port_job,
             )
+            if self.job_resources is not None:
+                state["resources"] = self.job_resources.as_state()
+            if self.job_profile:
+                state["profile"] = self.job_profile
         if self._last_end:
             state["last_end"] = self._last_end
         return state
@@ -132,6 +141,8 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
             self.job_port = int(state.get("port") or 0)
             self.job_token_digest = str(state.get("token_digest") or "")
             self._port_job = str(state.get("port_job") or "")
+            self.job_resources = JobResources.from_state(state.get("resources"))
+            self.job_profile = str(state.get("profile") or "")
         self._last_end = str(state.get("last_end") or "")
 
     def clear_state(self) -> None:
@@ -139,8 +150,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         # a server ended reaches the next spawner of this server (after a restart too)
         super().clear_state()
         self.job_id = self.job_host = self.job_backend = self.job_cluster = ""
-        self.job_token_digest = self._port_job = ""
+        self.job_token_digest = self._port_job = self.job_profile = ""
         self.job_port = 0
+        self.job_resources = None
 
     def _persist_state(self) -> None:
         """Write the state to the hub database now (not only when start returns),
@@ -281,6 +293,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
 
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
+        env.update(announcements_environment(self))
         if self.internal_ssl and self.cert_paths:
             # the job cannot read the hub's certificate files: their contents travel with it
             if SSL_KEY_ENV not in self.secret_env_names:
@@ -364,6 +377,9 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, Spawner):
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.validated_request()
+        self.job_resources = resources_of(request)
+        resolution = getattr(self, "profile_resolution", None)
+        self.job_profile = resolution.profile.slug if resolution is not None else ""
         public, secrets = self.job_environment()
         script = self.job_script(request, public)
         self.job_token_digest = token_digest(self.api_token) if self.api_token else ""

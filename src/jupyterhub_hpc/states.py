@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,10 @@ class JobStatus:
     ``host`` is the (first) execution host, ``reason`` the scheduler's own
     reason code for a pending or ended job, ``exit_code`` the job script's exit
     status once known, ``expected_start`` the scheduler's estimate for a pending
-    job and ``end_time`` the (expected) end of a running or ended job.
+    job and ``end_time`` the (expected) end of a running or ended job. Where the scheduler
+    reports them (Slurm), ``nodes`` lists every node of the job (expanded, in order) and
+    ``time_limit_seconds`` is its current time limit (None: unlimited or not reported); for
+    a running or ended job ``expected_start`` is the time it started.
     """
 
     job_id: str
@@ -59,17 +63,9 @@ class JobStatus:
     end_time: datetime | None = None
     partition: str | None = None
     native_state: str | None = None
+    nodes: tuple[str, ...] = ()
+    time_limit_seconds: int | None = None
 
     def with_state(self, state: JobState) -> JobStatus:
         """A copy of this status in another state (the other fields are kept)."""
-        return JobStatus(
-            job_id=self.job_id,
-            state=state,
-            host=self.host,
-            reason=self.reason,
-            exit_code=self.exit_code,
-            expected_start=self.expected_start,
-            end_time=self.end_time,
-            partition=self.partition,
-            native_state=self.native_state,
-        )
+        return dataclasses.replace(self, state=state)

@@ -27,8 +27,10 @@ from jupyterhub_hpc.backends.base import QueryError, SubmitError
 from jupyterhub_hpc.backends.slurm import (
     SQUEUE_FIELDS,
     SlurmBackend,
+    expand_hostlist,
     parse_exit_code,
     parse_slurm_time,
+    parse_time_limit,
     parse_wait_status,
 )
 from jupyterhub_hpc.backends.slurm_limits import SINFO_FIELDS, parse_sinfo_nodes
@@ -101,8 +103,11 @@ def recorded_format(version: str, name: str) -> list[str]:
     return spec.group(1).split(",")
 
 
-def relayout(version: str, name: str, fields: tuple[str, ...] = SQUEUE_FIELDS) -> str:
-    """The recorded lines, value for value, in ``fields`` order with ``|`` after each."""
+def relayout(
+    version: str, name: str, fields: tuple[str, ...] = SQUEUE_FIELDS, *, missing_ok: bool = False
+) -> str:
+    """The recorded lines, value for value, in ``fields`` order with ``|`` after each (with
+    ``missing_ok``, a field the recording did not ask for is empty)."""
     items = recorded_format(version, name)
     names = [item.split(":")[0].lower() for item in items]
     out = []
@@ -113,17 +118,21 @@ def relayout(version: str, name: str, fields: tuple[str, ...] = SQUEUE_FIELDS) -
         values = line.split("|", len(names) - 1)
         assert len(values) == len(names), line
         by_name = dict(zip(names, values, strict=True))
+        if missing_ok:
+            by_name = {f.lower(): by_name.get(f.lower(), "") for f in fields}
         out.append("".join(by_name[f.lower()] + "|" for f in fields))
     return "".join(line + "\n" for line in out)
 
 
-def recorded(version: str, name: str, *, relaid: bool = False) -> CommandResult:
+def recorded(version: str, name: str, *, relaid: bool = False, missing_ok: bool = False) -> CommandResult:
     command, rc = recorded_command(version, name)
     stderr_file = DATA / version / (name.rsplit(".", 1)[0] + ".stderr")
     return CommandResult(
         argv=tuple(command.split()),
         returncode=rc,
-        stdout=relayout(version, name) if relaid else (DATA / version / name).read_text(),
+        stdout=relayout(version, name, missing_ok=missing_ok)
+        if relaid
+        else (DATA / version / name).read_text(),
         stderr=stderr_file.read_text() if stderr_file.exists() else "",
         duration=0.0,
     )
@@ -207,6 +216,37 @@ def test_squeue_agrees_with_scontrol(version: str, role: str) -> None:
             assert status.host == scontrol_field(version, role, "BatchHost")
 
 
+@pytest.mark.parametrize(
+    ("version", "role"), [c for c in role_cases() if c[0] != "22.05" or c[1] in SCONTROL_2205]
+)
+def test_nodes_start_and_time_limit_agree_with_scontrol(version: str, role: str) -> None:
+    """The job card's fields: squeue's NodeList (expanded), StartTime and TimeLimit are what
+    scontrol showed (NodeList, StartTime, TimeLimit) for the same job."""
+    status = BACKEND.parse_status(recorded(version, "squeue-format.txt", relaid=True), ids(version))[
+        roles(version)[role]
+    ]
+    assert status.time_limit_seconds == parse_time_limit(scontrol_field(version, role, "TimeLimit"))
+    if status.state is JobState.RUNNING:
+        assert status.nodes == expand_hostlist(scontrol_field(version, role, "NodeList"))
+        assert status.nodes and status.nodes[0] == status.host
+        assert status.expected_start == parse_slurm_time(scontrol_field(version, role, "StartTime"))
+    if status.state is JobState.PENDING:
+        assert status.nodes == ()
+
+
+def test_time_limits_and_host_lists() -> None:
+    assert parse_time_limit("365-00:00:00") == 365 * 86400
+    assert parse_time_limit("1:00:00") == 3600
+    assert parse_time_limit("30:00") == 1800
+    assert parse_time_limit("UNLIMITED") is None
+    assert parse_time_limit("NOT_SET") is None
+    assert expand_hostlist("n[1-3,07],gpu1") == ("n1", "n2", "n3", "n07", "gpu1")
+    assert expand_hostlist("vm") == ("vm",)
+    assert expand_hostlist("rack[01-02]-n[1-2]") == ("rack01-n[1-2]", "rack02-n[1-2]")
+    assert expand_hostlist("") == expand_hostlist("(null)") == expand_hostlist("n/a") == ()
+    assert len(expand_hostlist("n[1-100000]")) == 4096
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_trailing_delimiter_layout_parses_the_same(version: str) -> None:
     plain = BACKEND.parse_status(recorded(version, "squeue-format.txt", relaid=True), ids(version))
@@ -224,8 +264,8 @@ def test_the_backends_own_status_argv_parses_as_recorded() -> None:
     answer = recorded("24.11", "squeue-status-argv.txt")
     if (
         recorded_fields != SQUEUE_FIELDS
-    ):  # the parser's fields changed since: the recorded values, re-laid out
-        answer = recorded("24.11", "squeue-status-argv.txt", relaid=True)
+    ):  # the parser's fields changed since (NodeList, TimeLimit added): the recorded values, re-laid out
+        answer = recorded("24.11", "squeue-status-argv.txt", relaid=True, missing_ok=True)
     statuses = BACKEND.parse_status(answer, ids("24.11"))
     reference = BACKEND.parse_status(recorded("24.11", "squeue-format.txt", relaid=True), ids("24.11"))
     for job in ids("24.11"):

@@ -12,16 +12,34 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..commands import CommandResult
-from ..request import JobRequest, format_walltime
+from ..request import JobRequest, format_walltime, parse_walltime_seconds
 from ..states import JobState, JobStatus
 from .base import Backend, JobScript, QueryError, SubmitError
 from .limits import Associations, PartitionInfo
 from .slurm_limits import parse_sacctmgr_associations, parse_sinfo_nodes, sacctmgr_argv, sinfo_argv
 
-__all__ = ["SlurmBackend", "parse_exit_code", "parse_slurm_time", "parse_wait_status"]
+__all__ = [
+    "SlurmBackend",
+    "expand_hostlist",
+    "parse_exit_code",
+    "parse_slurm_time",
+    "parse_time_limit",
+    "parse_wait_status",
+]
 
 #: squeue fields, in order; each is written as ``Name:|`` (no width limit, ``|`` after it)
-SQUEUE_FIELDS = ("JobID", "State", "Reason", "BatchHost", "exit_code", "StartTime", "EndTime", "Partition")
+SQUEUE_FIELDS = (
+    "JobID",
+    "State",
+    "Reason",
+    "BatchHost",
+    "exit_code",
+    "StartTime",
+    "EndTime",
+    "Partition",
+    "NodeList",
+    "TimeLimit",
+)
 
 SLURM_STATES: dict[str, JobState] = {
     "PENDING": JobState.PENDING,
@@ -93,6 +111,55 @@ def parse_slurm_time(text: str) -> datetime | None:
         return datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
+
+
+def parse_time_limit(text: str) -> int | None:
+    """squeue's ``TimeLimit`` (``"1:00:00"``, ``"30:00"``, ``"1-00:00:00"``) in seconds; None for
+    ``UNLIMITED``, ``NOT_SET``, ``INVALID`` or anything else."""
+    try:
+        return int(parse_walltime_seconds(text.strip()))
+    except ValueError:
+        return None
+
+
+#: bounded: a node list of a huge job is summarised by its first nodes
+MAX_NODES = 4096
+
+
+def expand_hostlist(text: str) -> tuple[str, ...]:
+    """Slurm's compressed node list, expanded in order: ``"n[1-3,07],gpu1"`` -> ``n1 n2 n3 n07
+    gpu1`` (zero padding kept); ``""``, ``"(null)"`` and ``"n/a"`` -> ``()``. At most
+    :data:`MAX_NODES` names."""
+    text = text.strip()
+    if text.upper() in _NO_TIME or text.lower() == "n/a":
+        return ()
+    names: list[str] = []
+    depth = 0
+    start = 0
+    items: list[str] = []
+    for i, ch in enumerate(text):  # split on the commas outside brackets
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    for item in items:
+        head, bracket, rest = item.partition("[")
+        if not bracket:
+            names.append(item)
+            continue
+        body, _, tail = rest.partition("]")
+        for part in body.split(","):
+            low, _, high = part.partition("-")
+            if not low.isdigit() or (high and not high.isdigit()):
+                names.append(f"{head}[{part}]{tail}")
+                continue
+            for number in range(int(low), int(high or low) + 1):
+                names.append(f"{head}{number:0{len(low)}d}{tail}")
+                if len(names) >= MAX_NODES:
+                    return tuple(names)
+    return tuple(n for n in names if n)[:MAX_NODES]
 
 
 def parse_wait_status(text: str) -> int | None:
@@ -192,7 +259,7 @@ class SlurmBackend(Backend):
             parts = line.split("|")
             if len(parts) < len(SQUEUE_FIELDS):
                 raise QueryError(f"unexpected squeue line: {line!r}")
-            job_id, state, reason, host, exit_code, start, end, partition = (
+            job_id, state, reason, host, exit_code, start, end, partition, nodes, limit = (
                 p.strip() for p in parts[: len(SQUEUE_FIELDS)]
             )
             mapped = self.map_state(state)
@@ -206,6 +273,8 @@ class SlurmBackend(Backend):
                 end_time=parse_slurm_time(end),
                 partition=partition or None,
                 native_state=state,
+                nodes=expand_hostlist(nodes),
+                time_limit_seconds=parse_time_limit(limit),
             )
         return {j: found.get(j, JobStatus(job_id=j, state=JobState.NOT_FOUND)) for j in job_ids}
 

@@ -15,14 +15,16 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
 
+from ..cardoptions import JobCardOptions
 from .compat import DEPRECATED_NAMES, warn_once
 from .mixin import ProfilesMixin
 
 __all__ = ["ProfilesLocalProcessSpawner"]
 
 
-class ProfilesLocalProcessSpawner(ProfilesMixin, LocalProcessSpawner):
-    """JupyterHub's ``LocalProcessSpawner`` with profiles (overrides of its traits only)."""
+class ProfilesLocalProcessSpawner(ProfilesMixin, JobCardOptions, LocalProcessSpawner):
+    """JupyterHub's ``LocalProcessSpawner`` with profiles (overrides of its traits only), the job
+    card's options and server token scopes (its card has no job)."""
 
 
 def __getattr__(name: str) -> Any:

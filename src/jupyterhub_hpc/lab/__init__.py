@@ -1,0 +1,23 @@
+"""The Jupyter server extension of jupyterhub-hpc: the job card and its actions inside the user's server.
+
+Enabled by ``etc/jupyter/jupyter_server_config.d/jupyterhub_hpc.json`` (shipped in the wheel's data
+files). Routes under the server's base URL (:mod:`jupyterhub_hpc.lab.handlers`):
+``jupyterhub-hpc/card``, ``jupyterhub-hpc/stop``, ``jupyterhub-hpc/announcements`` and
+``jupyterhub-hpc/announcements/<id>/dismiss``. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["_jupyter_server_extension_points", "_load_jupyter_server_extension"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "jupyterhub_hpc.lab"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from .handlers import setup_handlers
+
+    setup_handlers(serverapp.web_app, serverapp.log)
