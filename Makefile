@@ -6,6 +6,7 @@
 #                  with JupyterHub 6 ($(VENV))
 #   make demo      install + venv, then `jupyterhub-hpc demo`
 #   make lint      ruff check, ruff format --check, mypy
+#   make labextension  build the JupyterLab extension (labextension/ -> labextension/dist; needs Node + npm)
 #   make bench     benchmarks/run.sh: jupyterhub-hpc vs batchspawner on the real Slurm, the scale run,
 #                  results in benchmarks/results/ (about 25 min; see docs/benchmarks.md)
 #   make bench-ours  issue 2's benchmark only (our spawner: phases, registered jobs, scale run)
@@ -25,7 +26,7 @@ VENV_JH53 ?= /opt/jupyterhub-hpc/venv-jh53
 JH53_REQUIREMENTS ?= "jupyterhub>=5.3,<5.4" "$(CURDIR)[test]"
 APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates
 
-.PHONY: all system-deps venv venv-jh53 services test demo lint bench bench-ours
+.PHONY: all system-deps labextension venv venv-jh53 services test demo lint bench bench-ours
 
 all: test
 
@@ -69,10 +70,43 @@ define build-venv
 	@chmod -R a+rX "$(1)"
 endef
 
-venv: system-deps
+# The JupyterLab extension (labextension/, TypeScript), prebuilt into labextension/dist, which the wheel
+# ships as share/jupyter/labextensions/@jupyterhub-hpc/labextension (pyproject.toml's data-files; the
+# wheel build fails without it). Built with JupyterLab's own tools from $(VENV) (jlpm, jupyter-builder),
+# packages from the npm registry, Node from system-deps; against the core package.json of the
+# installed JupyterLab (its staging/), so nothing but the npm packages is downloaded. Rebuilt only
+# when a source changes. Installing the wheel needs no Node.
+LABEXT := labextension
+LABEXT_BUILT := $(LABEXT)/dist/package.json
+LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/yarn.lock $(LABEXT)/tsconfig.json $(LABEXT)/.yarnrc.yml \
+  $(wildcard $(LABEXT)/src/*.ts) $(wildcard $(LABEXT)/style/*)
+LABEXT_TOOLS := $(VENV)/bin/jlpm
+
+labextension: $(LABEXT_BUILT)
+
+$(LABEXT_TOOLS): | system-deps
+	$(call build-venv,$(VENV),"jupyterlab>=4")
+
+$(LABEXT_BUILT): $(LABEXT_SOURCES) | $(LABEXT_TOOLS)
+	@t0=$$SECONDS; export PATH="$(VENV)/bin:$$PATH"; cd $(LABEXT); \
+	staging=$$(python -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))'); \
+	echo "labextension: jlpm install"; jlpm install; \
+	echo "labextension: tsc"; node_modules/.bin/tsc -p .; \
+	echo "labextension: build against $$staging/package.json"; \
+	if command -v jupyter-builder >/dev/null; then \
+	  jupyter-builder build --core-package-file "$$staging/package.json" .; \
+	else \
+	  jupyter labextension build --core-path "$$staging" .; \
+	fi; \
+	test -s dist/package.json && compgen -G 'dist/static/remoteEntry.*.js' >/dev/null \
+	  || { echo "labextension: the build produced no dist/package.json + remoteEntry"; exit 1; }; \
+	touch dist/package.json; \
+	echo "labextension: built in $$((SECONDS - t0)) s"
+
+venv: system-deps labextension
 	$(call build-venv,$(VENV),"$(CURDIR)[test]")
 
-venv-jh53: system-deps
+venv-jh53: system-deps labextension
 	$(call build-venv,$(VENV_JH53),$(JH53_REQUIREMENTS))
 
 services: system-deps

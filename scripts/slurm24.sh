@@ -215,7 +215,7 @@ jupyterhub_requirement() {
 build_job_venv() {
   local venv=$ROOT$JOB_VENV req stamp want
   req=$(jupyterhub_requirement)
-  want=$( { echo "$req"; cd "$SRC" && find pyproject.toml README.md src -type f ! -name '*.pyc' \
+  want=$( { echo "$req"; cd "$SRC" && find pyproject.toml README.md src labextension/dist labextension/install.json -type f ! -name '*.pyc' \
     ! -path '*egg-info*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
   stamp=$venv/.jupyterhub-hpc-source
   [ -x "$venv/bin/jupyterhub-hpc-singleuser" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
@@ -227,7 +227,9 @@ build_job_venv() {
   fi
   [ -x "$venv/bin/python" ] || { log "creating the job venv $JOB_VENV (in the root)"; in_root python3 -m venv "$JOB_VENV"; }
   rm -rf "$tmp"; install -d "$tmp"
-  (cd "$SRC" && tar -c --exclude='*.pyc' --exclude='__pycache__' --exclude='*.egg-info' pyproject.toml README.md src) \
+  # labextension/: the prebuilt JupyterLab extension (make labextension) the wheel ships
+  (cd "$SRC" && tar -c --exclude='*.pyc' --exclude='__pycache__' --exclude='*.egg-info' pyproject.toml README.md src \
+    labextension/dist labextension/install.json) \
     | tar -x -C "$tmp"
   log "pip install '$req' jupyterlab and $SRC into the job venv"
   in_root "$JOB_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \

@@ -1,0 +1,86 @@
+// @jupyterhub-hpc/labextension: the batch job inside JupyterLab (issue 14, docs/lab.md).
+import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, ISanitizer, MainAreaWidget, Sanitizer } from '@jupyterlab/apputils';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { Signal } from '@lumino/signaling';
+
+import { CardModel } from './model';
+import { Notices } from './notices';
+import { CardPanel, ISanitizerLike } from './panel';
+import { JobStatusItem } from './status';
+
+const OPEN = 'jupyterhub-hpc:open-card';
+const STOP = 'jupyterhub-hpc:stop-server';
+const CATEGORY = 'Batch job';
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: '@jupyterhub-hpc/labextension:plugin',
+  description: 'The batch job card, walltime warnings and announcements of jupyterhub-hpc.',
+  autoStart: true,
+  optional: [IStatusBar, ICommandPalette, ISanitizer, ILabShell],
+  activate: (
+    app: JupyterFrontEnd,
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null,
+    sanitizer: ISanitizerLike | null,
+    labShell: ILabShell | null
+  ) => {
+    const model = new CardModel();
+    const safe = sanitizer ?? new Sanitizer();
+    let panel: MainAreaWidget<CardPanel> | null = null;
+
+    const openPanel = (): void => {
+      if (!panel || panel.isDisposed) {
+        panel = new MainAreaWidget({ content: new CardPanel(model, safe) });
+        panel.id = 'jupyterhub-hpc-card-panel';
+        panel.title.label = 'Batch job';
+        panel.title.caption = 'The batch job of this server and the announcements';
+      }
+      if (!panel.isAttached) {
+        app.shell.add(panel, 'main');
+      }
+      app.shell.activateById(panel.id);
+      void model.refresh();
+    };
+    const notices = new Notices(model, app.commands, openPanel);
+
+    app.commands.addCommand(OPEN, {
+      label: 'Show the batch job card',
+      caption: 'Job id, nodes, resources, end time and announcements',
+      execute: openPanel
+    });
+    app.commands.addCommand(STOP, {
+      label: 'Stop this server and release the batch job…',
+      isEnabled: () => model.card !== null,
+      execute: () => notices.confirmStop()
+    });
+    palette?.addItem({ command: OPEN, category: CATEGORY });
+    palette?.addItem({ command: STOP, category: CATEGORY });
+
+    if (statusBar) {
+      const item = new JobStatusItem(model, openPanel);
+      const activeChanged = new Signal<JobStatusItem, void>(item);
+      let wasActive = item.active;
+      model.changed.connect(() => {
+        if (item.active !== wasActive) {
+          wasActive = item.active;
+          activeChanged.emit();
+        }
+      });
+      statusBar.registerStatusItem('@jupyterhub-hpc/labextension:status', {
+        item,
+        align: 'left',
+        rank: 1000,
+        isActive: () => item.active,
+        activeStateChanged: activeChanged
+      });
+    }
+    void labShell; // ILabShell is optional: the panel also works in other shells (Notebook 7)
+
+    model.start();
+    // toasts emitted before the shell is restored land in the notification centre only
+    void app.restored.then(() => notices.start());
+  }
+};
+
+export default plugin;

@@ -1,0 +1,168 @@
+"""The Lab extension live: a real JupyterHub (root, configurable-http-proxy), a real Slurm 22.05 job
+with a 3-minute walltime and seconds-scale thresholds, the package's own server extension
+(jupyterhub_hpc.lab) in the job's jupyterhub-singleuser, JupyterLab in headless Debian Chromium.
+One hub, one job, one browser page for the whole story (about 2.5 min, most of it the walltime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from hub import Hub, wait_for
+from profiles.hubs import FAST, cancel, job_id, scontrol, stop_all, wait_ready
+
+from .conftest import LAB_NOTIFICATION_SETTINGS
+from .test_lab_contract import assert_saved, toast, type_into_cell, write_notebook
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
+
+USER = "hpcuser3"
+WALLTIME = "00:03:00"
+WARNINGS = [150, 60]
+AUTOSAVE = 45
+
+
+def slurm_time(value: str) -> float:
+    """Slurm's local ISO time (2026-12-03T07:30:48) as epoch seconds."""
+    return time.mktime(time.strptime(value, "%Y-%m-%dT%H:%M:%S"))
+
+
+@pytest.fixture
+def user_dir() -> Iterator[Path]:
+    """A directory of the test user's (the notebook and the Lab's settings: no news toast)."""
+    account = pwd.getpwnam(USER)
+    path = Path(account.pw_dir) / f"lab-live-{secrets.token_hex(4)}"
+    settings = path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps(LAB_NOTIFICATION_SETTINGS))
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, account.pw_uid, account.pw_gid)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
+    spawner = {
+        **FAST,
+        "walltime": WALLTIME,
+        "walltime_warnings": WARNINGS,
+        "walltime_autosave": AUTOSAVE,
+        "environment": {"JUPYTERLAB_SETTINGS_DIR": str(user_dir / "lab-settings")},
+        "notebook_dir": str(user_dir),
+    }
+    hub = Hub(tmp_path / "hub", spawner=spawner)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        cancel(stop_all(hub, [USER]))
+        hub.kill_all()
+
+
+def log_in(hub: Hub, page: Page) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r".*/(hub/(home|spawn)|user/).*"))
+
+
+def test_job_card_warnings_save_all_and_scontrol_update_live(
+    hub: Hub, browser: Browser, user_dir: Path
+) -> None:
+    account = pwd.getpwnam(USER)
+    notebook = user_dir / "work.ipynb"
+    write_notebook(notebook, "x = 1")
+    os.chown(notebook, account.pw_uid, account.pw_gid)
+
+    hub.ensure_user(USER)
+    assert hub.api("POST", f"/users/{USER}/server", json={}).status_code in (201, 202)
+    wait_ready(hub, USER)
+    job = job_id(hub, USER)
+    assert scontrol(job)["TimeLimit"] == "00:03:00"
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        log_in(hub, page)
+        page.goto(f"{hub.url}/user/{USER}/lab")
+        run_story(hub, page, job, notebook)
+    except Exception:
+        page.screenshot(path=str(hub.root / "failure.png"))
+        raise
+    finally:
+        context.close()
+
+
+def assert_countdown(page: Page, job: str) -> None:
+    """The status bar's countdown equals Slurm's own EndTime (±3 s)."""
+    end = slurm_time(scontrol(job)["EndTime"])
+    status = page.locator("#jupyterhub-hpc-status")
+
+    def close() -> bool:
+        remaining = status.get_attribute("data-remaining")
+        return remaining is not None and abs(int(remaining) - (end - time.time())) <= 3
+
+    wait_for(close, 10, message=f"countdown {status.get_attribute('data-remaining')} vs {end - time.time()}")
+
+
+def run_story(hub: Hub, page: Page, job: str, notebook: Path) -> None:
+    fields = scontrol(job)
+    status = page.locator("#jupyterhub-hpc-status")
+    expect(status).to_contain_text(f"Job {job} · {fields['NodeList']} ·", timeout=60_000)
+    assert status.get_attribute("data-job-id") == job
+    assert_countdown(page, job)
+
+    # the warning 150 s before the end, with both actions; "Save all" writes the notebook to disk
+    page.locator(".jp-DirListing-item", has_text="work.ipynb").first.dblclick()
+    type_into_cell(page, " + 41")
+    warning = toast(page, re.compile(rf"Your job {job} ends in 2:[0-3]\d"))
+    expect(warning).to_be_visible(timeout=60_000)
+    expect(warning.locator(".jp-toast-button", has_text="Stop server now")).to_be_visible()
+    warning.locator(".jp-toast-button", has_text="Save all").click()
+    assert_saved(notebook, "x = 1 + 41")
+
+    # an admin shortens the job: the new end shows within one status interval, warnings re-armed
+    before = slurm_time(scontrol(job)["EndTime"])
+    subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=00:02:00"], check=True)
+    after = slurm_time(scontrol(job)["EndTime"])
+    assert before - after == 60, (before, after)  # Slurm's limits are whole minutes
+    t0 = time.monotonic()
+    assert_countdown(page, job)
+    assert time.monotonic() - t0 <= FAST["status_interval"] + 5
+
+    # the automatic save 45 s before the (new) end, said in a notification
+    type_into_cell(page, " + 1")
+    expect(toast(page, "Saved all open documents")).to_be_visible(timeout=90_000)
+    assert after - time.time() <= AUTOSAVE + 1
+    assert_saved(notebook, "x = 1 + 41 + 1")
+    expect(status).to_have_class(re.compile("jp-hpc-status-critical"))
+
+    # "Stop server now" (the real /stop: the server's own token asks the hub): the job is released
+    toast(page, re.compile(rf"Your job {job} ends in")).last.locator(
+        ".jp-toast-button", has_text="Stop server now"
+    ).click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Stop server").click()
+    wait_for(lambda: not hub.user_model(USER)["servers"], 30, message=hub.log_tail(40))
+    wait_for(lambda: scontrol_state(job) not in ("RUNNING", "PENDING"), 30, message=f"job {job} still runs")
+
+
+def scontrol_state(job: str) -> str:
+    try:
+        return scontrol(job).get("JobState", "")
+    except Exception:
+        return "GONE"
