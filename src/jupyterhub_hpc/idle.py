@@ -1,9 +1,17 @@
 """The idle policy: a server of this package unused for ``idle_timeout`` seconds is stopped.
 
-"Unused" is JupyterHub's own idea of it: the server's ``last_activity`` in the hub's database,
-which the hub updates from the proxy's routes (every ``c.JupyterHub.last_activity_interval``)
-and from ``jupyterhub-singleuser``'s reports of its kernels, terminals and API requests (every
-``JUPYTERHUB_ACTIVITY_INTERVAL``), the same value ``jupyterhub-idle-culler`` reads.
+"Unused" means nobody used it. A server with this package's Jupyter server extension
+(:mod:`jupyterhub_hpc.lab.activity`, enabled by the wheel) reports its ``last_use`` to the hub
+(``POST /hub/api/hpc/use`` with its own token, :mod:`jupyterhub_hpc.handlers`): the latest user
+input the JupyterLab extension saw (keys, clicks, wheel, a tab brought back to view, "I'm still
+here"), a kernel running code, a save. Once a server has reported one, that is its basis
+(``basis: "use"`` on the job card). An open Lab tab's own polling (card, kernels, sessions,
+contents listings) is not use: it would keep a server with a visible Lab alive forever.
+
+A server without the extension never reports; for it the basis is JupyterHub's own
+``last_activity`` (``basis: "activity"``), which the hub updates from the proxy's routes (every
+``c.JupyterHub.last_activity_interval``) and from ``jupyterhub-singleuser``'s reports (every
+``JUPYTERHUB_ACTIVITY_INTERVAL``), the value ``jupyterhub-idle-culler`` reads.
 
 The decision is a pure function (:func:`decide`); :func:`card_section` gives it to the job card
 (and through it to the Lab extension's warning); :class:`IdleEnforcer` is one asyncio task per
@@ -31,10 +39,13 @@ from traitlets.config import Configurable
 UTC = timezone.utc
 
 __all__ = [
+    "REPORT_ENV",
+    "USE_SKEW_SECONDS",
     "IdleDecision",
     "IdleEnforcer",
     "IdlePolicy",
     "IdleState",
+    "basis_of",
     "card_section",
     "decide",
     "duration_text",
@@ -43,6 +54,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: the environment variable that tells the server's extension how often it may report its use
+REPORT_ENV = "JUPYTERHUB_HPC_IDLE_REPORT_SECONDS"
+#: seconds a reported ``last_use`` may lie ahead of the hub's clock (it is clipped to now)
+USE_SKEW_SECONDS = 30.0
 
 
 class IdleState(Enum):
@@ -122,9 +138,11 @@ class IdlePolicy(Configurable):
         help="""
         Seconds without activity after which the hub stops the server (its job is cancelled
         and its allocation released); 0 (the default) never stops an idle server. Activity is
-        JupyterHub's ``last_activity`` of the server: traffic through the proxy, and what
-        jupyterhub-singleuser reports of kernels, terminals and API use. Settable per profile
-        like any trait (``spawner_override: {"idle_timeout": 1800}`` for a GPU profile).
+        the ``last_use`` the server's jupyterhub-hpc extension reports (user input in
+        JupyterLab, busy kernels, saves; not a Lab tab's own polling); for a server without
+        the extension, JupyterHub's ``last_activity`` (proxy traffic, jupyterhub-singleuser's
+        reports). Settable per profile like any trait (``spawner_override: {"idle_timeout":
+        1800}`` for a GPU profile).
         """,
     ).tag(config=True)
 
@@ -149,8 +167,61 @@ class IdlePolicy(Configurable):
         """,
     ).tag(config=True)
 
+    idle_report_interval = Float(
+        60.0,
+        min=1.0,
+        help="""
+        Seconds between the reports of use: the JupyterLab extension reports user input to
+        its server at most this often, the server reports its ``last_use`` to the hub at most
+        this often (and at once after input that follows a quiet period). Keep it well below
+        ``idle_timeout``; settable per profile (passed to the server as
+        JUPYTERHUB_HPC_IDLE_REPORT_SECONDS).
+        """,
+    ).tag(config=True)
+
     #: when this spawner's server became ready (aware UTC), so that a queue wait is not idle time
     _idle_ready_at: datetime | None = None
+    #: the latest use the server reported (aware UTC); None: it never reported (no extension)
+    _idle_last_use: datetime | None = None
+
+    def accept_use(self, last_use: datetime, now: datetime | None = None) -> datetime:
+        """Record a ``last_use`` the server reported; return the one now kept.
+
+        Raises ``ValueError`` for a time more than :data:`USE_SKEW_SECONDS` ahead of ``now``;
+        a time slightly ahead is clipped to ``now``; an older one than the kept one changes
+        nothing (monotonic)."""
+        at = _as_datetime(now)
+        value = _utc(last_use)
+        if value > at + timedelta(seconds=USE_SKEW_SECONDS):
+            raise ValueError("last_use is in the future")
+        value = min(value, at)
+        if self._idle_last_use is None or value > self._idle_last_use:
+            self._idle_last_use = value
+        return self._idle_last_use
+
+    def get_env(self) -> dict[str, str]:
+        env: dict[str, str] = super().get_env()  # type: ignore[misc]
+        if self.idle_timeout > 0:
+            env[REPORT_ENV] = f"{self.idle_report_interval:g}"
+        return env
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()  # type: ignore[misc]
+        if self._idle_last_use is not None and state.get("job_id"):
+            state["idle_last_use"] = _iso(self._idle_last_use)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
+        self._idle_last_use = None
+        text = state.get("idle_last_use")
+        if state.get("job_id") and isinstance(text, str):
+            with contextlib.suppress(ValueError):
+                self._idle_last_use = _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+    def clear_state(self) -> None:
+        super().clear_state()  # type: ignore[misc]
+        self._idle_last_use = None
 
     def idle_stop_message(self, decision: IdleDecision) -> str:
         """Why the hub stopped this server, in words (the spawn page shows it at the next start)."""
@@ -180,17 +251,23 @@ class IdlePolicy(Configurable):
         return status
 
 
+def basis_of(spawner: Any) -> str:
+    """``"use"`` once the server reported a ``last_use``, else ``"activity"`` (JupyterHub's)."""
+    return "use" if isinstance(getattr(spawner, "_idle_last_use", None), datetime) else "activity"
+
+
 def last_activity_of(spawner: Any) -> datetime | None:
-    """The server's last activity as the idle policy counts it: JupyterHub's ``last_activity``
-    of the server, but never before the server became ready (a queue wait is not idle time)."""
+    """The server's last activity as the idle policy counts it: its reported ``last_use`` when
+    it reported one, else JupyterHub's ``last_activity`` of the server; never before the server
+    became ready (a queue wait is not idle time)."""
     orm = getattr(spawner, "orm_spawner", None)
+    if basis_of(spawner) == "use":
+        latest = getattr(spawner, "_idle_last_use", None)
+    else:
+        latest = getattr(orm, "last_activity", None)
     candidates = [
         _utc(t)
-        for t in (
-            getattr(orm, "last_activity", None),
-            getattr(orm, "started", None),
-            getattr(spawner, "_idle_ready_at", None),
-        )
+        for t in (latest, getattr(orm, "started", None), getattr(spawner, "_idle_ready_at", None))
         if isinstance(t, datetime)
     ]
     return max(candidates) if candidates else None
@@ -204,8 +281,9 @@ def _decision(spawner: Any, now: datetime | float | None) -> IdleDecision:
 
 def card_section(spawner: Any, now: datetime | float | None = None) -> dict[str, Any] | None:
     """The job card's ``idle`` section, or None without an idle timeout (or for a server that
-    is not running): ``timeout_seconds``, ``warn_seconds``, ``last_activity`` and ``stops_at``
-    (ISO 8601 UTC with ``Z``)."""
+    is not running): ``timeout_seconds``, ``warn_seconds``, ``last_activity`` (the basis's
+    latest time) and ``stops_at`` (ISO 8601 UTC with ``Z``), ``basis`` (``"use"`` or
+    ``"activity"``, :func:`basis_of`) and ``report_seconds`` (``idle_report_interval``)."""
     timeout = int(getattr(spawner, "idle_timeout", 0) or 0)
     if timeout <= 0 or not getattr(spawner, "ready", False):
         return None
@@ -218,6 +296,8 @@ def card_section(spawner: Any, now: datetime | float | None = None) -> dict[str,
         "warn_seconds": warning,
         "last_activity": _iso(last_activity_of(spawner)),
         "stops_at": _iso(decision.stops_at),
+        "basis": basis_of(spawner),
+        "report_seconds": float(getattr(spawner, "idle_report_interval", 60.0)),
     }
 
 
@@ -270,10 +350,11 @@ class IdleEnforcer:
                 continue  # starting, stopping or being checked: JupyterHub is busy with it
             if _decision(spawner, now).state is IdleState.STOP:
                 due.append(spawner)
-        if due:
+        due_by_activity = [s for s in due if basis_of(s) == "activity"]
+        if due_by_activity:
             # JupyterHub reads the proxy's activity only every last_activity_interval (5 min by
             # default): a user back in the last minutes would be stopped on stale data
-            await self._refresh_from_proxy(due)
+            await self._refresh_from_proxy(due_by_activity)
         idle: list[tuple[Any, IdleDecision]] = []
         for spawner in due:
             decision = _decision(spawner, now)

@@ -63,7 +63,7 @@ STATE_KEY = "profile_choices"
 JOB_ADDRESS_TRAITS = ("scheduler_commands", "scheduler_environment", "ssh_host", "job_output")
 #: traits of a running job's policy that a profile may set, kept with the job the same way, so
 #: that after a hub restart the hub still stops an idle GPU server at its profile's timeout
-JOB_POLICY_TRAITS = ("idle_timeout", "idle_warning")
+JOB_POLICY_TRAITS = ("idle_timeout", "idle_warning", "idle_report_interval")
 JOB_KEPT_TRAITS = (*JOB_ADDRESS_TRAITS, *JOB_POLICY_TRAITS)
 ADDRESS_KEY = "profile_job_address"
 
