@@ -1,11 +1,14 @@
 """The idle-policy story both live runs tell (tests/local/test_idle_hub.py on the local backend,
 tests/e2e/test_slurm_idle.py on Slurm): one hub with a profile whose ``idle_timeout`` is a few
-seconds, three users' servers side by side:
+seconds, three users' servers side by side, each with this package's server extension (which
+reports the server's ``last_use`` to the hub):
 
 * an idle server of the timed profile is stopped through JupyterHub's stop (the job is cancelled,
-  it leaves the queue) and the user's next spawn says why;
-* a server of the same profile kept in use (API requests through the proxy, which reach the hub's
-  ``last_activity``) is not, until it is left alone;
+  it leaves the queue) and the user's next spawn says why, although it is polled through the
+  proxy all along the way an open Lab tab polls (kernels, sessions, contents, the job card):
+  polling is not use;
+* a server of the same profile kept in use (user input as the Lab extension reports it,
+  ``POST jupyterhub-hpc/activity``) is not, until it is left alone;
 * a server of a profile without a timeout never is.
 """
 
@@ -33,7 +36,7 @@ PROFILES = [
     {
         "display_name": "GPU",
         "slug": "gpu",
-        "spawner_override": {"idle_timeout": TIMEOUT, "idle_warning": 4},
+        "spawner_override": {"idle_timeout": TIMEOUT, "idle_warning": 4, "idle_report_interval": 2},
     },
 ]
 #: the hub learns of activity within a second or two: from the proxy's routes (JupyterHub's
@@ -64,10 +67,26 @@ def spawn_events(hub: Hub, user: str, profile: str) -> list[str]:
     return [str(e.get("message", "")) for e in events]
 
 
+#: what an open, visible Lab tab asks its server every few seconds, with nobody at the keyboard
+POLLED = ("api/kernels", "api/sessions", "api/contents", "api/terminals", "jupyterhub-hpc/card")
+
+
+def poll(hub: Hub, user: str, token: str) -> None:
+    """An open Lab's own polling, through the proxy (it reaches JupyterHub's last_activity)."""
+    for path in POLLED:
+        r = requests.get(
+            f"{hub.url}/user/{user}/{path}", headers={"Authorization": f"token {token}"}, timeout=10
+        )
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+
+
 def use(hub: Hub, user: str, token: str) -> None:
-    """What a user's Lab does: an API request through the proxy to the server."""
-    r = requests.get(
-        f"{hub.url}/user/{user}/api/contents", headers={"Authorization": f"token {token}"}, timeout=10
+    """What a user's Lab reports of user input (keys, clicks): ``POST jupyterhub-hpc/activity``."""
+    r = requests.post(
+        f"{hub.url}/user/{user}/jupyterhub-hpc/activity",
+        headers={"Authorization": f"token {token}"},
+        json={},
+        timeout=10,
     )
     assert r.status_code == 200, (r.status_code, r.text[:300])
 
@@ -88,17 +107,26 @@ def check_idle_story(
     idle_user, used_user, untimed_user = users
     stop_using = threading.Event()
 
-    def keep_using(user: str, token: str) -> None:
+    def keep_using(user: str, token: str, act: Callable[[Hub, str, str], None]) -> None:
         while not stop_using.wait(1.0):
-            use(hub, user, token)
+            try:
+                act(hub, user, token)
+            except (AssertionError, requests.RequestException):
+                return  # the server is gone (a used one missing shows in the checks below)
 
     def spawn_and_use(user: str) -> str:
         job = spawn_ready(hub, user, "gpu")
-        threading.Thread(target=keep_using, args=(user, hub.user_token(user)), daemon=True).start()
+        threading.Thread(target=keep_using, args=(user, hub.user_token(user), use), daemon=True).start()
         return job
 
+    def spawn_and_poll(user: str) -> tuple[str, float]:
+        job = spawn_ready(hub, user, "gpu")
+        t0 = time.monotonic()
+        threading.Thread(target=keep_using, args=(user, hub.user_token(user), poll), daemon=True).start()
+        return job, t0
+
     with ThreadPoolExecutor(3) as pool:
-        idle_f = pool.submit(lambda: (spawn_ready(hub, idle_user, "gpu"), time.monotonic()))
+        idle_f = pool.submit(spawn_and_poll, idle_user)
         used_f = pool.submit(spawn_and_use, used_user)
         untimed_f = pool.submit(spawn_ready, hub, untimed_user, "cpu")
         (idle_job, t0), used_job, untimed_job = idle_f.result(), used_f.result(), untimed_f.result()

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from hub import Hub, wait_for
 from idle_story import (
@@ -95,7 +96,31 @@ def test_a_restarted_hub_stops_an_idle_server_at_its_profiles_timeout(hub: Hub, 
     job = spawn_ready(hub, "hpcuser1", "gpu")
     hub.kill()
     hub.start()
-    assert running(hub, "hpcuser1")
+    # the restarted hub found the server running (with its profile's timeout and its last use,
+    # both kept in the state: the restart may take most of the timeout, so it may be due at once)
+    assert "hpcuser1 still running" in hub.log_tail(100_000)
     wait_for(lambda: not hub.user_model("hpcuser1")["servers"], 3 * TIMEOUT + 30, 0.5, "not stopped")
     assert queue.wait_state(job, "CANCELLED")["state"] == "CANCELLED"
     assert f"hpcuser1: idle: Job {job} was stopped by the hub after" in hub.log_tail(100_000)
+
+
+def test_a_server_without_the_extension_counts_jupyterhubs_activity(hub: Hub, queue: LocalQueue) -> None:
+    """The fallback: a server without this package's server extension never reports its use, so
+    the hub counts JupyterHub's own last_activity (proxy traffic): kept while it is polled, then
+    stopped one timeout after the polling ends."""
+    hub.per_user({"hpcuser1": {"args": ["--ServerApp.jpserver_extensions=jupyterhub_hpc.lab=False"]}})
+    job = spawn_ready(hub, "hpcuser1", "gpu")
+    token = hub.user_token("hpcuser1")
+    contents = f"{hub.url}/user/hpcuser1/api/contents"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5 * TIMEOUT:
+        r = hub.api("GET", "/hpc/card/hpcuser1/")
+        assert r.status_code == 200 and r.json()["idle"]["basis"] == "activity", r.text[:300]
+        r = requests.get(contents, headers={"Authorization": f"token {token}"}, timeout=10)
+        assert r.status_code == 200, r.text[:300]
+        time.sleep(1.0)
+    assert running(hub, "hpcuser1") and queue.status(job)[job]["state"] == "RUNNING"
+    t1 = time.monotonic()
+    wait_for(lambda: not hub.user_model("hpcuser1")["servers"], TIMEOUT + 20, 0.5, "not stopped")
+    assert time.monotonic() - t1 >= TIMEOUT - 3
+    assert queue.wait_state(job, "CANCELLED")["state"] == "CANCELLED"

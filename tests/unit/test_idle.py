@@ -107,6 +107,8 @@ def test_card_section() -> None:
         "warn_seconds": 300,
         "last_activity": "2026-12-03T08:00:00Z",
         "stops_at": "2026-12-03T08:30:00Z",
+        "basis": "activity",
+        "report_seconds": 60.0,
     }
 
 
@@ -123,6 +125,44 @@ def test_a_queue_wait_is_not_idle_time() -> None:
     assert last_activity_of(spawner) == at(3600)
     assert decide(last_activity_of(spawner), 1800, 300, at(3700)).state is IdleState.ACTIVE
     assert card_section(spawner, at(3700))["stops_at"] == "2026-12-03T09:30:00Z"  # type: ignore[index]
+
+
+# -- the basis: the server's reported use, once it reported one ------------------------------------------
+
+
+def test_a_reported_use_replaces_jupyterhubs_activity() -> None:
+    """JupyterHub's last_activity (fresh from a visible Lab's polling) no longer counts once the
+    server reported its last use; before that, it does (a server without the extension)."""
+    spawner = server(orm_spawner=SimpleNamespace(last_activity=at(1700).replace(tzinfo=None), started=None))
+    assert last_activity_of(spawner) == at(1700)
+    assert card_section(spawner, at(1750))["basis"] == "activity"  # type: ignore[index]
+    spawner._idle_last_use = T0
+    assert last_activity_of(spawner) == T0
+    section = card_section(spawner, at(1750))
+    assert section is not None and section["basis"] == "use"
+    assert section["stops_at"] == "2026-12-03T08:30:00Z"
+    assert decide(last_activity_of(spawner), 1800, 300, at(1800)).state is IdleState.STOP
+
+
+def test_accept_use_is_monotonic_and_never_in_the_future() -> None:
+    spawner = SlurmSpawner()
+    assert spawner.accept_use(at(100), now=at(200)) == at(100)
+    assert spawner.accept_use(at(50), now=at(200)) == at(100)  # older: nothing changes
+    assert spawner.accept_use(at(210), now=at(200)) == at(200)  # within the skew: clipped to now
+    with pytest.raises(ValueError, match="future"):
+        spawner.accept_use(at(200 + 31), now=at(200))
+    assert spawner._idle_last_use == at(200)
+
+
+def test_the_last_use_is_kept_with_the_job_across_a_hub_restart() -> None:
+    spawner = SlurmSpawner()
+    spawner.job_id = "12"
+    spawner.accept_use(at(100), now=at(200))
+    after_restart = SlurmSpawner()
+    after_restart.load_state(spawner.get_state())
+    assert after_restart._idle_last_use == at(100)
+    after_restart.clear_state()
+    assert after_restart._idle_last_use is None and "idle_last_use" not in after_restart.get_state()
 
 
 # -- the traits, per profile ----------------------------------------------------------------------------
