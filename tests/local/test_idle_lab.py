@@ -22,11 +22,12 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from hub import Hub, wait_for
@@ -114,6 +115,54 @@ def open_lab(hub: Hub, browser: Browser, user: str) -> Page:
     return page
 
 
+def server_token(queue: LocalQueue, job: str) -> str:
+    """The API token in the environment of the job's Jupyter server (root reads it)."""
+    for pid in queue.processes(job):
+        with contextlib.suppress(OSError):
+            match = re.search(
+                rb"(?:^|\0)JUPYTERHUB_API_TOKEN=([^\0]+)", Path(f"/proc/{pid}/environ").read_bytes()
+            )
+            if match:
+                return match.group(1).decode()
+    raise AssertionError(f"no server token in the processes of job {job}")
+
+
+def report(hub: Hub, token: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
+    return requests.post(
+        f"{hub.url}/hub/api/hpc/use",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        data=raw if raw is not None else json.dumps(body),
+        timeout=10,
+    )
+
+
+def check_use_reports_are_guarded(hub: Hub, queue: LocalQueue, jobs: dict[str, str]) -> None:
+    """Only a running server's own token reports its use: bounded, validated, monotonic."""
+    token = server_token(queue, jobs[USED_USER])
+    time.sleep(2)  # a report the Lab's page load sent has arrived
+    kept = card(hub, USED_USER)["idle"]["last_activity"]
+    now = datetime.now(timezone.utc)
+    assert report(hub, hub.user_token(USED_USER), {"last_use": now.isoformat()}).status_code == 403
+    assert report(hub, "not-a-token", {"last_use": now.isoformat()}).status_code == 403
+    for body in (
+        {"last_use": (now + timedelta(hours=1)).isoformat()},  # the far future
+        {"last_use": now.replace(tzinfo=None).isoformat()},  # no time zone
+        {"last_use": "yesterday"},
+        {"last_use": 12},
+        {"last_use": now.isoformat(), "user": IDLE_USER},
+        [now.isoformat()],
+    ):
+        r = report(hub, token, body)
+        assert r.status_code == 400, (body, r.status_code, r.text[:200])
+    assert report(hub, token, raw=b'{"last_use": "' + b"9" * 100_000 + b'"}').status_code in (400, 413)
+    assert card(hub, USED_USER)["idle"]["last_activity"] == kept  # nothing of that changed it
+    older = report(hub, token, {"last_use": (now - timedelta(hours=1)).isoformat()})
+    assert older.status_code == 200 and card(hub, USED_USER)["idle"]["last_activity"] == kept  # monotonic
+    # another user's server token reports for that user's own server, never for this one
+    assert report(hub, server_token(queue, jobs[IDLE_USER]), {"last_use": now.isoformat()}).status_code == 200
+    assert card(hub, USED_USER)["idle"]["last_activity"] == kept
+
+
 def idle_toast(page: Page) -> Any:
     return page.locator(
         ".Toastify__toast", has=page.locator(".jp-toast-message", has_text=re.compile("unless you use it"))
@@ -135,6 +184,7 @@ def test_a_visible_lab_nobody_uses_is_stopped_and_input_keeps_one_running(
     # both servers report their use, so the hub counts that and no longer JupyterHub's activity
     wait_for(lambda: card(hub, IDLE_USER)["idle"]["basis"] == "use", 20, 0.5, "no use report")
     assert card(hub, USED_USER)["idle"]["basis"] == "use"
+    check_use_reports_are_guarded(hub, queue, jobs)
 
     warned_at = stopped_at = None
     hub_activity_at_warning = basis_at_warning = 0.0
