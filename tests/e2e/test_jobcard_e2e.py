@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,6 +210,10 @@ def test_a_queued_job_says_why_in_words_and_when_it_should_start(hub: Hub) -> No
         assert got["reason_text"] == "the job's start time has not been reached"
         assert got["expected_start"] == utc(shown["StartTime"])
         assert got["start_time"] is None and got["end_time"] is None and got["nodes"] == []
+        # the home page says it in words too, with the expected start
+        text = home_card_text(hub, QUEUED, job)
+        assert job in text and "the job's start time has not been reached" in text, text
+        assert "Expected start" in text and "unknown" not in text, text
     finally:
         hub.per_user({})
         hub.api("DELETE", f"/users/{QUEUED}/server")
@@ -286,24 +291,29 @@ def test_card_requests_add_no_scheduler_query(hub: Hub) -> None:
     assert busy_rpc <= per_query * busy_q, (busy_rpc, busy_q, per_query)
 
 
-def test_the_home_page_shows_the_job_card(hub: Hub) -> None:
-    job = job_of(hub)
-    node = scontrol(job)["NodeList"]
+def home_card_text(hub: Hub, user: str, job: str) -> str:
+    """The text of the job card of ``job`` on ``user``'s hub home page, in headless Chromium."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
             page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", USER)
+            page.fill("#username_input", user)
             page.fill("#password_input", hub.password)
             page.click("#login_submit")
             page.goto(f"{hub.url}/hub/home")
             card = page.locator(f'.hpc-job-card[data-job-id="{job}"]')
             card.wait_for(timeout=15000)
-            text = card.inner_text()
-            assert job in text and node in text and "Time remaining" in text, text
+            return card.inner_text()
         finally:
             browser.close()
+
+
+def test_the_home_page_shows_the_job_card(hub: Hub) -> None:
+    job = job_of(hub)
+    node = scontrol(job)["NodeList"]
+    text = home_card_text(hub, USER, job)
+    assert job in text and node in text and "Time remaining" in text and "Ends" in text, text
 
 
 def test_stop_through_the_server_extension_ends_the_job(hub: Hub) -> None:
@@ -316,3 +326,34 @@ def test_stop_through_the_server_extension_ends_the_job(hub: Hub) -> None:
     wait_for(lambda: not hub.user_model(USER)["servers"], 60, message="the server did not stop")
     wait_for(lambda: job not in CLUSTER.jobs(USER), 30, message=f"job {job} is still in the queue")
     assert hub_card(hub, USER, tok).json()["job"] is None
+
+
+def test_the_server_extension_reaches_an_internal_ssl_hub(tmp_path: Path) -> None:
+    """With internal_ssl the extension calls the hub's API over TLS with the server's own certificate
+    and the internal CA (the launcher's files): the card comes through, and so does the stop."""
+    CLUSTER.cancel_all([OTHER])
+    config = {"JupyterHub": {"internal_ssl": True}, "Spawner": {"ssl_alt_names": ["DNS:vm"]}}
+    with nonroot_hubs(tmp_path) as make:
+        hub = make(config=config, **{**CLUSTER.spawner, **FAST})
+        hub.start()
+        try:
+            hub.spawn(OTHER)
+            hub.wait_ready(OTHER)
+            job = str(hub.user_model(OTHER)["servers"][""]["state"]["job_id"])
+            tok = token(hub, OTHER)
+            r = lab_get(hub, OTHER, tok, "card")
+            assert r.status_code == 200, r.text
+            assert r.json()["job"]["id"] == job and r.json()["job"]["state"] == "running"
+            assert (
+                hub.settings["config"]["JupyterHub"]["internal_ssl"]
+                and "https://" in hub.log_path.read_text()
+            )
+            r = requests.post(
+                f"{hub.url}/user/{OTHER}/jupyterhub-hpc/stop",
+                headers={"Authorization": f"token {tok}"},
+                timeout=20,
+            )
+            assert r.status_code == 202, r.text
+            wait_for(lambda: job not in CLUSTER.jobs(OTHER), 60, message=f"job {job} is still in the queue")
+        finally:
+            CLUSTER.cancel_all([OTHER])

@@ -223,3 +223,24 @@ def test_server_token_scopes_keep_the_defaults_and_add_stop_and_announcements() 
     assert hpc_server_token_scopes(spawner) == [*DEFAULT_SERVER_SCOPES, "servers!server"]
     # duck-typed: any object with the trait
     assert hpc_server_token_scopes(SimpleNamespace()) == [*DEFAULT_SERVER_SCOPES, "servers!server"]
+
+
+async def test_a_profile_sets_its_own_walltime_thresholds_and_the_card_shows_them() -> None:
+    from jupyterhub_hpc.jobcard import spawner_card
+
+    gpu = {
+        "display_name": "GPU",
+        "slug": "gpu",
+        "spawner_override": {"walltime_warnings": [600, 60], "walltime_autosave": 0},
+    }
+    spawner = SlurmSpawner(
+        user=SimpleNamespace(name="alice"),
+        profile_list=[{"display_name": "CPU", "slug": "cpu"}, gpu],
+        profile_live_limits=False,
+        status_interval=12.5,
+    )
+    await spawner.apply_profile({"profile": "gpu"})
+    got = spawner_card(spawner, NOW)
+    assert got["profile"] == "gpu" and got["poll_seconds"] == 13 and got["job"] is None
+    assert got["walltime"] == {"warn_seconds": [600, 60], "autosave_seconds": None}
+    assert got["user"] == "alice" and got["now"] == "2026-12-03T07:30:00Z"
