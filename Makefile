@@ -1,6 +1,6 @@
 # jupyterhub-hpc — machine setup and test entry points (Debian 12, run as root).
 #
-#   make test      install what is missing, build the venvs, start the schedulers + test users, run pytest:
+#   make test      install what is missing, build the Lab extension and the venvs, start the schedulers + test users, run pytest:
 #                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), the same suite on
 #                  Slurm 24.11 (scripts/slurm24.sh: a Debian 13 root, built once, ~2 min), then everything
 #                  with JupyterHub 6 ($(VENV))

@@ -75,9 +75,9 @@ export class ApiError extends Error {
 
 const settings = ServerConnection.makeSettings();
 
-async function request(path: string, init: RequestInit = {}): Promise<Response> {
+async function request(path: string, init: RequestInit = {}, query = ''): Promise<Response> {
   // makeRequest adds the XSRF header and the server's token/cookie auth
-  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', path);
+  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', path) + query;
   const response = await ServerConnection.makeRequest(url, init, settings);
   if (!response.ok) {
     let message = response.statusText;
@@ -92,12 +92,16 @@ async function request(path: string, init: RequestInit = {}): Promise<Response> 
   return response;
 }
 
+// Polls are not the user's activity: jupyter_server then leaves its last_activity alone, so
+// an idle server (issue 14, idle policy) is still idle with a Lab tab open.
+const POLL = '?no_track_activity=1';
+
 export async function fetchCard(): Promise<ICard> {
-  return (await request('card')).json();
+  return (await request('card', {}, POLL)).json();
 }
 
 export async function fetchAnnouncements(): Promise<IAnnouncement[]> {
-  const body = await (await request('announcements')).json();
+  const body = await (await request('announcements', {}, POLL)).json();
   return Array.isArray(body.announcements) ? body.announcements : [];
 }
 

@@ -39,7 +39,7 @@ class CardHandler(APIHandler):
         card = json.loads((_dir() / "card.json").read_text())
         # `_clock_offset`: this "hub" clock runs ahead of the browser's, to test the correction
         card["now"] = _now(card.pop("_clock_offset", 0.0))
-        _log("card")
+        _log("card", no_track_activity=self.get_argument("no_track_activity", None))
         self.finish(card)
 
 

@@ -215,6 +215,9 @@ def run_scenario(server: Lab, fake: Fake, page: Page, end: float, notebook: Path
     panel.locator('article[data-id="a1"] button', has_text="Dismiss").click()
     expect(panel.locator('article[data-id="a1"]')).to_have_count(0)
     assert [r["id"] for r in fake.requests("dismiss")] == ["a1"]
+    # polls do not count as the user's activity (jupyter_server's no_track_activity)
+    polls = fake.requests("card")
+    assert polls and all(r["no_track_activity"] == "1" for r in polls), polls[:3]
 
     # the walltime warning (60 s before the end) with its two actions; "Save all" saves the notebook
     page.locator(".jp-DirListing-item", has_text="work.ipynb").first.dblclick()

@@ -1,7 +1,9 @@
 """The Lab extension live: a real JupyterHub (root, configurable-http-proxy), a real Slurm 22.05 job
 with a 3-minute walltime and seconds-scale thresholds, the package's own server extension
 (jupyterhub_hpc.lab) in the job's jupyterhub-singleuser, JupyterLab in headless Debian Chromium.
-One hub, one job, one browser page for the whole story (about 2.5 min, most of it the walltime)."""
+The hub also runs the package's announcements service (hub-managed, as docs/lab.md configures it):
+an announcement for the user's group, its body carrying script payloads, shows as a notification
+and in the panel and runs nothing. One hub, one job, one browser page for the whole story."""
 
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect
 
 from hub import Hub, wait_for
+from jupyterhub_hpc.announcements import announcements_service
+from jupyterhub_hpc.hubprocess import free_port
 from profiles.hubs import FAST, cancel, job_id, scontrol, stop_all, wait_ready
 
 from .conftest import LAB_NOTIFICATION_SETTINGS
@@ -31,6 +37,13 @@ USER = "hpcuser3"
 WALLTIME = "00:03:00"
 WARNINGS = [150, 60]
 AUTOSAVE = 45
+SERVICE = "hpc-announcements"
+WRITER = "wendy"
+XSS_BODY = (
+    "Scratch is **read-only** from 08:00 for a file system check.\n\n"
+    '<img src="x" onerror="window.__hpcXss = 1"><script>window.__hpcXss = 2</script>'
+    '<svg onload="window.__hpcXss = 3"></svg>[details](javascript:window.__hpcXss=4)'
+)
 
 
 def slurm_time(value: str) -> float:
@@ -64,7 +77,26 @@ def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
         "environment": {"JUPYTERLAB_SETTINGS_DIR": str(user_dir / "lab-settings")},
         "notebook_dir": str(user_dir),
     }
+    spawner["announcements_service"] = SERVICE
     hub = Hub(tmp_path / "hub", spawner=spawner)
+    ann = announcements_service(
+        port=free_port(), writer_users=[WRITER], cwd=str(hub.root), python=sys.executable
+    )
+    test_role = {
+        "name": "test-admin",
+        "services": ["test"],
+        "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "access:servers",
+                   "read:hub", "list:users"],
+    }  # fmt: skip
+    hub.settings["config"] = {
+        "JupyterHub": {
+            "services": [{"name": "test", "api_token": hub.admin_token}, *ann["services"]],
+            "load_roles": [test_role, *ann["load_roles"]],
+            "custom_scopes": ann["custom_scopes"],
+            "load_groups": {"physics": {"users": [USER]}},
+        }
+    }
+    (hub.root / "settings.json").write_text(json.dumps(hub.settings))
     hub.start()
     try:
         yield hub
@@ -90,6 +122,7 @@ def test_job_card_warnings_save_all_and_scontrol_update_live(
     os.chown(notebook, account.pw_uid, account.pw_gid)
 
     hub.ensure_user(USER)
+    posted = post_announcements(hub)
     assert hub.api("POST", f"/users/{USER}/server", json={}).status_code in (201, 202)
     wait_ready(hub, USER)
     job = job_id(hub, USER)
@@ -100,7 +133,7 @@ def test_job_card_warnings_save_all_and_scontrol_update_live(
     try:
         log_in(hub, page)
         page.goto(f"{hub.url}/user/{USER}/lab")
-        run_story(hub, page, job, notebook)
+        run_story(hub, page, job, notebook, posted)
     except Exception:
         page.screenshot(path=str(hub.root / "failure.png"))
         raise
@@ -120,12 +153,56 @@ def assert_countdown(page: Page, job: str) -> None:
     wait_for(close, 10, message=f"countdown {status.get_attribute('data-remaining')} vs {end - time.time()}")
 
 
-def run_story(hub: Hub, page: Page, job: str, notebook: Path) -> None:
+def post_announcements(hub: Hub) -> dict[str, str]:
+    """Through the service's REST API, as a writer: one for the user's group, one for another user."""
+    hub.ensure_user(WRITER)
+    r = hub.api(
+        "POST",
+        f"/users/{WRITER}/tokens",
+        json={"scopes": [f"access:services!service={SERVICE}", "custom:announcements:write"]},
+    )
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    url = f"{hub.url}/services/{SERVICE}/api/v1/announcements"
+    headers = {"Authorization": f"token {token}"}
+    bodies = {
+        "ours": {"title": "Scratch read-only on Friday", "body": XSS_BODY, "severity": "warning",
+                 "audience": {"groups": ["physics"]}},
+        "theirs": {"title": "Only for hpcuser1", "audience": {"users": ["hpcuser1"]}},
+    }  # fmt: skip
+    # the hub starts its service with itself: wait until the service answers
+    wait_for(
+        lambda: requests.get(url, headers=headers, timeout=10).status_code == 200,
+        30,
+        message=f"the announcements service does not answer:\n{hub.log_tail(30)}",
+    )
+    ids = {}
+    for key, body in bodies.items():
+        r = requests.post(url, json=body, headers=headers, timeout=10)
+        assert r.status_code == 201, r.text
+        ids[key] = str(r.json()["id"])
+    return ids
+
+
+def run_story(hub: Hub, page: Page, job: str, notebook: Path, posted: dict[str, str]) -> None:
     fields = scontrol(job)
     status = page.locator("#jupyterhub-hpc-status")
     expect(status).to_contain_text(f"Job {job} · {fields['NodeList']} ·", timeout=60_000)
     assert status.get_attribute("data-job-id") == job
     assert_countdown(page, job)
+
+    # the group's announcement: a notification, and in the panel its body sanitised, nothing ran
+    expect(toast(page, "Scratch read-only on Friday")).to_be_visible(timeout=30_000)
+    status.click()
+    panel = page.locator("#jupyterhub-hpc-card")
+    expect(panel.locator('tr[data-field="id"] td')).to_have_text(job)
+    expect(panel.locator('tr[data-field="nodes"] td')).to_have_text(fields["NodeList"])
+    ours = panel.locator(f'article[data-id="{posted["ours"]}"]')
+    expect(ours.locator(".jp-hpc-announcement-body strong")).to_have_text("read-only")
+    assert ours.locator("script, svg, [onerror], [onload], a[href^='javascript']").count() == 0
+    expect(panel.locator(f'article[data-id="{posted["theirs"]}"]')).to_have_count(0)
+    expect(toast(page, "Only for hpcuser1")).to_have_count(0)
+    assert page.evaluate("window.__hpcXss") is None
 
     # the warning 150 s before the end, with both actions; "Save all" writes the notebook to disk
     page.locator(".jp-DirListing-item", has_text="work.ipynb").first.dblclick()
