@@ -3,12 +3,11 @@ nobody used it, even with the Lab tab open and visible.
 
 One hub (real JupyterHub, configurable-http-proxy, jupyterhub-singleuser with this package's server
 and Lab extensions), a GPU profile with ``idle_timeout`` 40 s and ``idle_warning`` 20 s, and the
-hub told of JupyterHub's own activity every second (so the old basis, proxy traffic, *would* keep
-a visible Lab alive: its polling reaches the hub's ``last_activity``):
+hub told of JupyterHub's own activity every second (the fallback basis, for servers without the
+extension):
 
 * hpcuser1's Lab is open and visible, nobody touches it: the idle warning appears in Lab (with
-  "I'm still here"), then the hub stops the server and its job is cancelled, while JupyterHub's
-  ``last_activity`` of it was fresh from the Lab's polling;
+  "I'm still here"), then the hub stops the server and its job is cancelled;
 * hpcuser2's Lab gets keyboard and mouse input (Playwright) every few seconds: it runs well past
   the timeout; left alone, it gets the warning, and "I'm still here" moves its stop time.
 """
@@ -187,7 +186,7 @@ def test_a_visible_lab_nobody_uses_is_stopped_and_input_keeps_one_running(
     check_use_reports_are_guarded(hub, queue, jobs)
 
     warned_at = stopped_at = None
-    hub_activity_at_warning = basis_at_warning = 0.0
+    basis_at_warning_kind = ""
     last_input = 0.0
     while time.monotonic() - t0 < TIMEOUT + 30:
         if time.monotonic() - last_input >= 4:
@@ -200,9 +199,7 @@ def test_a_visible_lab_nobody_uses_is_stopped_and_input_keeps_one_running(
         if warned_at is None and idle_toast(idle_page).count():
             warned_at = time.monotonic() - t0
             idle = card(hub, IDLE_USER)["idle"]
-            basis_at_warning = parse(idle["last_activity"])
-            server = hub.user_model(IDLE_USER)["servers"][""]
-            hub_activity_at_warning = parse(server["last_activity"])
+            basis_at_warning_kind = idle["basis"]
             expect(
                 idle_toast(idle_page).locator(".jp-toast-button", has_text="I'm still here")
             ).to_be_visible()
@@ -214,11 +211,9 @@ def test_a_visible_lab_nobody_uses_is_stopped_and_input_keeps_one_running(
     assert warned_at is not None, "no idle warning in the untouched Lab"
     assert stopped_at is not None, "the untouched Lab's server was not stopped"
     assert warned_at < stopped_at <= TIMEOUT + 15, (warned_at, stopped_at)
-    # ... although the Lab's polling kept JupyterHub's own last_activity fresh
-    assert hub_activity_at_warning - basis_at_warning >= WARNING - 5, (
-        hub_activity_at_warning,
-        basis_at_warning,
-    )
+    # judged on its use: the card said so at the warning (JupyterHub's own last_activity of it is
+    # not asserted: since the Lab extension's polls carry no_track_activity it may or may not move)
+    assert basis_at_warning_kind == "use"
     queue.wait_state(jobs[IDLE_USER], "CANCELLED", timeout=30)
     assert f"{IDLE_USER}: idle: Job {jobs[IDLE_USER]} was stopped by the hub" in hub.log_tail(200_000)
 
