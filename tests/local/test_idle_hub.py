@@ -62,9 +62,10 @@ def test_idle_servers_of_a_timed_profile_are_stopped_and_told_why(hub: Hub, queu
 
 
 def test_a_busy_kernel_is_activity_with_the_busy_kernels_extension(hub: Hub, queue: LocalQueue) -> None:
-    """A cell that computes silently (no output, no traffic) for three timeouts: without the
-    extension (hpcuser1, the control) the server is stopped in the middle of it; with it
-    (hpcuser2) the server lives until the cell ends, then is stopped one timeout later."""
+    """A cell that computes silently (no output, no traffic) for three timeouts: with the default
+    busy check every 60 s (hpcuser1, the control) the server is stopped in the middle of it; with
+    a check every second (hpcuser2: ``BusyKernels.interval=1``, read by busykernels and by the
+    server extension's use tracker) it lives until the cell ends, then is stopped one timeout later."""
     hub.per_user({"hpcuser2": {"args": BUSY_KERNELS_ARGS}})
     seconds = 3 * TIMEOUT
     with ThreadPoolExecutor(2) as pool:
