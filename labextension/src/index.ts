@@ -4,6 +4,7 @@ import { ICommandPalette, ISanitizer, MainAreaWidget, Sanitizer } from '@jupyter
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Signal } from '@lumino/signaling';
 
+import { ActivityReporter } from './activity';
 import { CardModel } from './model';
 import { Notices } from './notices';
 import { CardPanel, ISanitizerLike } from './panel';
@@ -78,6 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void labShell; // ILabShell is optional: the panel also works in other shells (Notebook 7)
 
     model.start();
+    new ActivityReporter().start(); // user input for the idle policy (activity.ts)
     // toasts emitted before the shell is restored land in the notification centre only
     void app.restored.then(() => notices.start());
   }

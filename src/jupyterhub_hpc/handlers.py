@@ -15,11 +15,18 @@ buffering more) and parsed without recursion (:mod:`jupyterhub_hpc.httpbody`).
 server (:mod:`jupyterhub_hpc.jobcard`) from the shared watcher's cache, never a
 scheduler command, to a token or cookie with ``read:servers`` or ``access:servers``
 on that server (the server's own token has the latter).
+
+``POST /hub/api/hpc/use`` with ``{"last_use": "<ISO 8601>"}`` is the server's report of when it
+was last used (:mod:`jupyterhub_hpc.idle`): authenticated with the API token of that very
+running server, bounded (:data:`USE_BODY_LIMIT` bytes), never more than a small skew in the
+future, and monotonic (an older report changes nothing). A user can only keep their own server
+alive, and only through the server's token.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ from .spawner import HPCSpawner, PortReportTooEarly
 __all__ = [
     "CARD_ROUTE",
     "PORT_ROUTE",
+    "USE_ROUTE",
+    "IdleUseHandler",
     "JobCardHandler",
     "JobPortHandler",
     "api_handlers",
@@ -49,6 +58,9 @@ CARD_ROUTE = r"/api/hpc/card/([^/]+)/([^/]*)"
 CARD_SCOPES = ("read:servers", "access:servers")
 #: bytes of a port report (``{"port": 20001}`` is 15)
 PORT_BODY_LIMIT = 1024
+USE_ROUTE = r"/api/hpc/use"
+#: bytes of a use report (``{"last_use": "2026-12-03T07:48:00.123456+00:00"}`` is 48)
+USE_BODY_LIMIT = 256
 
 
 class JobPortHandler(JSONBodyHandler):
@@ -91,6 +103,50 @@ class JobPortHandler(JSONBodyHandler):
         self.finish(json.dumps({"port": port}))
 
 
+class IdleUseHandler(JSONBodyHandler):
+    """``POST /hub/api/hpc/use`` with ``{"last_use": iso}`` from the server's extension."""
+
+    body_limit = USE_BODY_LIMIT
+    body_depth = 2
+
+    def check_xsrf_cookie(self) -> None:
+        # token-authenticated only; a browser cookie is never accepted here
+        return None
+
+    async def post(self) -> None:
+        token = self.get_auth_token()
+        user = self.current_user
+        if not token or user is None or not hasattr(user, "spawners"):
+            raise web.HTTPError(403, "a server's own API token is required")
+        body: Any = self.json_object()
+        if set(body) != {"last_use"} or not isinstance(body["last_use"], str) or len(body["last_use"]) > 40:
+            raise web.HTTPError(400, 'the body must be exactly {"last_use": "<ISO 8601 time>"}')
+        try:
+            last_use = datetime.fromisoformat(body["last_use"].replace("Z", "+00:00"))
+        except ValueError:
+            raise web.HTTPError(400, "last_use is not an ISO 8601 time") from None
+        if last_use.tzinfo is None:
+            raise web.HTTPError(400, "last_use needs a time zone (Z or +00:00)")
+        spawner = next(
+            (
+                s
+                for s in user.spawners.values()
+                if isinstance(s, HPCSpawner) and s.active and s.matches_token(token)
+            ),
+            None,
+        )
+        if spawner is None:
+            raise web.HTTPError(403, "this token belongs to no running server")
+        try:
+            kept = spawner.accept_use(last_use)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        spawner._persist_state()  # kept across a hub restart, as the job is
+        self.set_status(200)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"last_use": kept.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}))
+
+
 class JobCardHandler(APIHandler):
     """``GET /hub/api/hpc/card/<user>/<server name>``: the job card (see the module docstring).
 
@@ -124,4 +180,5 @@ class JobCardHandler(APIHandler):
 api_handlers: list[tuple[str, type[APIHandler]]] = [
     (PORT_ROUTE, JobPortHandler),
     (CARD_ROUTE, JobCardHandler),
+    (USE_ROUTE, IdleUseHandler),
 ]

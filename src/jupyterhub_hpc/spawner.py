@@ -32,6 +32,7 @@ from .cardoptions import JobCardOptions, announcements_environment
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
+from .idle import IdlePolicy
 from .jobcard import JobResources, resources_of
 from .maintenance import MaintenanceOptions, keep_fresh, pending_note
 from .options import HPCSpawnerOptions
@@ -594,7 +595,7 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Maint
             return str(self.server.url)
 
 
-class HPCSpawner(ProfilesMixin, HPCSpawnerBase):
+class HPCSpawner(ProfilesMixin, IdlePolicy, HPCSpawnerBase):
     """Run each Jupyter server as a batch job; the scheduler is chosen by ``backend``.
 
     Profiles are built in, as in KubeSpawner: with a ``profile_list`` the spawn form

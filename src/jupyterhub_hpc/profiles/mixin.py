@@ -63,6 +63,10 @@ STATE_KEY = "profile_choices"
 #: itself). When a profile set them, their values go into the state with the job, so that
 #: after a hub restart poll() and stop() reach the job on the scheduler it was submitted to.
 JOB_ADDRESS_TRAITS = ("scheduler_commands", "scheduler_environment", "ssh_host", "job_output")
+#: traits of a running job's policy that a profile may set, kept with the job the same way, so
+#: that after a hub restart the hub still stops an idle GPU server at its profile's timeout
+JOB_POLICY_TRAITS = ("idle_timeout", "idle_warning", "idle_report_interval")
+JOB_KEPT_TRAITS = (*JOB_ADDRESS_TRAITS, *JOB_POLICY_TRAITS)
 ADDRESS_KEY = "profile_job_address"
 
 
@@ -324,7 +328,7 @@ class ProfilesMixin(LoggingConfigurable):
         if self.profile_memory:
             state[STATE_KEY] = copy.deepcopy(self.profile_memory)
         saved = self.__dict__.get("_profile_saved", {})
-        address = {n: copy.deepcopy(getattr(self, n)) for n in JOB_ADDRESS_TRAITS if n in saved}
+        address = {n: copy.deepcopy(getattr(self, n)) for n in JOB_KEPT_TRAITS if n in saved}
         if address and state.get("job_id"):
             state[ADDRESS_KEY] = address
         return state
@@ -340,7 +344,7 @@ class ProfilesMixin(LoggingConfigurable):
         if state.get("job_id") and isinstance(address, dict):
             # the job's scheduler, as its profile set it; clear_state() restores the configuration
             saved = self.__dict__.setdefault("_profile_saved", {})
-            for name in JOB_ADDRESS_TRAITS:
+            for name in JOB_KEPT_TRAITS:
                 if name in address and self.has_trait(name):
                     original = copy.deepcopy(getattr(self, name))
                     try:
