@@ -118,22 +118,35 @@ services: system-deps
 	VENV="$(VENV)" "$(CURDIR)/scripts/slurm24.sh" start   # after test-users.sh: it copies the users into its root
 	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"
 
-# Every run runs; make fails if any failed. The multi-node Slurm tests (their own cluster and user, ~2 min,
-# mostly waiting for a walltime kill) run beside the JupyterHub 5.3 run (~3 min) instead of after it.
-MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py
+# Every run runs; make fails if any failed. Three runs go side by side first, on separate resources:
+# - the multi-node Slurm tests and the maintenance-reservation tests (their own clusters: the private
+#   multi-node Slurm and Slurm 24.11; ~4 min, mostly waiting for a walltime kill and the reservations),
+# - the tests of the Lab side that need no scheduler (local-backend hubs and a JupyterLab with fake
+#   routes: announcements, the idle policy, the extension's contract; ~7 min, mostly waiting),
+# - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run has removed its
+#   Slurm 24.11 reservation) the same suite on Slurm 24.11.
+# Then everything else with JupyterHub 6.
+MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_maintenance_live.py
+NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
+  tests/lab/test_lab_contract.py
 test: system-deps venv venv-jh53 services
-	@rc=0; multi_log=$$(mktemp); \
+	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); \
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) > "$$multi_log" 2>&1 & multi=$$!; \
+	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(NO_SCHEDULER_TESTS) > "$$side_log" 2>&1 & side=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
-	echo "== JupyterHub 6 ($(VENV)): tests/e2e/test_slurm_e2e.py on Slurm 24.11 (scripts/slurm24.sh)"; \
-	JUPYTERHUB_HPC_TEST_SLURM=24.11 "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider \
-	  tests/e2e/test_slurm_e2e.py || rc=$$?; \
 	wait $$multi || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
 	cat "$$multi_log"; rm -f "$$multi_log"; \
+	echo "== JupyterHub 6 ($(VENV)): tests/e2e/test_slurm_e2e.py on Slurm 24.11 (scripts/slurm24.sh)"; \
+	JUPYTERHUB_HPC_TEST_SLURM=24.11 "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider \
+	  tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	wait $$side || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): $(NO_SCHEDULER_TESTS) (run beside the above)"; \
+	cat "$$side_log"; rm -f "$$side_log"; \
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
-	"$(VENV)/bin/python" -m pytest -v --durations=15 tests --ignore=$(MULTINODE_TESTS) $(PYTEST_ARGS) || rc=$$?; \
+	"$(VENV)/bin/python" -m pytest -v --durations=15 tests $(addprefix --ignore=,$(MULTINODE_TESTS) $(NO_SCHEDULER_TESTS)) \
+	  $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 
 demo: system-deps venv
