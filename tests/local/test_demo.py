@@ -6,6 +6,7 @@ as ``jupyterhub-hpc demo 2>&1 | tee log`` (one process group), stopped by a Ctrl
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import queue as queue_mod
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,61 @@ def start_from_form(page: Page) -> None:
     assert "/lab" in page.url, page.url
 
 
+MIB = 1024 * 1024
+
+
+def utc_z(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_job_card(page: Page, url: str, user: str, job: dict[str, Any]) -> None:
+    """The job card of the local backend's job ``job`` (its ``status`` record), started from
+    the form as Custom with 512M: in JupyterLab's status bar, from the hub API, on the home page."""
+    job_id, host = str(job["id"]), str(job["host"])
+    assert host and job["started"] and job["ended"] and job["walltime"] == 2 * 3600, job
+    # the extension's status bar item in JupyterLab names the job and its host
+    status = page.locator("#jupyterhub-hpc-status")
+    expect(status).to_have_attribute("data-job-id", job_id, timeout=30_000)
+    expect(status).to_contain_text(f"Job {job_id} · {host} · ")
+    expect(status).to_contain_text(" left")
+    page.goto(url + "hub/home")
+    # the hub API, with the browser's hub cookie and the page's XSRF token, as the home page asks
+    fetch = """async (url) => {
+        const headers = {"X-XSRFToken": window.jhdata.xsrf_token, Accept: "application/json"};
+        const r = await fetch(url, {headers});
+        return [r.status, await r.json()];
+    }"""
+    deadline = time.monotonic() + 60
+    while True:
+        code, card = page.evaluate(fetch, url + f"hub/api/hpc/card/{user}/")
+        assert code == 200, (code, card)
+        if (card["job"] or {}).get("state") == "running" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert (card["version"], card["user"], card["server_name"]) == (1, user, "")
+    assert (card["backend"], card["profile"]) == ("local", "custom")
+    got = card["job"]
+    assert (got["id"], got["state"], got["native_state"]) == (job_id, "running", "RUNNING"), card
+    assert got["nodes"] == [host]
+    # as requested on the form: Custom's 1 core and 2 hours, 512M typed in
+    assert (got["cores"], got["memory_bytes"], got["time_limit_seconds"]) == (1, 512 * MIB, 2 * 3600)
+    # the end the local scheduler's walltime sets
+    assert got["end_time"] == utc_z(job["ended"])
+    # the home page's card of the server
+    home_card = page.locator(f'.hpc-job-card[data-job-id="{job_id}"]')
+    expect(home_card).to_be_visible(timeout=30_000)
+
+    def field(name: str) -> Any:
+        return home_card.locator(f'xpath=.//dt[normalize-space()="{name}"]/following-sibling::dd[1]')
+
+    expect(field("Job")).to_have_text(job_id)
+    expect(field("State")).to_have_text("running (RUNNING)")
+    expect(field("Node")).to_have_text(host)
+    expect(field("Resources")).to_have_text("1 cores, 512 MiB")
+    expect(field("Ends")).not_to_have_text("unknown")
+    expect(field("Time remaining")).to_contain_text(" h ")
+
+
 #: who runs the demo: root (servers run as a demo user), or an ordinary user (servers run as that user)
 RUNNERS = {"root": [], "unprivileged": ["sudo", "-n", "-u", "jupyterhub", "--"]}
 
@@ -189,9 +246,12 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
     assert user == ("hpcdemo" if root else pwd.getpwuid(_uid(hub_pid) or 0).pw_name)
     state_dir = workdir / "jobs"
 
-    def job_states() -> list[str]:
+    def local_jobs() -> list[dict[str, Any]]:
         result = subprocess.run([LOCAL, f"--state-dir={state_dir}", "status"], capture_output=True, text=True)
-        return re.findall(r'"state": "(\w+)"', result.stdout)
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def job_states() -> list[str]:
+        return [job["state"] for job in local_jobs()]
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -199,8 +259,9 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
             page = browser.new_page()
             login_and_open_lab(page, url, user, password)
             assert job_states() == ["RUNNING"]
+            (job,) = local_jobs()
+            check_job_card(page, url, user, job)
             # stop it from the hub's home page, which shows the demo's sample announcement
-            page.goto(url + "hub/home")
             sample = page.frame_locator("iframe#hpc-announcements").locator("article")
             expect(sample).to_contain_text("Welcome to the jupyterhub-hpc demo")
             page.click("#stop")

@@ -183,7 +183,11 @@ def test_backend_round_trip_through_the_real_program(queue: LocalQueue) -> None:
             await asyncio.sleep(0.1)
         assert statuses[job_id].state is JobState.RUNNING and statuses[job_id].host
         assert statuses["777"].state is JobState.NOT_FOUND
-        assert statuses[job_id].end_time is not None
+        running = statuses[job_id]
+        assert running.end_time is not None and running.expected_start is not None
+        # what the job card shows: started, its limit, and the end the walltime sets
+        assert running.time_limit_seconds == 60
+        assert abs((running.end_time - running.expected_start).total_seconds() - 60) < 0.01
         backend.parse_cancel(await run_command(backend.cancel_argv(job_id)))
         backend.parse_cancel(await run_command(backend.cancel_argv("777")))  # gone already: fine
         queue.wait_state(job_id, "CANCELLED", timeout=5)

@@ -134,14 +134,18 @@ class LocalBackend(Backend):
                 raise QueryError(f"unexpected {PROGRAM} status line: {line!r}") from None
             state = self.map_state(native)
             exit_code = record.get("exit_code")
+            walltime = record.get("walltime")
             found[job_id] = JobStatus(
                 job_id=job_id,
                 state=state,
                 host=record.get("host") or None,
                 reason=record.get("reason") or None,
                 exit_code=exit_code if state.is_final and isinstance(exit_code, int) else None,
+                # for a running or ended job, the time it started (as Slurm's StartTime)
+                expected_start=_time(record.get("started")),
                 end_time=_time(record.get("ended")),
                 native_state=native,
+                time_limit_seconds=walltime if isinstance(walltime, int) and walltime > 0 else None,
             )
         return {j: found.get(j, JobStatus(job_id=j, state=JobState.NOT_FOUND)) for j in job_ids}
 
