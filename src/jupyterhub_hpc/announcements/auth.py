@@ -12,12 +12,14 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .model import UserContext
+from .reservations import windows_of
 
 __all__ = ["WRITE_SCOPE", "HubDirectory", "can_write", "context_from_hub"]
 
@@ -36,7 +38,9 @@ def context_from_hub(user: Mapping[str, Any], cards: list[Mapping[str, Any]]) ->
     """The audience context of the hub's user model ``user`` and the hub cards (the card
     contract's JSON, ``GET /hub/api/hpc/card/{user}/{server}``) of their active servers."""
     profiles, clusters, partitions = set(), set(), set()
+    maintenance = []
     for card in cards:
+        maintenance.extend(windows_of(card))
         if isinstance(card.get("profile"), str) and card["profile"]:
             profiles.add(card["profile"])
         if isinstance(card.get("cluster"), str) and card["cluster"]:
@@ -51,6 +55,7 @@ def context_from_hub(user: Mapping[str, Any], cards: list[Mapping[str, Any]]) ->
         profiles=frozenset(profiles),
         clusters=frozenset(clusters),
         partitions=frozenset(partitions),
+        maintenance=tuple(maintenance),
     )
 
 
@@ -72,6 +77,7 @@ class HubDirectory:
         self.cache_seconds = cache_seconds
         self.timeout = timeout
         self._cache: dict[str, tuple[float, UserContext]] = {}
+        self._seen: dict[str, datetime] = {}
         self._client = AsyncHTTPClient()
 
     async def _get(self, path: str) -> Any:
@@ -115,4 +121,17 @@ class HubDirectory:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[name] = (now, ctx)
+        self._note_seen(ctx)
         return ctx
+
+    def _note_seen(self, ctx: UserContext) -> None:
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        at = datetime.now(timezone.utc)
+        for window in ctx.maintenance:
+            self._seen.setdefault(window.id, at)
+
+    @property
+    def seen(self) -> Mapping[str, datetime]:
+        """When this process first saw each reservation (its announcement's ``starts``)."""
+        return self._seen

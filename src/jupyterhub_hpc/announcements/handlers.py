@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import jinja2
@@ -19,7 +20,8 @@ from tornado import web
 
 from .auth import WRITE_SCOPE, HubDirectory, can_write
 from .forms import FormError, announcement_from_form, form_values
-from .model import AnnouncementIn, AnnouncementPatch, iso
+from .model import AnnouncementIn, AnnouncementPatch, UserContext, iso
+from .reservations import merge
 from .store import Announcement, Conflict, Store, utcnow
 
 __all__ = ["handlers"]
@@ -135,8 +137,7 @@ class AnnouncementsAPI(APIHandler):
             self.require_writer()
             self.write_json({"now": iso(now), "announcements": [a.full() for a in self.store.all()]})
             return
-        ctx = await self.directory.context(self.user_name)
-        mine = self.store.for_user(ctx, now)
+        mine = await for_reader(self, now)
         self.write_json({"now": iso(now), "announcements": [a.public() for a in mine]})
 
     @web.authenticated
@@ -191,18 +192,36 @@ class DismissalAPI(APIHandler):
         self.finish()
 
 
+async def for_reader(handler: BaseHandler, now: datetime) -> list[Announcement]:
+    """The caller's announcements: the stored ones of their audience, then one per MAINT
+    reservation on the partitions of their servers (from the hub cards), minus dismissed ones."""
+    ctx: UserContext = await handler.directory.context(handler.user_name)
+    stored = handler.store.for_user(ctx, now)
+    if not ctx.maintenance:
+        return stored
+    dismissed = handler.store.dismissed(ctx.name)
+    return merge(stored, ctx.maintenance, handler.directory.seen, dismissed, now)
+
+
 async def dismiss(handler: BaseHandler, announcement_id: str) -> None:
-    """Remember that the caller dismissed an announcement of their own audience (404 for one that
-    is not theirs or not current, 409 for one that cannot be dismissed)."""
-    now = utcnow()
-    ctx = await handler.directory.context(handler.user_name)
-    mine = {a.id: a for a in handler.store.for_user(ctx, now)}
+    """Remember that the caller dismissed an announcement they currently see (404 for one that
+    is not theirs or not current, 409 for one that cannot be dismissed); a reservation's
+    announcement is remembered until the reservation ends."""
+    mine = {a.id: a for a in await for_reader(handler, utcnow())}
     announcement = mine.get(announcement_id)
     if announcement is None:
         raise web.HTTPError(404, "no such announcement")
     if not announcement.dismissible:
         raise web.HTTPError(409, "this announcement cannot be dismissed")
-    handler.store.dismiss(announcement_id, handler.user_name)
+    if (
+        announcement.source == "reservation"
+        and announcement.ends
+        and handler.store.get(announcement_id) is None
+    ):
+        # built from the cards, not a row: its own table, no foreign key to the stored ones
+        handler.store.dismiss_reservation(announcement_id, handler.user_name, announcement.ends)
+    else:
+        handler.store.dismiss(announcement_id, handler.user_name)
 
 
 # -- pages --------------------------------------------------------------------------------------
@@ -237,8 +256,7 @@ class EmbedPage(PageHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        ctx = await self.directory.context(self.user_name)
-        self.render_page("embed.html.j2", announcements=self.store.for_user(ctx, utcnow()))
+        self.render_page("embed.html.j2", announcements=await for_reader(self, utcnow()))
 
 
 class EmbedDismiss(PageHandler):

@@ -22,6 +22,7 @@ __all__ = [
     "AnnouncementPatch",
     "Audience",
     "UserContext",
+    "Window",
     "render_body",
 ]
 
@@ -147,6 +148,21 @@ class AnnouncementPatch(BaseModel):
 
 
 @dataclass(frozen=True)
+class Window:
+    """A MAINT reservation as one of the reader's servers' hub card shows it (``reservations``)."""
+
+    id: str
+    name: str
+    cluster: str | None
+    #: the server's job partition, one of the reservation's
+    partition: str
+    start: datetime
+    end: datetime
+    nodes: str = ""
+    crosses_job: bool = False
+
+
+@dataclass(frozen=True)
 class UserContext:
     """What the audience is matched against, resolved on the server side: the hub's groups of the
     user and the profile, cluster and partition of each of the user's active servers."""
@@ -156,6 +172,8 @@ class UserContext:
     profiles: frozenset[str] = field(default_factory=frozenset)
     clusters: frozenset[str] = field(default_factory=frozenset)
     partitions: frozenset[str] = field(default_factory=frozenset)
+    #: the MAINT reservations on the partitions of the user's servers (from their hub cards)
+    maintenance: tuple[Window, ...] = ()
 
 
 # -- the body: Markdown -> HTML -> sanitised HTML -------------------------------------------------

@@ -57,6 +57,17 @@ class DismissalRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class ReservationDismissalRow(Base):
+    """A dismissal of a reservation's announcement (built from the hub cards, not stored, so
+    without a foreign key); forgotten once the reservation has ended."""
+
+    __tablename__ = "hpc_reservation_dismissals"
+
+    announcement_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ends: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
@@ -244,8 +255,13 @@ class Store:
             return [Announcement.of(row) for row in session.scalars(query)]
 
     def dismissed(self, user: str) -> set[str]:
+        """The ids ``user`` dismissed: stored announcements and reservations' ones."""
         with self.session() as session:
-            return set(session.scalars(select(DismissalRow.announcement_id).where(DismissalRow.user == user)))
+            ids = set(session.scalars(select(DismissalRow.announcement_id).where(DismissalRow.user == user)))
+            query = select(ReservationDismissalRow.announcement_id).where(
+                ReservationDismissalRow.user == user
+            )
+            return ids | set(session.scalars(query))
 
     def for_user(self, ctx: UserContext, now: datetime) -> list[Announcement]:
         """The active announcements of ``ctx``'s audience that the user has not dismissed
@@ -266,6 +282,23 @@ class Store:
                     )
         except IntegrityError:
             # the same user dismissing twice at once (two tabs, two replicas): already remembered
+            pass
+
+    def dismiss_reservation(self, announcement_id: str, user: str, ends: datetime) -> None:
+        """Remember a dismissal of a reservation's announcement until ``ends`` (its end); the
+        dismissals of ended reservations are dropped on the way."""
+        try:
+            with self.session() as session:
+                session.execute(
+                    delete(ReservationDismissalRow).where(ReservationDismissalRow.ends < _naive_utc(utcnow()))
+                )
+                if session.get(ReservationDismissalRow, (announcement_id, user)) is None:
+                    session.add(
+                        ReservationDismissalRow(
+                            announcement_id=announcement_id, user=user, ends=_naive_utc(ends)
+                        )
+                    )
+        except IntegrityError:
             pass
 
 
