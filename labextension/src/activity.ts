@@ -2,16 +2,13 @@
 // the wheel and the tab brought back into view are reported to the server extension
 // (POST {base}jupyterhub-hpc/activity), at most once per report interval (60 s until the server
 // tells its own; input during an interval is sent at its end). JupyterLab's own polling is not
-// input, so a Lab left open on a desk lets its server go idle. The idle warning gets an
-// "I'm still here" action that reports at once.
+// input, so a Lab left open on a desk lets its server go idle. The idle warning's "I'm still
+// here" action (notices.ts) calls report() at once.
 import { URLExt } from '@jupyterlab/coreutils';
-import { Notification } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 
 const INPUT_EVENTS = ['keydown', 'pointerdown', 'wheel'] as const;
 const DEFAULT_INTERVAL_MS = 60000;
-const STILL_HERE = "I'm still here";
-const TOAST_DELAY_MS = 500;
 
 export class ActivityReporter {
   private readonly settings = ServerConnection.makeSettings();
@@ -38,7 +35,6 @@ export class ActivityReporter {
     }
     document.addEventListener('visibilitychange', this.onVisible);
     window.addEventListener('focus', this.onVisible);
-    Notification.manager.changed.connect(this.onNotification, this);
   }
 
   /** Input now: report it at once after a quiet interval, else at the interval's end. */
@@ -91,35 +87,5 @@ export class ActivityReporter {
     } finally {
       this.inflight = false;
     }
-  }
-
-  /** The idle warning (notices.ts, data.kind "idle") gets an "I'm still here" action. */
-  private onNotification(_: unknown, change: Notification.IChange): void {
-    const n = change.notification;
-    const data = n.options.data as { source?: string; kind?: string } | undefined;
-    if (change.type !== 'added' || data?.source !== 'jupyterhub-hpc' || data?.kind !== 'idle') {
-      return;
-    }
-    // after the toast exists: JupyterLab renders an update's actions only into a shown toast
-    window.setTimeout(() => {
-      if (!Notification.manager.notifications.some(m => m.id === n.id)) {
-        return;
-      }
-      Notification.update({
-        id: n.id,
-        message: n.message,
-        type: n.type,
-        autoClose: false,
-        data: n.options.data,
-        actions: [
-          {
-            label: STILL_HERE,
-            caption: 'Count this server as used now',
-            displayType: 'accent',
-            callback: () => void this.report()
-          }
-        ]
-      });
-    }, TOAST_DELAY_MS);
   }
 }

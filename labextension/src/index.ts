@@ -43,7 +43,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(panel.id);
       void model.refresh();
     };
-    const notices = new Notices(model, app.commands, openPanel);
+    const activity = new ActivityReporter(); // user input for the idle policy (activity.ts)
+    const notices = new Notices(model, app.commands, openPanel, () => void activity.report());
 
     app.commands.addCommand(OPEN, {
       label: 'Show the batch job card',
@@ -79,7 +80,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void labShell; // ILabShell is optional: the panel also works in other shells (Notebook 7)
 
     model.start();
-    new ActivityReporter().start(); // user input for the idle policy (activity.ts)
+    activity.start();
     // toasts emitted before the shell is restored land in the notification centre only
     void app.restored.then(() => notices.start());
   }

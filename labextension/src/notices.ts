@@ -10,6 +10,7 @@ import { CardModel } from './model';
 import { formatDateTime, formatRemaining } from './time';
 
 export const SAVE_ALL = 'docmanager:save-all';
+const STILL_HERE = "I'm still here";
 const SEEN_KEY = 'jupyterhub-hpc:announcements-seen';
 const WARNED_KEY = 'jupyterhub-hpc:warned';
 const MAX_SEEN = 500;
@@ -66,7 +67,9 @@ export class Notices {
   constructor(
     private readonly model: CardModel,
     private readonly commands: CommandRegistry,
-    private readonly openPanel: () => void
+    private readonly openPanel: () => void,
+    /** counts this server as used now (activity.ts); the idle warning's "I'm still here" */
+    private readonly stillHere: (() => void) | null = null
   ) {}
 
   start(): void {
@@ -176,7 +179,20 @@ export class Notices {
     const idleMinutes = since === null ? Math.round(idle.timeout_seconds / 60) : Math.round(-since / 60);
     Notification.warning(
       clip(`idle for ${idleMinutes} min: stops in ${Math.ceil(left / 60)} min unless you use it`),
-      { autoClose: false, data: { source: 'jupyterhub-hpc', kind: 'idle' } }
+      {
+        autoClose: false,
+        data: { source: 'jupyterhub-hpc', kind: 'idle' },
+        actions: this.stillHere
+          ? [
+              {
+                label: STILL_HERE,
+                caption: 'Count this server as used now',
+                displayType: 'accent',
+                callback: () => this.stillHere?.()
+              }
+            ]
+          : []
+      }
     );
   }
 
