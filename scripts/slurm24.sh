@@ -197,12 +197,16 @@ jupyterhub_requirement() {
   if [ -n "$v" ]; then echo "jupyterhub>=$v,<$((v + 1))"; else echo "jupyterhub>=5.3"; fi
 }
 
+# what the wheel is built from (pyproject.toml's packages, package data and data files): the server
+# extension's config (jupyter-config/) and the prebuilt JupyterLab extension (make labextension)
+WHEEL_INPUTS="pyproject.toml README.md src jupyter-config labextension/dist labextension/install.json"
+
 # the job's venv: the root's python3, JupyterHub (singleuser) + JupyterLab, and this checkout's package
 # (copied in and installed when its source differs from the one installed last)
 build_job_venv() {
   local venv=$ROOT$JOB_VENV req stamp want
   req=$(jupyterhub_requirement)
-  want=$( { echo "$req"; cd "$SRC" && find pyproject.toml README.md src labextension/dist labextension/install.json -type f ! -name '*.pyc' \
+  want=$( { echo "$req"; cd "$SRC" && find $WHEEL_INPUTS -type f ! -name '*.pyc' \
     ! -path '*egg-info*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
   stamp=$venv/.jupyterhub-hpc-source
   [ -x "$venv/bin/jupyterhub-hpc-singleuser" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
@@ -214,9 +218,8 @@ build_job_venv() {
   fi
   [ -x "$venv/bin/python" ] || { log "creating the job venv $JOB_VENV (in the root)"; in_root python3 -m venv "$JOB_VENV"; }
   rm -rf "$tmp"; install -d "$tmp"
-  # labextension/: the prebuilt JupyterLab extension (make labextension) the wheel ships
-  (cd "$SRC" && tar -c --exclude='*.pyc' --exclude='__pycache__' --exclude='*.egg-info' pyproject.toml README.md src \
-    labextension/dist labextension/install.json) \
+  # shellcheck disable=SC2086
+  (cd "$SRC" && tar -c --exclude='*.pyc' --exclude='__pycache__' --exclude='*.egg-info' $WHEEL_INPUTS) \
     | tar -x -C "$tmp"
   log "pip install '$req' jupyterlab and $SRC into the job venv"
   in_root "$JOB_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
