@@ -63,33 +63,55 @@ USE_ROUTE = r"/api/hpc/use"
 USE_BODY_LIMIT = 256
 
 
-class JobPortHandler(JSONBodyHandler):
-    """``POST /hub/api/hpc/port`` with ``{"port": N}`` from the job's launcher."""
-
-    body_limit = PORT_BODY_LIMIT
-    body_depth = 2
+class ServerTokenHandler(JSONBodyHandler):
+    """A report from a server of this package, authenticated by that very server's API token
+    (never a browser cookie): the port report and the use report share the check."""
 
     def check_xsrf_cookie(self) -> None:
         # token-authenticated only; a browser cookie is never accepted here
         return None
 
-    async def post(self) -> None:
+    def token_and_user(self) -> tuple[str, Any]:
+        """The request's token and its user; 403 without a token of a user."""
         token = self.get_auth_token()
         user = self.current_user
         if not token or user is None or not hasattr(user, "spawners"):
             raise web.HTTPError(403, "a server's own API token is required")
+        return token, user
+
+    @staticmethod
+    def own_spawner(user: Any, token: str, *, running: bool) -> HPCSpawner:
+        """The user's spawner of this package whose server holds ``token`` (with ``running``,
+        only an active one); 403 when none does."""
+        spawner = next(
+            (
+                s
+                for s in user.spawners.values()
+                if isinstance(s, HPCSpawner) and (s.active or not running) and s.matches_token(token)
+            ),
+            None,
+        )
+        if spawner is None:
+            what = "running" if running else "starting"
+            raise web.HTTPError(403, f"this token belongs to no {what} server")
+        return spawner
+
+
+class JobPortHandler(ServerTokenHandler):
+    """``POST /hub/api/hpc/port`` with ``{"port": N}`` from the job's launcher."""
+
+    body_limit = PORT_BODY_LIMIT
+    body_depth = 2
+
+    async def post(self) -> None:
+        token, user = self.token_and_user()
         body: Any = self.json_object()
         if set(body) != {"port"}:
             raise web.HTTPError(400, 'the body must be exactly {"port": <integer>}')
         port = body["port"]
         if not isinstance(port, int) or isinstance(port, bool):
             raise web.HTTPError(400, "port must be an integer")
-        spawner = next(
-            (s for s in user.spawners.values() if isinstance(s, HPCSpawner) and s.matches_token(token)),
-            None,
-        )
-        if spawner is None:
-            raise web.HTTPError(403, "this token belongs to no starting server")
+        spawner = self.own_spawner(user, token, running=False)
         try:
             spawner.accept_port(port)
         except PortReportTooEarly as exc:
@@ -103,21 +125,14 @@ class JobPortHandler(JSONBodyHandler):
         self.finish(json.dumps({"port": port}))
 
 
-class IdleUseHandler(JSONBodyHandler):
+class IdleUseHandler(ServerTokenHandler):
     """``POST /hub/api/hpc/use`` with ``{"last_use": iso}`` from the server's extension."""
 
     body_limit = USE_BODY_LIMIT
     body_depth = 2
 
-    def check_xsrf_cookie(self) -> None:
-        # token-authenticated only; a browser cookie is never accepted here
-        return None
-
     async def post(self) -> None:
-        token = self.get_auth_token()
-        user = self.current_user
-        if not token or user is None or not hasattr(user, "spawners"):
-            raise web.HTTPError(403, "a server's own API token is required")
+        token, user = self.token_and_user()
         body: Any = self.json_object()
         if set(body) != {"last_use"} or not isinstance(body["last_use"], str) or len(body["last_use"]) > 40:
             raise web.HTTPError(400, 'the body must be exactly {"last_use": "<ISO 8601 time>"}')
@@ -127,16 +142,7 @@ class IdleUseHandler(JSONBodyHandler):
             raise web.HTTPError(400, "last_use is not an ISO 8601 time") from None
         if last_use.tzinfo is None:
             raise web.HTTPError(400, "last_use needs a time zone (Z or +00:00)")
-        spawner = next(
-            (
-                s
-                for s in user.spawners.values()
-                if isinstance(s, HPCSpawner) and s.active and s.matches_token(token)
-            ),
-            None,
-        )
-        if spawner is None:
-            raise web.HTTPError(403, "this token belongs to no running server")
+        spawner = self.own_spawner(user, token, running=True)
         try:
             kept = spawner.accept_use(last_use)
         except ValueError as exc:
