@@ -17,7 +17,7 @@ import os
 import pwd
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jupyterhub.spawner import Spawner
@@ -25,26 +25,22 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import default
 
-from . import metrics
-from .backends import Backend, JobScript, SubmitError, backend_class
+from .backends import JobScript, SubmitError
 from .backends.base import parse_exit_marker
 from .cardoptions import JobCardOptions, announcements_environment
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
-from .client import ClientSettings, Prefixes, SchedulerClient, get_client
 from .commands import CommandError
 from .idle import IdlePolicy
 from .jobcard import JobResources, resources_of
 from .maintenance import MaintenanceOptions, keep_fresh, pending_note
-from .options import HPCSpawnerOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
 from .progress import end_message, failure_message, queue_message
 from .refusal import OptionsRefused
 from .request import JobRequest, RequestError
+from .scheduler_access import SchedulerAccess
 from .singleuser.read_output import MAX_LINES
-from .ssh import SubmitHostOptions
 from .states import JobState, JobStatus
-from .watcher import QueueWatcher, WatcherSettings, get_watcher
 
 __all__ = ["HPCSpawner", "HPCSpawnerBase", "SlurmSpawner", "token_digest"]
 
@@ -80,7 +76,7 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, MaintenanceOptions, Spawner):
+class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Spawner):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -164,81 +160,6 @@ class HPCSpawnerBase(HPCSpawnerOptions, SubmitHostOptions, JobCardOptions, Maint
         self.orm_spawner.state = self.get_state()
         if session is not None:
             session.commit()
-
-    # -- the scheduler ----------------------------------------------------------------
-    def make_backend(
-        self, name: str | None = None, cluster: str | None = None, commands: Mapping[str, str] | None = None
-    ) -> Backend:
-        cls = backend_class(name or self.job_backend or self.backend)
-        return cls(
-            cluster=self.cluster if cluster is None else cluster,
-            commands=self.scheduler_commands if commands is None else commands,
-        )
-
-    def client_settings(self, environment: Mapping[str, str] | None = None) -> ClientSettings:
-        """How this spawner's scheduler commands run: prefixes, ``scheduler_environment``
-        (or ``environment``), the submit host's SSH settings, ``command_timeout``."""
-        return ClientSettings(
-            prefixes=Prefixes(
-                submit=tuple(self.submit_prefix),
-                status=tuple(self.status_prefix),
-                cancel=tuple(self.cancel_prefix),
-                read=tuple(self.read_prefix),
-            ),
-            environment=tuple(
-                sorted((self.scheduler_environment if environment is None else environment).items())
-            ),
-            ssh=self.ssh_settings() if self.ssh_host else None,
-            timeout=float(self.command_timeout),
-            secret_env_names=tuple(self.secret_env_names),
-        )
-
-    def scheduler_client(
-        self,
-        backend: str | None = None,
-        cluster: str | None = None,
-        commands: Mapping[str, str] | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> SchedulerClient:
-        """The hub's one client of a scheduler (this spawner's by default; a profile's
-        ``backend``/``cluster`` with its own commands and environment otherwise),
-        shared with every spawner, the watcher and the limits cache of the same key."""
-        return get_client(self.make_backend(backend, cluster, commands), self.client_settings(environment))
-
-    @property
-    def client(self) -> SchedulerClient:
-        """The scheduler client of this spawner's job (or of its next one): rebuilt when
-        what it is built from changes (a profile may set backend, cluster, commands)."""
-        built_from = (
-            self.job_backend or self.backend,
-            self.job_cluster or self.cluster,
-            dict(self.scheduler_commands),
-            self.client_settings(),
-        )
-        cached: tuple[Any, SchedulerClient] | None = getattr(self, "_client_cache", None)
-        if cached is None or cached[0] != built_from:
-            cached = (built_from, self.scheduler_client(cluster=self.job_cluster or None))
-            self._client_cache = cached
-        return cached[1]
-
-    @property
-    def scheduler(self) -> Backend:
-        """The scheduler backend of this spawner's job: its argv builders and parsers."""
-        return self.client.backend
-
-    @property
-    def watcher(self) -> QueueWatcher:
-        metrics.ensure_registered()  # /hub/metrics reads the watchers from now on
-        return get_watcher(
-            self.client,
-            settings=WatcherSettings(
-                interval=self.status_interval,
-                fast_interval=self.status_fast_interval,
-                timeout=self.command_timeout,
-                max_backoff=self.status_max_backoff,
-            ),
-            log=self.log,
-        )
 
     def user_home(self) -> str:
         try:

@@ -107,7 +107,7 @@ def test_the_graph_sees_the_imports() -> None:
     assert len(graph) > 40
     assert "jupyterhub_hpc.watcher" in graph["jupyterhub_hpc.metrics"]
     assert "jupyterhub_hpc.backends.base" in graph["jupyterhub_hpc.watcher"]
-    assert "jupyterhub_hpc.metrics" in graph["jupyterhub_hpc.spawner"]  # ``from . import metrics``
+    assert "jupyterhub_hpc.metrics" in graph["jupyterhub_hpc.scheduler_access"]  # ``from . import metrics``
     assert "jupyterhub_hpc.singleuser.listeners" in graph["jupyterhub_hpc.singleuser.launcher"]
 
 
