@@ -85,7 +85,8 @@ async def lab(targets: list[Target], interval: float, until: float) -> None:
                 polls.latencies.append(time.monotonic() - started)
             else:
                 polls.errors += 1
-        await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+        # not past the end of the phase: its wall time is the polling time (the rates and CPU %)
+        await asyncio.sleep(max(0.0, min(interval - (time.monotonic() - began), until - time.monotonic())))
 
 
 def poll_labs(labs: list[list[Target]], interval: float, seconds: float) -> None:
