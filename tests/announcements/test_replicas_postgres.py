@@ -7,7 +7,11 @@ database, so replicas of a site are separate hubs (per login node, per cluster f
 and a new hub during a migration) that authenticate the same user names; each runs its own
 announcements service, and what they share is the announcements database. Both hubs start at
 the same moment on an empty database (the services create the schema concurrently); what is
-written, dismissed, edited or deleted through one hub's service is what the other one serves."""
+written, dismissed, edited or deleted through one hub's service is what the other one serves.
+
+Two hubs starting together seldom create the schema within the same milliseconds (without the
+store's advisory lock these tests passed 3 times of 3); the collision itself is forced in
+test_store_postgres.py (eight processes behind a barrier), which fails without the lock."""
 
 from __future__ import annotations
 
