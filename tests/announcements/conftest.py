@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,10 @@ class Announcements:
         return {a["title"] for a in self.visible(user)}
 
 
-def hub_config(root: Path) -> dict[str, dict[str, Any]]:
+def hub_config(root: Path, args: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """``args``: the service's (``--AnnouncementsApp.db_url=...``)."""
     ann = announcements_service(
-        port=_port(), writer_groups=["announcers"], cwd=str(root), python=sys.executable
+        port=_port(), writer_groups=["announcers"], cwd=str(root), python=sys.executable, args=args
     )
     return {
         "JupyterHub": {
