@@ -62,12 +62,13 @@ def scontrol(job: str) -> dict[str, str]:
     return fields
 
 
-def shot(page: Page, locator: Locator, name: str) -> None:
+def shot(page: Page, locator: Locator, name: str, *, hide_toasts: bool = False) -> None:
     """The docs' screenshot lab-NAME.png of an element, when JUPYTERHUB_HPC_SCREENSHOTS names a directory."""
     out = os.environ.get("JUPYTERHUB_HPC_SCREENSHOTS")
     if out:
         page.wait_for_timeout(600)  # toasts slide in
-        locator.screenshot(path=str(Path(out) / f"lab-{name}.png"))
+        style = ".Toastify { visibility: hidden !important; }" if hide_toasts else None
+        locator.screenshot(path=str(Path(out) / f"lab-{name}.png"), style=style)
 
 
 def slurm_time(value: str) -> float:
@@ -232,7 +233,7 @@ def run_story(hub: Hub, page: Page, job: str, notebook: Path, posted: dict[str, 
     expect(panel.locator(f'article[data-id="{posted["theirs"]}"]')).to_have_count(0)
     expect(toast(page, "Only for hpcuser1")).to_have_count(0)
     assert page.evaluate("window.__hpcXss") is None
-    shot(page, panel, "card")
+    shot(page, panel, "card", hide_toasts=True)
     shot(page, status, "status")
 
     # the warning 150 s before the end, with both actions; "Save all" writes the notebook to disk
