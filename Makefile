@@ -124,7 +124,8 @@ services: system-deps
 #   then, on Slurm 24.11 (free of reservations by then), the idle policy and the Lab's job card in real
 #   JupyterLab ($(SLURM24_TESTS); they run on 22.05 too, with everything else): here rather than
 #   after the 24.11 end-to-end suite (which waits for this stream): this stream otherwise ends ~30 s
-#   before the JupyterHub 5.3 run, so here they add their time less that slack,
+#   before the JupyterHub 5.3 run, so here they add their time less that slack (measured on 24.11:
+#   test_slurm_idle.py ~52 s, test_lab_live.py ~88 s, ~2.3 min together),
 # - the tests of the Lab side that need no scheduler (local-backend hubs and a JupyterLab with fake
 #   routes: announcements, the idle policy, the extension's contract; ~7 min, mostly waiting),
 # - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run is done with
