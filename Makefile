@@ -1,9 +1,9 @@
 # jupyterhub-hpc — machine setup and test entry points (Debian 12, run as root).
 #
 #   make test      install what is missing, build the Lab extension and the venvs, start the schedulers + test users, run pytest:
-#                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), the same suite on
-#                  Slurm 24.11 (scripts/slurm24.sh: a Debian 13 root, built once, ~2 min), then everything
-#                  with JupyterHub 6 ($(VENV))
+#                  the live Slurm end-to-end suite with JupyterHub 5.3 ($(VENV_JH53)), the same suite, the idle
+#                  policy and the Lab's job card on Slurm 24.11 (scripts/slurm24.sh: a Debian 13 root, built once,
+#                  ~2 min), then everything with JupyterHub 6 ($(VENV))
 #   make demo      install + venv, then `jupyterhub-hpc demo`
 #   make lint      ruff check, ruff format --check, mypy
 #   make labextension  build the JupyterLab extension (labextension/ -> labextension/dist; needs Node + npm)
@@ -122,17 +122,26 @@ services: system-deps
 # Every run runs; make fails if any failed. Three runs go side by side first, on separate resources:
 # - the multi-node Slurm tests and the maintenance-reservation tests (their own clusters: the private
 #   multi-node Slurm and Slurm 24.11; ~4 min, mostly waiting for a walltime kill and the reservations),
+#   then, on Slurm 24.11 (free of reservations by then), the idle policy and the Lab's job card in real
+#   JupyterLab ($(SLURM24_TESTS); they run on 22.05 too, with everything else): here rather than
+#   after the 24.11 end-to-end suite (which waits for this stream): this stream otherwise ends ~30 s
+#   before the JupyterHub 5.3 run, so here they add their time less that slack (measured on 24.11:
+#   test_slurm_idle.py ~52 s, test_lab_live.py ~88 s, ~2.3 min together),
 # - the tests of the Lab side that need no scheduler (local-backend hubs and a JupyterLab with fake
 #   routes: announcements, the idle policy, the extension's contract; ~7 min, mostly waiting),
-# - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run has removed its
-#   Slurm 24.11 reservation) the same suite on Slurm 24.11.
+# - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run is done with
+#   Slurm 24.11) the same suite on Slurm 24.11.
 # Then everything else with JupyterHub 6.
 MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_maintenance_live.py
+SLURM24_TESTS := tests/e2e/test_slurm_idle.py tests/lab/test_lab_live.py
 NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
   tests/lab/test_lab_contract.py
 test: system-deps venv venv-jh53 services
 	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); \
-	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) > "$$multi_log" 2>&1 & multi=$$!; \
+	{ r=0; "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) || r=1; \
+	  echo "== JupyterHub 6 ($(VENV)): $(SLURM24_TESTS) on Slurm 24.11 (after the above)"; \
+	  JUPYTERHUB_HPC_TEST_SLURM=24.11 "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 \
+	    $(SLURM24_TESTS) || r=1; exit $$r; } > "$$multi_log" 2>&1 & multi=$$!; \
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(NO_SCHEDULER_TESTS) > "$$side_log" 2>&1 & side=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -121,14 +120,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Fake]]:
         lab.stop()
 
 
-def shot(page: Page, name: str) -> None:
-    """The docs' screenshots (docs/img/lab-*.png), when JUPYTERHUB_HPC_SCREENSHOTS names a directory."""
-    out = os.environ.get("JUPYTERHUB_HPC_SCREENSHOTS")
-    if out:
-        page.wait_for_timeout(400)  # toasts slide in
-        page.screenshot(path=str(Path(out) / f"lab-{name}.png"))
-
-
 def toast(page: Page, text: str | re.Pattern[str]) -> Any:
     return page.locator(".Toastify__toast", has=page.locator(".jp-toast-message", has_text=text))
 
@@ -191,7 +182,6 @@ def run_scenario(server: Lab, fake: Fake, page: Page, end: float, notebook: Path
     expect(toast(page, "Scratch is read-only on Friday")).to_be_visible(timeout=10_000)
     expect(toast(page, "Required: new usage policy")).to_be_visible()
     assert page.evaluate("window.__hpcXss") is None
-    shot(page, "announcement")
 
     # the panel from the status item: the whole card and the announcements, the body sanitised
     status.click()
@@ -209,7 +199,6 @@ def run_scenario(server: Lab, fake: Fake, page: Page, end: float, notebook: Path
     assert "javascript:" not in body.inner_html()
     page.wait_for_timeout(500)
     assert page.evaluate("window.__hpcXss") is None
-    shot(page, "card")
     # required ones have no Dismiss; a dismissal goes to the server and the list is fetched again
     expect(panel.locator('article[data-id="a2"] button')).to_have_count(0)
     panel.locator('article[data-id="a1"] button', has_text="Dismiss").click()
@@ -228,7 +217,6 @@ def run_scenario(server: Lab, fake: Fake, page: Page, end: float, notebook: Path
     assert 36 <= left <= 61, left
     expect(warning.locator(".jp-toast-button", has_text="Stop server now")).to_be_visible()
     expect(page.locator("#jupyterhub-hpc-status")).to_have_class(re.compile("jp-hpc-status-warn"))
-    shot(page, "warning")
     warning.locator(".jp-toast-button", has_text="Save all").click()
     assert_saved(notebook, "x = 1 + 41")
 

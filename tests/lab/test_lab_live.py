@@ -1,9 +1,13 @@
-"""The Lab extension live: a real JupyterHub (root, configurable-http-proxy), a real Slurm 22.05 job
-with a 3-minute walltime and seconds-scale thresholds, the package's own server extension
-(jupyterhub_hpc.lab) in the job's jupyterhub-singleuser, JupyterLab in headless Debian Chromium.
+"""The Lab extension live: a real JupyterHub (root, configurable-http-proxy), a real Slurm job (22.05
+by default; ``JUPYTERHUB_HPC_TEST_SLURM=24.11`` for the cluster of scripts/slurm24.sh, see
+tests/slurm_cluster.py) with a 3-minute walltime and seconds-scale thresholds, the package's own server
+extension (jupyterhub_hpc.lab) in the job's jupyterhub-singleuser, JupyterLab in headless Debian Chromium.
 The hub also runs the package's announcements service (hub-managed, as docs/lab.md configures it):
 an announcement for the user's group, its body carrying script payloads, shows as a notification
-and in the panel and runs nothing. One hub, one job, one browser page for the whole story."""
+and in the panel and runs nothing. One hub, one job, one browser page for the whole story.
+
+With ``JUPYTERHUB_HPC_SCREENSHOTS=DIR`` it also saves the docs' screenshots of this real job into DIR
+(docs/img/lab-card.png, lab-warning.png, lab-announcement.png: ``make screenshots``)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import pwd
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,17 +24,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from hub import Hub, wait_for
 from jupyterhub_hpc.announcements import announcements_service
 from jupyterhub_hpc.hubprocess import free_port
-from profiles.hubs import FAST, cancel, job_id, scontrol, stop_all, wait_ready
+from profiles.hubs import FAST, job_id, stop_all, wait_ready
+from slurm_cluster import SlurmCluster, selected_cluster
 
 from .conftest import LAB_NOTIFICATION_SETTINGS
 from .test_lab_contract import assert_saved, toast, type_into_cell, write_notebook
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
+
+CLUSTER: SlurmCluster = selected_cluster()
 
 USER = "hpcuser3"
 WALLTIME = "00:03:00"
@@ -44,6 +50,25 @@ XSS_BODY = (
     '<img src="x" onerror="window.__hpcXss = 1"><script>window.__hpcXss = 2</script>'
     '<svg onload="window.__hpcXss = 3"></svg>[details](javascript:window.__hpcXss=4)'
 )
+
+
+def scontrol(job: str) -> dict[str, str]:
+    """``scontrol show job`` of the selected cluster as {key: value}."""
+    fields: dict[str, str] = {}
+    for token in CLUSTER.run("scontrol", "show", "job", job).stdout.split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def shot(page: Page, locator: Locator, name: str, *, hide_toasts: bool = False) -> None:
+    """The docs' screenshot lab-NAME.png of an element, when JUPYTERHUB_HPC_SCREENSHOTS names a directory."""
+    out = os.environ.get("JUPYTERHUB_HPC_SCREENSHOTS")
+    if out:
+        page.wait_for_timeout(600)  # toasts slide in
+        style = ".Toastify { visibility: hidden !important; }" if hide_toasts else None
+        locator.screenshot(path=str(Path(out) / f"lab-{name}.png"), style=style)
 
 
 def slurm_time(value: str) -> float:
@@ -69,7 +94,9 @@ def user_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
+    CLUSTER.check_version()
     spawner = {
+        **CLUSTER.spawner,
         **FAST,
         "walltime": WALLTIME,
         "walltime_warnings": WARNINGS,
@@ -101,7 +128,8 @@ def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
     try:
         yield hub
     finally:
-        cancel(stop_all(hub, [USER]))
+        for job in stop_all(hub, [USER]):
+            CLUSTER.run("scancel", job, check=False)
         hub.kill_all()
 
 
@@ -192,7 +220,9 @@ def run_story(hub: Hub, page: Page, job: str, notebook: Path, posted: dict[str, 
     assert_countdown(page, job)
 
     # the group's announcement: a notification, and in the panel its body sanitised, nothing ran
-    expect(toast(page, "Scratch read-only on Friday")).to_be_visible(timeout=30_000)
+    announced = toast(page, "Scratch read-only on Friday")
+    expect(announced).to_be_visible(timeout=30_000)
+    shot(page, announced, "announcement")
     status.click()
     panel = page.locator("#jupyterhub-hpc-card")
     expect(panel.locator('tr[data-field="id"] td')).to_have_text(job)
@@ -203,6 +233,8 @@ def run_story(hub: Hub, page: Page, job: str, notebook: Path, posted: dict[str, 
     expect(panel.locator(f'article[data-id="{posted["theirs"]}"]')).to_have_count(0)
     expect(toast(page, "Only for hpcuser1")).to_have_count(0)
     assert page.evaluate("window.__hpcXss") is None
+    shot(page, panel, "card", hide_toasts=True)
+    shot(page, status, "status")
 
     # the warning 150 s before the end, with both actions; "Save all" writes the notebook to disk
     page.locator(".jp-DirListing-item", has_text="work.ipynb").first.dblclick()
@@ -210,12 +242,13 @@ def run_story(hub: Hub, page: Page, job: str, notebook: Path, posted: dict[str, 
     warning = toast(page, re.compile(rf"Your job {job} ends in 2:[0-3]\d"))
     expect(warning).to_be_visible(timeout=60_000)
     expect(warning.locator(".jp-toast-button", has_text="Stop server now")).to_be_visible()
+    shot(page, warning, "warning")
     warning.locator(".jp-toast-button", has_text="Save all").click()
     assert_saved(notebook, "x = 1 + 41")
 
     # an admin shortens the job: the new end shows within one status interval, warnings re-armed
     before = slurm_time(scontrol(job)["EndTime"])
-    subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=00:02:00"], check=True)
+    CLUSTER.run("scontrol", "update", f"JobId={job}", "TimeLimit=00:02:00")
     after = slurm_time(scontrol(job)["EndTime"])
     assert before - after == 60, (before, after)  # Slurm's limits are whole minutes
     t0 = time.monotonic()
