@@ -7,7 +7,7 @@ an announcement for the user's group, its body carrying script payloads, shows a
 and in the panel and runs nothing. One hub, one job, one browser page for the whole story.
 
 With ``JUPYTERHUB_HPC_SCREENSHOTS=DIR`` it also saves the docs' screenshots of this real job into DIR
-(docs/img/lab-card.png, lab-warning.png, lab-announcement.png: ``make screenshots``)."""
+(docs/img/lab-card.png, lab-status.png, lab-warning.png, lab-announcement.png; docs/lab.md says how)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from browser import log_in
 from hub import Hub, wait_for
 from jupyterhub_hpc.announcements import announcements_service
 from jupyterhub_hpc.hubprocess import free_port
@@ -109,16 +110,10 @@ def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
     ann = announcements_service(
         port=free_port(), writer_users=[WRITER], cwd=str(hub.root), python=sys.executable
     )
-    test_role = {
-        "name": "test-admin",
-        "services": ["test"],
-        "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "access:servers",
-                   "read:hub", "list:users"],
-    }  # fmt: skip
     hub.settings["config"] = {
         "JupyterHub": {
-            "services": [{"name": "test", "api_token": hub.admin_token}, *ann["services"]],
-            "load_roles": [test_role, *ann["load_roles"]],
+            "services": ann["services"],  # after the test's own service and role (tests/hub.py)
+            "load_roles": ann["load_roles"],
             "custom_scopes": ann["custom_scopes"],
             "load_groups": {"physics": {"users": [USER]}},
         }
@@ -131,14 +126,6 @@ def hub(tmp_path: Path, user_dir: Path) -> Iterator[Hub]:
         for job in stop_all(hub, [USER]):
             CLUSTER.run("scancel", job, check=False)
         hub.kill_all()
-
-
-def log_in(hub: Hub, page: Page) -> None:
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(hub/(home|spawn)|user/).*"))
 
 
 def test_job_card_warnings_save_all_and_scontrol_update_live(
@@ -159,7 +146,7 @@ def test_job_card_warnings_save_all_and_scontrol_update_live(
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        log_in(hub, page)
+        log_in(page, hub.url, USER, hub.password)
         page.goto(f"{hub.url}/user/{USER}/lab")
         run_story(hub, page, job, notebook, posted)
     except Exception:
