@@ -38,7 +38,14 @@ OTHER = "hpcuser3"  # server on gpu
 RESERVATION = "hubtest_maint_ann"
 LEAD = timedelta(minutes=20)
 PROFILES = [
-    {"display_name": "CPU", "slug": "cpu", "default": True, "spawner_override": {"partition": "debug"}},
+    # the cluster named (Slurm's --clusters=multi): the card says "cluster": "multi"; the gpu profile
+    # names none (the cluster's default, "cluster": null)
+    {
+        "display_name": "CPU",
+        "slug": "cpu",
+        "default": True,
+        "spawner_override": {"partition": "debug", "cluster": "multi"},
+    },
     {"display_name": "GPU node", "slug": "gpu", "spawner_override": {"partition": "gpu"}},
 ]
 SETTINGS: dict[str, Any] = {
@@ -113,6 +120,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announcements]
                 card = hub.api("GET", f"/hpc/card/{user}/")
                 assert card.status_code == 200, card.text
                 assert card.json()["job"]["partition"] == partition, card.json()
+            assert hub.api("GET", f"/hpc/card/{USER}/").json()["cluster"] == "multi"
+            assert hub.api("GET", f"/hpc/card/{OTHER}/").json()["cluster"] is None
             yield svc
         finally:
             for user in (USER, OTHER):
@@ -217,4 +226,22 @@ def test_partition_audiences_reach_exactly_the_users_on_that_partition(service: 
         assert not {debug["id"], gpu["id"]} & {x["id"] for x in service.visible("nora")}
     finally:
         for made in (debug, gpu):
+            service.request("DELETE", f"api/v1/announcements/{made['id']}", writer)
+
+
+def test_cluster_audiences_reach_exactly_the_users_on_that_cluster(service: Announcements) -> None:
+    """USER's server is on cluster ``multi`` (named), OTHER's names no cluster."""
+    writer = service.token("wendy", ACCESS, WRITE)
+    stamp = datetime.now().strftime("%H%M%S%f")
+    multi = service.create(title=f"multi users {stamp}", audience={"clusters": ["multi"]})
+    elsewhere = service.create(title=f"elsewhere users {stamp}", audience={"clusters": ["elsewhere"]})
+    try:
+        for user, seen in ((USER, {multi["id"]}), (OTHER, set()), ("nora", set())):
+            api = {x["id"] for x in service.visible(user)} & {multi["id"], elsewhere["id"]}
+            assert api == seen, (user, api)
+            if user != "nora":
+                in_lab = {x["id"] for x in lab(service, user)} & {multi["id"], elsewhere["id"]}
+                assert in_lab == seen, (user, in_lab)
+    finally:
+        for made in (multi, elsewhere):
             service.request("DELETE", f"api/v1/announcements/{made['id']}", writer)
