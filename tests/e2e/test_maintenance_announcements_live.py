@@ -209,6 +209,11 @@ def test_a_maint_reservation_is_an_announcement_for_the_users_of_its_partition_o
     assert service.hub.api("GET", f"/hpc/card/{OTHER}/").json()["maintenance"] == []
     assert from_reservation(service.visible(OTHER)) == []
     assert from_reservation(lab(service, OTHER)) == []
+    # dismissed in the Lab (the extension's route forwards it to the service): gone for USER
+    url = f"{service.hub.url}/user/{USER}/jupyterhub-hpc/announcements/{a['id']}/dismiss"
+    r = requests.post(url, headers={"Authorization": f"token {lab_token(service, USER)}"}, timeout=30)
+    assert r.status_code in (200, 204), r.text
+    assert from_reservation(service.visible(USER)) == [] and from_reservation(lab(service, USER)) == []
 
 
 def test_partition_audiences_reach_exactly_the_users_on_that_partition(service: Announcements) -> None:
