@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 # the second JupyterHub of the test matrix: same Python, same package, JupyterHub 5.3.x
 VENV_JH53 ?= /opt/jupyterhub-hpc/venv-jh53
 JH53_REQUIREMENTS ?= "jupyterhub>=5.3,<5.4" "$(CURDIR)[test]"
-APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates
+APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates postgresql
 
 .PHONY: all system-deps labextension venv venv-jh53 services test demo lint bench bench-ours
 
@@ -114,6 +114,7 @@ services: system-deps
 	"$(CURDIR)/scripts/slurm-multinode.sh" start
 	"$(CURDIR)/scripts/gridengine.sh" start
 	"$(CURDIR)/scripts/oar.sh" start
+	"$(CURDIR)/scripts/postgres.sh" start   # the announcements replicas' shared database
 	"$(CURDIR)/scripts/test-users.sh"
 	VENV="$(VENV)" "$(CURDIR)/scripts/slurm24.sh" start   # after test-users.sh: it copies the users into its root
 	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"

@@ -33,6 +33,16 @@ c.JupyterHub.load_roles = [
         ],
     }
 ]
+# lab_clients.py: the hub-managed announcements service, as a site configures it
+if settings.get("announcements"):
+    from jupyterhub_hpc.announcements import announcements_service
+
+    ann = announcements_service(
+        port=settings["announcements"]["port"], writer_users=settings["announcements"]["writers"], cwd=root
+    )
+    c.JupyterHub.services.extend(ann["services"])
+    c.JupyterHub.load_roles.extend(ann["load_roles"])
+    c.JupyterHub.custom_scopes = ann["custom_scopes"]
 # the benchmark stops every server itself; a hub shutdown must not scancel anything
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.log_level = "INFO"

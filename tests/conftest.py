@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -26,6 +26,18 @@ if os.environ.get("CI"):
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hub import Hub  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium shared by the tests of one module (tests/browser.py)."""
+    from browser import chromium
+
+    with chromium() as shared:
+        yield shared
 
 
 def slurm_jobs(user: str) -> dict[str, str]:

@@ -38,12 +38,17 @@ c.JupyterHub.pid_file = settings["pid_file"]
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = settings["password"]
 c.Authenticator.allow_all = True
+# the test's own service (its token is admin_token) and role; the services and roles a test adds
+# (config JupyterHub.services / load_roles) come after them
 c.JupyterHub.services = [{"name": "test", "api_token": settings["admin_token"]}]
 c.JupyterHub.load_roles = [{
     "name": "test-admin", "services": ["test"],
     "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens",
                "access:servers", "read:hub", "list:users", "read:metrics"],
 }]
+added = settings.get("config", {}).get("JupyterHub", {})
+c.JupyterHub.services += [s for s in added.pop("services", []) if s["name"] != "test"]
+c.JupyterHub.load_roles += [r for r in added.pop("load_roles", []) if r["name"] != "test-admin"]
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.spawner_class = settings.get("spawner_class", "slurm")
 c.JupyterHub.extra_handlers = api_handlers

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +73,15 @@ class Announcements:
         return {a["title"] for a in self.visible(user)}
 
 
-def hub_config(root: Path, admin_token: str) -> dict[str, dict[str, Any]]:
+def hub_config(root: Path, args: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """``args``: the service's (``--AnnouncementsApp.db_url=...``)."""
     ann = announcements_service(
-        port=_port(), writer_groups=["announcers"], cwd=str(root), python=sys.executable
+        port=_port(), writer_groups=["announcers"], cwd=str(root), python=sys.executable, args=args
     )
-    test_service = {"name": "test", "api_token": admin_token}
-    test_role = {
-        "name": "test-admin",
-        "services": ["test"],
-        "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "access:servers",
-                   "read:hub", "list:users", "read:metrics"],
-    }  # fmt: skip
     return {
         "JupyterHub": {
-            "services": [test_service, *ann["services"]],
-            "load_roles": [test_role, *ann["load_roles"]],
+            "services": ann["services"],  # after the test's own service and role (tests/hub.py)
+            "load_roles": ann["load_roles"],
             "custom_scopes": ann["custom_scopes"],
             "template_vars": ann["template_vars"],
             "load_groups": GROUPS,
@@ -113,7 +107,7 @@ def announcements(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announce
         "profile_list": PROFILES,
     }
     hub = Hub(root / "hub", spawner=spawner, spawner_class="local-hpc")
-    hub.settings["config"] = hub_config(root / "hub", hub.admin_token)
+    hub.settings["config"] = hub_config(root / "hub")
     (hub.root / "settings.json").write_text(json.dumps(hub.settings))
     hub.start()
     service = Announcements(hub)

@@ -8,24 +8,15 @@ from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 
 import pytest
-from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FrameLocator, Page, expect
+
+from browser import log_in
 
 from .conftest import Announcements
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PAYLOAD = '<script>window.__x=1</script>\n\n<img src=x onerror="window.__x=1">\n\nplain *text* stays'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -36,11 +27,7 @@ def login(browser: Browser, announcements: Announcements) -> Iterator[Callable[[
         context = browser.new_context()
         contexts.append(context)
         page = context.new_page()
-        page.goto(f"{announcements.hub.url}/hub/login")
-        page.fill("#username_input", user)
-        page.fill("#password_input", announcements.hub.password)
-        page.click("#login_submit")
-        page.wait_for_url("**/hub/**")
+        log_in(page, announcements.hub.url, user, announcements.hub.password)
         return page
 
     yield make

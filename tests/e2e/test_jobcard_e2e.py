@@ -10,7 +10,6 @@ slurmctld's RPC count for the hub's account, from ``sdiag``).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
+from browser import chromium, log_in
 from conftest import nonroot_hubs
 from hub import Hub, wait_for
 from jupyterhub_hpc.handlers import hub_template_paths
@@ -33,23 +32,8 @@ USER, OTHER, QUEUED = "hpcuser1", "hpcuser2", "hpcuser3"
 INTERVAL = 3.0
 FAST = {"memory": "400M", "status_interval": INTERVAL, "command_timeout": 20.0, "poll_interval": 3}
 CLUSTER: SlurmCluster = selected_cluster()
-ADMIN_ROLE = {
-    "name": "test-admin",
-    "services": ["test"],
-    "scopes": [
-        "admin:users",
-        "admin:servers",
-        "admin:server_state",
-        "tokens",
-        "access:servers",
-        "read:hub",
-        "list:users",
-        "read:metrics",
-    ],
-}
 #: users may reach the announcements service: so the server token gets that scope too
 USER_ROLE = {"name": "user", "scopes": ["self", "access:services!service=hpc-announcements"]}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +43,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     config = {
         "JupyterHub": {
             "template_paths": hub_template_paths,
-            "services": [{"name": "test", "api_token": ""}, {"name": "hpc-announcements"}],
-            "load_roles": [ADMIN_ROLE, USER_ROLE],
+            "services": [{"name": "hpc-announcements"}],  # after the test's own (tests/hub.py)
+            "load_roles": [USER_ROLE],
         }
     }
     with nonroot_hubs(tmp_path_factory.mktemp("card-logs")) as make:
         hub = make(config=config, **{**CLUSTER.spawner, **FAST})
-        # the test service's token is the hub's admin token, known once the hub is made
-        config["JupyterHub"]["services"][0]["api_token"] = hub.admin_token
-        (hub.root / "settings.json").write_text(json.dumps(hub.settings))
-        hub._own(hub.root / "settings.json")
         hub.start()
         try:
             hub.spawn(USER)
@@ -293,20 +273,13 @@ def test_card_requests_add_no_scheduler_query(hub: Hub) -> None:
 
 def home_card_text(hub: Hub, user: str, job: str) -> str:
     """The text of the job card of ``job`` on ``user``'s hub home page, in headless Chromium."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", user)
-            page.fill("#password_input", hub.password)
-            page.click("#login_submit")
-            page.goto(f"{hub.url}/hub/home")
-            card = page.locator(f'.hpc-job-card[data-job-id="{job}"]')
-            card.wait_for(timeout=15000)
-            return card.inner_text()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        log_in(page, hub.url, user, hub.password)
+        page.goto(f"{hub.url}/hub/home")
+        card = page.locator(f'.hpc-job-card[data-job-id="{job}"]')
+        card.wait_for(timeout=15000)
+        return card.inner_text()
 
 
 def test_the_home_page_shows_the_job_card(hub: Hub) -> None:

@@ -9,25 +9,14 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
-from playwright.sync_api import Browser, sync_playwright
 
 from jupyterhub_hpc.hubprocess import free_port
 
 VENV_BIN = Path(sys.executable).parent
 HERE = Path(__file__).parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # no "official Jupyter news?" toast and no update check on a fresh profile (they would hide ours)
 LAB_NOTIFICATION_SETTINGS = {"fetchNews": "false", "checkForUpdates": False}
 
@@ -111,13 +100,3 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()

@@ -24,23 +24,15 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from browser import chromium, log_in
 from hub import VENV_BIN, free_port
 from jupyterhub_hpc.local_scheduler.store import ENV_MARKER
 
 from .conftest import LOCAL
 
 pytestmark = [pytest.mark.hub]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class Output:
@@ -133,10 +125,7 @@ def demo_processes(demo_pid: int, workdir: Path) -> dict[int, tuple[int, str]]:
 
 
 def login_and_open_lab(page: Page, url: str, user: str, password: str) -> None:
-    page.goto(url + "hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, url, user, password)
     start_from_form(page)
 
 
@@ -253,28 +242,24 @@ def test_demo_login_lab_stop_and_ctrl_c_leaves_nothing(
     def job_states() -> list[str]:
         return [job["state"] for job in local_jobs()]
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            login_and_open_lab(page, url, user, password)
-            assert job_states() == ["RUNNING"]
-            (job,) = local_jobs()
-            check_job_card(page, url, user, job)
-            # stop it from the hub's home page, which shows the demo's sample announcement
-            sample = page.frame_locator("iframe#hpc-announcements").locator("article")
-            expect(sample).to_contain_text("Welcome to the jupyterhub-hpc demo")
-            page.click("#stop")
-            page.wait_for_function(
-                "document.querySelector('#start').innerText.trim() === 'Start My Server'", timeout=60_000
-            )
-            assert job_states() == ["CANCELLED"]
-            # start it again, and leave it running for Ctrl-C to clean up
-            page.click("#start")
-            start_from_form(page)
-            assert job_states() == ["CANCELLED", "RUNNING"]
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        login_and_open_lab(page, url, user, password)
+        assert job_states() == ["RUNNING"]
+        (job,) = local_jobs()
+        check_job_card(page, url, user, job)
+        # stop it from the hub's home page, which shows the demo's sample announcement
+        sample = page.frame_locator("iframe#hpc-announcements").locator("article")
+        expect(sample).to_contain_text("Welcome to the jupyterhub-hpc demo")
+        page.click("#stop")
+        page.wait_for_function(
+            "document.querySelector('#start').innerText.trim() === 'Start My Server'", timeout=60_000
+        )
+        assert job_states() == ["CANCELLED"]
+        # start it again, and leave it running for Ctrl-C to clean up
+        page.click("#start")
+        start_from_form(page)
+        assert job_states() == ["CANCELLED", "RUNNING"]
 
     running = demo_processes(proc.pid, workdir)
     commands = " ".join(cmd for _, cmd in running.values())

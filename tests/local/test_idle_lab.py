@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from browser import log_in
 from hub import Hub, wait_for
 
 from .conftest import FAST, LocalQueue
@@ -39,22 +40,11 @@ TIMEOUT = 40
 WARNING = 20
 REPORT = 5
 IDLE_USER, USED_USER = "hpcuser1", "hpcuser2"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 LAB_NOTIFICATION_SETTINGS = {"fetchNews": "false", "checkForUpdates": False}
 
 
 def parse(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
@@ -103,11 +93,7 @@ def card(hub: Hub, user: str) -> dict[str, Any]:
 
 def open_lab(hub: Hub, browser: Browser, user: str) -> Page:
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(hub/(home|spawn)|user/).*"))
+    log_in(page, hub.url, user, hub.password)
     page.goto(f"{hub.url}/user/{user}/lab")
     expect(page.locator("#jupyterhub-hpc-status")).to_be_visible(timeout=90_000)
     assert page.evaluate("document.visibilityState") == "visible"

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from browser import log_in
 from hub import Hub
 
 from .conftest import SITE_PROFILES
@@ -20,14 +21,6 @@ from .hubs import FAST, cancel, job_id, make_hub, options_body, scontrol, stop_a
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
 USER = "hpcuser3"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -43,13 +36,12 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Page) -> None:
@@ -60,10 +52,7 @@ def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Pag
     wait_ready(hub, USER)
     stop_all(hub, [USER])
 
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
+    log_in(page, hub.url, USER, hub.password)
     page.goto(f"{hub.url}/hub/spawn")
 
     cpu_radio = page.get_by_role("radio", name="CPU (interactive)")

@@ -108,7 +108,10 @@ def test_markup_in_a_reservation_name_stays_text() -> None:
 
 def test_merge_into_the_readers_list(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'a.sqlite'}")
-    everyone = store.create(AnnouncementIn.model_validate({"title": "hello"}), "w")
+    # posted before NOW (NOW is a fixed time: an announcement starting at the real clock's now
+    # would not be current at NOW once the real clock has passed it)
+    before = NOW - timedelta(hours=1)
+    everyone = store.create(AnnouncementIn.model_validate({"title": "hello", "starts": before}), "w")
     user = {"name": "alice", "groups": [], "servers": {"": {}, "b": {}, "c": {}}}
     cards = [
         card("debug", "hpc", entry(crosses_job=False)),
@@ -132,7 +135,9 @@ def test_merge_into_the_readers_list(tmp_path: Path) -> None:
     seen = {"maint-hpc-maint1": NOW - timedelta(hours=3)}
     assert merge([], ctx.maintenance, seen, set(), NOW)[0].starts == NOW - timedelta(hours=3)
     # a stored announcement with the reservation's id (a writer posted one) replaces it
-    posted = store.create(AnnouncementIn.model_validate({"id": "maint-hpc-gpuwork", "title": "posted"}), "w")
+    posted = store.create(
+        AnnouncementIn.model_validate({"id": "maint-hpc-gpuwork", "title": "posted", "starts": before}), "w"
+    )
     mine = merge(store.for_user(ctx, NOW), ctx.maintenance, {}, set(), NOW)
     assert [a.title for a in mine if a.id == posted.id] == ["posted"]
     # a reader whose servers are elsewhere sees none of them

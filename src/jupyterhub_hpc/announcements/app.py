@@ -46,8 +46,9 @@ class AnnouncementsApp(Application):
 
     db_url = Unicode(
         help="SQLAlchemy URL of the announcements database. Default "
-        "``sqlite:///<data_dir>/announcements.sqlite``; several replicas of the service share one "
-        "database with any URL JupyterHub supports (``postgresql://...``, ``mysql+pymysql://...``).",
+        "``sqlite:///<data_dir>/announcements.sqlite``; several hubs' services share one "
+        "database with any URL JupyterHub supports, e.g. PostgreSQL with psycopg 3 "
+        "(``postgresql+psycopg://user:password@host/db``, the ``jupyterhub-hpc[postgresql]`` extra).",
     ).tag(config=True)
 
     @default("db_url")

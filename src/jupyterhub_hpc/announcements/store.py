@@ -8,15 +8,27 @@ never from a payload's keys."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, String, Text, create_engine, delete, event, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .model import AnnouncementIn, AnnouncementPatch, Audience, UserContext, iso, render_body
@@ -164,14 +176,27 @@ class Conflict(Exception):
     """An announcement with that id exists already."""
 
 
+#: the key of the PostgreSQL advisory lock that serialises the replicas' schema creation
+#: (any number; this one is "hpcA" in ASCII)
+SCHEMA_LOCK_KEY = 0x68706341
+#: how often a failed schema creation is tried again (another replica creating the same tables at
+#: the same moment, on a database without an advisory lock)
+SCHEMA_ATTEMPTS = 5
+
+
 class Store:
-    """The database: ``db_url`` is any SQLAlchemy URL (``sqlite:///path``, ``postgresql://...``)."""
+    """The database: ``db_url`` is any SQLAlchemy URL (``sqlite:///path``,
+    ``postgresql+psycopg://...``). Several replicas may open the same empty database at once."""
 
     def __init__(self, db_url: str, **engine_kwargs: Any) -> None:
+        if not db_url.startswith("sqlite"):
+            # a replica outlives database restarts and fail-overs: test a pooled connection
+            # before use instead of failing the first request after one
+            engine_kwargs.setdefault("pool_pre_ping", True)
         self.engine: Engine = create_engine(db_url, **engine_kwargs)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -300,6 +325,26 @@ class Store:
                     )
         except IntegrityError:
             pass
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables that do not exist yet. ``create_all`` checks, then creates: two replicas
+    starting at once on an empty database both see no table and the second ``CREATE TABLE`` fails
+    (PostgreSQL: a unique violation in ``pg_type``). On PostgreSQL the check and the creation run
+    under a transaction-scoped advisory lock, so the second replica waits and then finds the
+    tables; on any database a failed attempt is tried again (the other replica's tables are there
+    by then; MySQL's DDL is not transactional, so an attempt may have created some of them)."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(connection)
+            return
+        except DBAPIError:
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
