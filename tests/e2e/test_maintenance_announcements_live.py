@@ -86,16 +86,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announcements]
             # the service asks the hub again for a reader's servers after 1 s (default 10 s)
             args=["--AnnouncementsApp.context_cache_seconds=1"],
         )
-        test_service = {"name": "test", "api_token": hub.admin_token}
-        test_role = {
-            "name": "test-admin",
-            "services": ["test"],
-            "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "access:servers",
-                       "read:hub", "list:users", "read:metrics"],
-        }  # fmt: skip
         hub.settings["config"]["JupyterHub"] = {
-            "services": [test_service, *ann["services"]],
-            "load_roles": [test_role, *ann["load_roles"]],
+            "services": ann["services"],  # after the test's own service and role (tests/hub.py)
+            "load_roles": ann["load_roles"],
             "custom_scopes": ann["custom_scopes"],
             "load_groups": GROUPS,
         }
