@@ -15,6 +15,8 @@
 # command), with its own alias names (sudo refuses an alias defined twice).
 # And /etc/sudoers.d/jupyterhub-hpc-test-slurm24 for the hubs of the live suite on Slurm 24.11
 # (tests/e2e/slurm24_hub.py: scripts/slurm24.sh's wrappers and SLURM_CONF, alias JUPYTERHUB_HPC_S24).
+# And /etc/sudoers.d/jupyterhub-hpc-test-multicluster for the multi-node hubs' profile that names the
+# cluster (tests/e2e/slurm_multinode_cluster_hub.py: sbatch/scancel with --clusters=multi, alias JUPYTERHUB_HPC_MCL).
 set -euo pipefail
 
 VENV=${VENV:-/opt/jupyterhub-hpc/venv}
@@ -55,4 +57,6 @@ install_generated "$SUDOERS-multinode" --alias JUPYTERHUB_HPC_MULTI \
   --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm_multinode_hub.py")"
 install_generated "$SUDOERS-slurm24" --alias JUPYTERHUB_HPC_S24 \
   --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm24_hub.py")"
+install_generated "$SUDOERS-multicluster" --alias JUPYTERHUB_HPC_MCL \
+  --config "$(readlink -f "$(dirname "$0")/../tests/e2e/slurm_multinode_cluster_hub.py")"
 visudo -cq
