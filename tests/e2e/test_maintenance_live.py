@@ -31,8 +31,9 @@ from typing import Any
 
 import jupyterhub
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from browser import chromium, log_in
 from hub import Hub, wait_for
 from jupyterhub_hpc.maintenance import card_section, keep_fresh
 from jupyterhub_hpc.spawner import SlurmSpawner
@@ -80,7 +81,6 @@ SETTINGS: dict[str, Any] = {
     "poll_interval": 3,
     "maintenance_ttl": 2.0,
 }
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def slurm(*argv: str, check: bool = True) -> str:
@@ -179,37 +179,28 @@ def test_form_shows_the_maintenance_and_clips_default_and_maximum(
 ) -> None:
     hub = hubs("clip")
     fit = fits_minutes(reservation)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", USER)
-            page.fill("#password_input", hub.password)
-            page.click("#login_submit")
-            page.goto(f"{hub.url}/hub/spawn")
-            note = page.locator('.hpc-maintenance [data-partition="debug"]')
-            expect(note).to_be_visible()
-            expect(note).to_contain_text(f"Maintenance on partition debug: reservation {RESERVATION} from")
-            expect(note).to_contain_text("with a walltime of at most 00:")
-            walltime = page.locator("#hpc-cpu-walltime")
-            value = walltime.input_value()
-            minutes = int(value.split(":")[0]) * 60 + int(value.split(":")[1])
-            assert minutes in (fit, fit - 1), (value, fit)  # the default (02:00:00) is clipped
-            expect(page.locator("#hpc-cpu-walltime-help")).to_contain_text(f"up to {value}")
-            page.screenshot(path="/tmp/maint-form-cpu.png", full_page=True)
-            walltime.fill("02:00:00")
-            expect(page.locator("#hpc-cpu-walltime-error")).to_have_text(
-                f"At most {value} on partition debug."
-            )
-            # the gpu partition's nodes are not reserved: no note, no clip
-            page.get_by_role("radio", name="GPU node").check()
-            expect(note).to_be_hidden()
-            expect(page.locator(".hpc-maintenance")).to_be_hidden()
-            expect(page.locator("#hpc-gpu-walltime")).to_have_value("01:00:00")
-            page.screenshot(path="/tmp/maint-form.png", full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        log_in(page, hub.url, USER, hub.password)
+        page.goto(f"{hub.url}/hub/spawn")
+        note = page.locator('.hpc-maintenance [data-partition="debug"]')
+        expect(note).to_be_visible()
+        expect(note).to_contain_text(f"Maintenance on partition debug: reservation {RESERVATION} from")
+        expect(note).to_contain_text("with a walltime of at most 00:")
+        walltime = page.locator("#hpc-cpu-walltime")
+        value = walltime.input_value()
+        minutes = int(value.split(":")[0]) * 60 + int(value.split(":")[1])
+        assert minutes in (fit, fit - 1), (value, fit)  # the default (02:00:00) is clipped
+        expect(page.locator("#hpc-cpu-walltime-help")).to_contain_text(f"up to {value}")
+        page.screenshot(path="/tmp/maint-form-cpu.png", full_page=True)
+        walltime.fill("02:00:00")
+        expect(page.locator("#hpc-cpu-walltime-error")).to_have_text(f"At most {value} on partition debug.")
+        # the gpu partition's nodes are not reserved: no note, no clip
+        page.get_by_role("radio", name="GPU node").check()
+        expect(note).to_be_hidden()
+        expect(page.locator(".hpc-maintenance")).to_be_hidden()
+        expect(page.locator("#hpc-gpu-walltime")).to_have_value("01:00:00")
+        page.screenshot(path="/tmp/maint-form.png", full_page=True)
 
 
 def test_a_longer_rest_request_is_clipped_and_the_card_lists_it(
