@@ -14,8 +14,6 @@ the users whose servers are on that partition.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -29,10 +27,10 @@ from conftest import nonroot_hubs
 from hub import Hub, wait_for
 from jupyterhub_hpc.announcements import announcements_service
 from jupyterhub_hpc.hubprocess import free_port
+from multinode_slurm import SLURM_CONF, maint_reservation, slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-SLURM_CONF = "/var/lib/jupyterhub-hpc-slurm-multi/etc/slurm.conf"
 USER = "hpcuser4"  # server on debug, the reserved partition
 OTHER = "hpcuser3"  # server on gpu
 RESERVATION = "hubtest_maint_ann"
@@ -57,13 +55,6 @@ SETTINGS: dict[str, Any] = {
     "poll_interval": 2,
     "maintenance_ttl": 1.0,
 }
-
-
-def slurm(*argv: str, check: bool = True) -> str:
-    env = {**os.environ, "SLURM_CONF": SLURM_CONF}
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=30)
-    assert result.returncode == 0 or not check, (argv, result.stderr)
-    return result.stdout
 
 
 def cleanup_jobs() -> None:
@@ -128,24 +119,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Announcements]
 @pytest.fixture(scope="module")
 def reservation(service: Announcements) -> Iterator[datetime]:
     """A MAINT reservation on debug's nodes, starting in LEAD; its start (local time, as Slurm's)."""
-    slurm("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
-    start = (datetime.now() + LEAD).replace(microsecond=0)
-    slurm(
-        "scontrol",
-        "create",
-        "reservation",
-        f"ReservationName={RESERVATION}",
-        f"StartTime={start:%Y-%m-%dT%H:%M:%S}",
-        "Duration=00:30:00",
-        "Nodes=cpu[1-3]",
-        "Users=root",
-        "Flags=MAINT,IGNORE_JOBS",
-    )
-    try:
+    with maint_reservation(RESERVATION, LEAD) as start:
         yield start
-    finally:
-        slurm("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
-        assert RESERVATION not in slurm("scontrol", "-o", "show", "reservation")
 
 
 def lab(service: Announcements, user: str) -> list[dict[str, Any]]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +35,10 @@ from browser import chromium, log_in
 from hub import Hub, wait_for
 from jupyterhub_hpc.maintenance import card_section, keep_fresh
 from jupyterhub_hpc.spawner import SlurmSpawner
+from multinode_slurm import SLURM_CONF, maint_reservation, slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-SLURM_CONF = "/var/lib/jupyterhub-hpc-slurm-multi/etc/slurm.conf"
 USER = "hpcuser4"
 RESERVATION = "hubtest_maint"
 LEAD = timedelta(minutes=20)
@@ -83,13 +81,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def slurm(*argv: str, check: bool = True) -> str:
-    env = {**os.environ, "SLURM_CONF": SLURM_CONF}
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=30)
-    assert result.returncode == 0 or not check, (argv, result.stderr)
-    return result.stdout
-
-
 def show_job(job: str) -> dict[str, str]:
     return dict(t.split("=", 1) for t in slurm("scontrol", "-o", "show", "job", job).split() if "=" in t)
 
@@ -98,25 +89,11 @@ def show_job(job: str) -> dict[str, str]:
 def reservation() -> Iterator[datetime]:
     """The MAINT reservation on debug's nodes; its start (local time, as Slurm's)."""
     assert "is UP" in slurm("scontrol", "ping")
-    slurm("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
-    start = (datetime.now() + LEAD).replace(microsecond=0)
-    slurm(
-        "scontrol",
-        "create",
-        "reservation",
-        f"ReservationName={RESERVATION}",
-        f"StartTime={start:%Y-%m-%dT%H:%M:%S}",
-        "Duration=00:30:00",
-        "Nodes=cpu[1-3]",
-        "Users=root",
-        "Flags=MAINT,IGNORE_JOBS",
-    )
     try:
-        yield start
+        with maint_reservation(RESERVATION, LEAD) as start:
+            yield start
     finally:
         slurm("scancel", f"--user={USER}", check=False)
-        slurm("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
-        assert RESERVATION not in slurm("scontrol", "-o", "show", "reservation")
 
 
 @pytest.fixture
