@@ -37,7 +37,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 VICTIM, ATTACKER, OTHER = "hpcuser1", "hpcuser2", "hpcuser3"
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 PYTHON = sys.executable  # the venv's: readable and runnable by the test users
-RANGE = (47310, 47312)
+# below the kernel's ephemeral range (ip_local_port_range 32768-60999 on Debian), so that no
+# outgoing connection of an unrelated process can hold one of these ports while the test runs
+RANGE = (31310, 31312)
 
 
 @pytest.fixture(scope="module")
