@@ -273,7 +273,8 @@ export class ModulesPanel extends Widget {
         el('strong', { textContent: spec.display_name }),
         ` (${spec.kind === 'preset' ? 'preset' : 'yours'}): ${spec.modules.join(', ') || 'no modules'}${spec.purge ? ', purged first' : ''} `,
         button('New notebook', 'new-notebook', () =>
-          void this.commands.execute('notebook:create-new', { kernelName: spec.name })
+          // the kernelspec may be new to this tab (made in another one): refresh the list first
+          void this.specsChanged().then(() => this.commands.execute('notebook:create-new', { kernelName: spec.name }))
         )
       );
       if (spec.kind === 'user') {
@@ -357,7 +358,8 @@ export class ModuleFailures {
         this.seen.add(key);
         window.sessionStorage.setItem(SEEN_KEY, JSON.stringify([...this.seen].slice(-200)));
         const where = this.names().get(f.kernel_id);
-        const text = `${where ? `${where}: ` : ''}the kernel's modules did not load: ${f.message}`;
+        // the tool's own words first (JupyterLab cuts toasts at 140 characters; Details has all)
+        const text = `The kernel's modules did not load: ${f.message.replace(/\s+/g, ' ').trim()}`;
         Notification.error(clip(text), {
           autoClose: false,
           data: { source: 'jupyterhub-hpc', kind: 'module-load', kernel: f.kernel_id },
@@ -366,7 +368,7 @@ export class ModuleFailures {
               label: 'Details',
               callback: () =>
                 void showDialog({
-                  title: 'The kernel could not load its modules',
+                  title: `The kernel${where ? ` of ${where}` : ''} could not load its modules`,
                   body: new Widget({
                     node: el('pre', {
                       className: 'jp-hpc-module-failure',
