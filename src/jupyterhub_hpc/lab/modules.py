@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.utils import url_path_join
@@ -417,7 +417,7 @@ class KernelsRoute(_ModulesRoute):
 
 class CollectionsRoute(_ModulesRoute):
     def _name(self, name: str) -> str:
-        name = unquote(name)
+        # tornado has decoded the path argument already
         if not COLLECTION.match(name):
             raise _bad("collection names: 1 to 64 letters, digits, spaces and _.+-")
         return name
