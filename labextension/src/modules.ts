@@ -71,6 +71,9 @@ export class ModulesPanel extends Widget {
   private purge = false;
   private editing: { name: string; display_name: string } | null = null;
   private query = '';
+  /** what was typed in the name fields (kept across re-renders) */
+  private draftName = '';
+  private draftCollection = '';
   private message = '';
   private readonly search = el('input', {
     type: 'search',
@@ -191,8 +194,9 @@ export class ModulesPanel extends Widget {
     const name = el('input', {
       className: 'jp-mod-styled jp-hpc-modules-name',
       placeholder: 'Kernel name, e.g. Python 3.11 + PyTorch',
-      value: this.editing?.display_name ?? ''
+      value: this.draftName || (this.editing?.display_name ?? '')
     });
+    name.addEventListener('input', () => (this.draftName = name.value));
     const purge = el('input', { type: 'checkbox', checked: this.purge, className: 'jp-hpc-modules-purge' });
     purge.addEventListener('change', () => (this.purge = purge.checked));
     section.append(chosen, name, el('label', {}, purge, ' Purge the server’s modules first (sticky ones stay)'));
@@ -226,7 +230,12 @@ export class ModulesPanel extends Widget {
         )
       );
     }
-    const collection = el('input', { className: 'jp-mod-styled jp-hpc-collection-name', placeholder: 'Collection name' });
+    const collection = el('input', {
+      className: 'jp-mod-styled jp-hpc-collection-name',
+      placeholder: 'Collection name',
+      value: this.draftCollection
+    });
+    collection.addEventListener('input', () => (this.draftCollection = collection.value));
     section.append(
       el('div', {}, collection, button('Save as collection', 'save-collection', () =>
         void this.act(async () => {
@@ -281,6 +290,7 @@ export class ModulesPanel extends Widget {
         row.append(
           button('Edit', 'edit', () => {
             this.editing = { name: spec.name, display_name: spec.display_name };
+            this.draftName = '';
             this.selected = [...spec.modules];
             this.purge = spec.purge;
             this.render();
@@ -315,6 +325,7 @@ export class ModulesPanel extends Widget {
   private async act(work: () => Promise<string>): Promise<void> {
     try {
       this.message = await work();
+      this.draftName = this.draftCollection = '';
       await this.specsChanged();
     } catch (err) {
       this.message = `Failed: ${errorText(err)}`;

@@ -13,6 +13,7 @@ route in-process). Real kernels through the real launcher:
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -74,10 +75,23 @@ def kernel_idle(page: Page) -> None:
 
 
 def run_first_cell(page: Page) -> None:
+    """Run the visible notebook's first cell. A run asked for just after a fresh kernel became idle
+    was sometimes not sent at all (the prompt stayed ``[ ]``, no execute request in the kernel): it
+    is asked again then, at most three times, until the prompt changes to ``[*]`` or ``[n]``."""
     kernel_idle(page)
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    notebook.locator(".jp-Cell .jp-InputPrompt").first.click()
-    notebook.locator('[data-command="notebook:run-cell-and-select-next"]').click()
+    prompt = notebook.locator(".jp-CodeCell .jp-InputPrompt").first
+    for _ in range(3):
+        before = prompt.inner_text()
+        prompt.click()
+        notebook.locator('[data-command="notebook:run-cell-and-select-next"]').click()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = prompt.inner_text()
+            if now != before and re.search(r"\[(\*|\d+)\]", now):
+                return
+            time.sleep(0.2)
+    raise AssertionError("the cell was not run")
 
 
 def output(page: Page) -> Any:
@@ -101,6 +115,14 @@ def server_environ(lab: Lab) -> dict[str, str]:
     assert lab.proc is not None
     raw = Path(f"/proc/{lab.proc.pid}/environ").read_bytes()
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def shot(page: Page, locator: Any, name: str) -> None:
+    """docs/img/lab-NAME.png when JUPYTERHUB_HPC_SCREENSHOTS names a directory (Lmod run only)."""
+    out = os.environ.get("JUPYTERHUB_HPC_SCREENSHOTS")
+    if out and "lmod" in os.environ.get("PYTEST_CURRENT_TEST", ""):
+        page.wait_for_timeout(300)
+        locator.screenshot(path=str(Path(out) / f"lab-{name}.png"))
 
 
 def open_panel(page: Page) -> Any:
@@ -171,6 +193,8 @@ def run_story(server: Lab, page: Page) -> None:
     expect(selected).to_have_text("Selected: gcc/11, python/3.11, gcc/12")
     panel.locator('.jp-hpc-collection[data-collection="compilers"] button[data-action="restore"]').click()
     expect(selected).to_have_text("Selected: gcc/11, python/3.11")
+
+    shot(page, panel, "modules")
 
     # a new notebook with it sees the modules, its metadata records the set
     row.locator('button[data-action="new-notebook"]').click()
