@@ -1,8 +1,9 @@
 """A JupyterLab with the package's real server extension set up as a job with modules would be
 (issue 15), without a scheduler: the module system and the server's modules in the environment
-(JUPYTERHUB_HPC_MODULE_SYSTEM, JUPYTERHUB_HPC_MODULES, the real Lmod tree of scripts/modules.sh),
-and the hub's modules route answered by :class:`ModulesHub`, a small HTTP server in the test
-process with the catalogue the real Lmod spider prints for that tree (what the hub would serve)."""
+(JUPYTERHUB_HPC_MODULE_SYSTEM, JUPYTERHUB_HPC_MODULES; the real Lmod or Tmod tree of
+scripts/modules.sh, tests/module_systems.py), and the hub's modules route answered by
+:class:`ModulesHub`, a small HTTP server in the test process with the catalogue the real tool
+prints for that tree (what the hub would serve)."""
 
 from __future__ import annotations
 
@@ -24,28 +25,16 @@ from jupyterhub_hpc.modules import (
     ModuleSystem,
     ServerModules,
 )
+from module_systems import LMOD, TMOD
 
 from .conftest import Lab
 
-ROOT = Path(__file__).parents[2]
+__all__ = ["BROKEN_MESSAGE", "LMOD", "TMOD", "ModulesHub", "modules_lab"]
+
 USER = "alice"
 TOKEN = "modules-test-token"
 BROKEN_MESSAGE = "broken/1.0 cannot be loaded: its licence server is down (test)"
 
-
-def module_paths() -> dict[str, str]:
-    """scripts/modules.sh's facts (root installed the trees: `scripts/modules.sh install`)."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "modules.sh"), "paths"], capture_output=True, text=True, check=True
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-PATHS = module_paths()
-LMOD = ModuleSystem(kind="lmod", modulepath=(PATHS["LMOD_MODULEPATH"],))
-TMOD = ModuleSystem(
-    kind="tmod", modulepath=(PATHS["TMOD_MODULEPATH"],), command=("tclsh", PATHS["TMOD_MODULECMD"])
-)
 SERVER = ServerModules(
     modules=("gcc/12",),
     sticky=("gcc/12",),
