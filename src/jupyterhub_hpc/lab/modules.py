@@ -246,9 +246,10 @@ class ModulesState:
         for path in sorted(connection_dir.glob(f"{prefix}*.json")):
             kernel_id = path.name[len(prefix) : -len(".json")]
             try:
-                age = time.time() - path.stat().st_mtime
-            except OSError:
+                mtime = path.stat().st_mtime
+            except OSError:  # removed meanwhile (another request's clean-up)
                 continue
+            age = time.time() - mtime
             status = _read_json(path)
             failed = isinstance(status, dict) and status.get("ok") is False
             if kernel_id not in running and (not failed or age > FAILURE_KEEP_SECONDS):
@@ -262,7 +263,7 @@ class ModulesState:
                         "running": kernel_id in running,
                         "modules": status.get("modules", []),
                         "message": str(status.get("message", "")),
-                        "time": path.stat().st_mtime,
+                        "time": mtime,
                     }
                 )
         return out
