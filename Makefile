@@ -115,6 +115,7 @@ services: system-deps
 	"$(CURDIR)/scripts/gridengine.sh" start
 	"$(CURDIR)/scripts/oar.sh" start
 	"$(CURDIR)/scripts/postgres.sh" start   # the announcements replicas' shared database
+	"$(CURDIR)/scripts/modules.sh" install  # Lmod (installed, login hook diverted), Tmod 5.2 (unpacked), test trees
 	"$(CURDIR)/scripts/test-users.sh"
 	VENV="$(VENV)" "$(CURDIR)/scripts/slurm24.sh" start   # after test-users.sh: it copies the users into its root
 	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"
