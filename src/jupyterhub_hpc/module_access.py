@@ -1,4 +1,5 @@
-"""Software modules on the hub side: the module system per cluster, its catalogue cache, the job's environment.
+"""Software modules on the hub side: the module system per cluster, its catalogue cache, the
+job's environment.
 
 :class:`ModuleOptions` is a base class of the batch spawners. ``module_system`` names the
 cluster's module system (Lmod or Environment Modules); a profile for another cluster sets
@@ -212,7 +213,7 @@ class ModuleOptions(Configurable):
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()  # type: ignore[misc]
-        if self.job_modules is not None and getattr(self, "job_id", ""):
+        if self.job_modules is not None and str(getattr(self, "job_id", "")):
             state[STATE_KEY] = dict(self.job_modules)
         return state
 
@@ -240,7 +241,9 @@ class ModuleOptions(Configurable):
         source = await get_catalogue_cache(client, system).get(
             self.module_catalogue_ttl, self.module_catalogue_timeout
         )
-        offered: tuple[Module, ...] = source.offered(tuple(record.get("allow", ())), tuple(record.get("deny", ())))
+        offered: tuple[Module, ...] = source.offered(
+            tuple(record.get("allow", ())), tuple(record.get("deny", ()))
+        )
         server = json.loads(record["server"]) if record.get("server") else {}
         return {
             "system": system.kind,

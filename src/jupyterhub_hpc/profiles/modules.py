@@ -41,7 +41,7 @@ def module_list(key: str, raw: Any) -> list[str] | None:
         try:
             name = check_module_name(item)
         except ValueError as exc:
-            raise RequestError(key, f"{shown(item)} is not a module name: {exc}") from None
+            raise RequestError(key, str(exc)) from None
         if name not in names:
             names.append(name)
     return names
@@ -62,7 +62,9 @@ def _checked(key: str, option: Option, names: list[str], source: ModuleSource) -
             raise RequestError(key, f"{module.name!r} is not offered by this profile")
         for other in found:
             if other.package == module.package:
-                raise RequestError(key, f"{other.name} and {module.name} are two versions of {module.package}")
+                raise RequestError(
+                    key, f"{other.name} and {module.name} are two versions of {module.package}"
+                )
             if module.family and other.family == module.family:
                 raise RequestError(
                     key, f"{other.name} and {module.name} are both of the family {module.family!r}: pick one"
@@ -101,7 +103,9 @@ def modules_option(profile: Profile) -> tuple[str, Option] | None:
     return next(((k, o) for k, o in profile.profile_options.items() if o.type == "modules"), None)
 
 
-def modules_view(option: Option, values: Mapping[str, Any], key: str, source: ModuleSource | None) -> dict[str, Any]:
+def modules_view(
+    option: Option, values: Mapping[str, Any], key: str, source: ModuleSource | None
+) -> dict[str, Any]:
     """The form's part of a ``modules`` option: every offered module (default versions marked,
     the selected ones selected, sticky ones checked and disabled, listed first)."""
     raw = values.get(key)

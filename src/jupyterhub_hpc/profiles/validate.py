@@ -20,7 +20,6 @@ from ..modules import ServerModules
 from ..request import JobRequest, RequestError, Seconds, shown, walltime_text
 from .context import Context, Resolution, Target
 from .limits import ClusterLimits, PartitionInfo
-from .modules import parse_modules
 from .model import (
     CHOICE_TYPES,
     JOB_FIELDS,
@@ -31,6 +30,7 @@ from .model import (
     Profile,
     ProfileList,
 )
+from .modules import parse_modules
 
 __all__ = [
     "Context",
