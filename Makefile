@@ -120,16 +120,17 @@ services: system-deps
 	VENV="$(VENV)" "$(CURDIR)/scripts/slurm24.sh" start   # after test-users.sh: it copies the users into its root
 	VENV="$(VENV)" VENV_JH53="$(VENV_JH53)" "$(CURDIR)/scripts/test-sudoers.sh"
 
-# Every run runs; make fails if any failed. Three runs go side by side first, on separate resources:
+# Every run runs; make fails if any failed. Four runs go side by side first, on separate resources:
 # - the multi-node Slurm tests and the maintenance-reservation tests (their own clusters: the private
 #   multi-node Slurm and Slurm 24.11; ~4 min, mostly waiting for a walltime kill and the reservations),
 #   then, on Slurm 24.11 (free of reservations by then), the idle policy and the Lab's job card in real
-#   JupyterLab ($(SLURM24_TESTS); they run on 22.05 too, with everything else): here rather than
-#   after the 24.11 end-to-end suite (which waits for this stream): this stream otherwise ends ~30 s
-#   before the JupyterHub 5.3 run, so here they add their time less that slack (measured on 24.11:
-#   test_slurm_idle.py ~52 s, test_lab_live.py ~88 s, ~2.3 min together),
+#   JupyterLab ($(SLURM24_TESTS), ~2.3 min; they run on 24.11 only: the 22.05 cluster has every other
+#   end-to-end test),
 # - the tests of the Lab side that need no scheduler (local-backend hubs and a JupyterLab with fake
-#   routes: announcements, the idle policy, the extension's contract; ~7 min, mostly waiting),
+#   routes: announcements, the idle policy, the extension's contract, per-kernel modules; ~8 min,
+#   mostly waiting),
+# - the unit tests (no scheduler, no test users, no fixed ports; ~4 min of one core, which the
+#   waiting runs leave free),
 # - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run is done with
 #   Slurm 24.11) the same suite on Slurm 24.11.
 # Then everything else with JupyterHub 6.
@@ -138,13 +139,15 @@ MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_maintenance_
 SLURM24_TESTS := tests/e2e/test_slurm_idle.py tests/lab/test_lab_live.py
 NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
   tests/lab/test_lab_contract.py
+UNIT_TESTS := tests/unit
 test: system-deps venv venv-jh53 services
-	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); \
+	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); unit_log=$$(mktemp); \
 	{ r=0; "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) || r=1; \
 	  echo "== JupyterHub 6 ($(VENV)): $(SLURM24_TESTS) on Slurm 24.11 (after the above)"; \
 	  JUPYTERHUB_HPC_TEST_SLURM=24.11 "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 \
 	    $(SLURM24_TESTS) || r=1; exit $$r; } > "$$multi_log" 2>&1 & multi=$$!; \
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(NO_SCHEDULER_TESTS) > "$$side_log" 2>&1 & side=$$!; \
+	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 $(UNIT_TESTS) > "$$unit_log" 2>&1 & unit=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
 	wait $$multi || rc=$$?; \
@@ -156,8 +159,12 @@ test: system-deps venv venv-jh53 services
 	wait $$side || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): $(NO_SCHEDULER_TESTS) (run beside the above)"; \
 	cat "$$side_log"; rm -f "$$side_log"; \
+	wait $$unit || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): $(UNIT_TESTS) (run beside the above)"; \
+	cat "$$unit_log"; rm -f "$$unit_log"; \
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
-	"$(VENV)/bin/python" -m pytest -v --durations=15 tests $(addprefix --ignore=,$(MULTINODE_TESTS) $(NO_SCHEDULER_TESTS)) \
+	"$(VENV)/bin/python" -m pytest -v --durations=15 tests \
+	  $(addprefix --ignore=,$(MULTINODE_TESTS) $(SLURM24_TESTS) $(NO_SCHEDULER_TESTS) $(UNIT_TESTS)) \
 	  $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 

@@ -161,10 +161,12 @@ def test_dismissing_a_reservation_is_per_user_and_forgotten_after_its_end(tmp_pa
     replica = Store(f"sqlite:///{tmp_path / 'a.sqlite'}")
     assert replica.dismissed("alice") == {a.id}
     replica.dismiss_reservation("maint-hpc-other", "bob", datetime(2000, 1, 1, tzinfo=timezone.utc))
-    replica.dismiss_reservation("maint-hpc-x", "carol", NOW + timedelta(days=1))
+    # the store forgets by the real clock: carol's reservations end tomorrow, really
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    replica.dismiss_reservation("maint-hpc-x", "carol", tomorrow)
     # bob's (ended) was dropped by the next dismissal
     assert replica.dismissed("bob") == set()
-    replica.dismiss_reservation("maint-hpc-y", "carol", NOW + timedelta(days=1))
+    replica.dismiss_reservation("maint-hpc-y", "carol", tomorrow)
     assert json.dumps(sorted(replica.dismissed("carol"))) == '["maint-hpc-x", "maint-hpc-y"]'
     store.close()
     replica.close()
