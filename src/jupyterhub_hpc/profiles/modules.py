@@ -112,7 +112,10 @@ def modules_view(
     selected = set(raw if isinstance(raw, list) else option.preset)
     sticky = list(option.sticky)
     offered = source.offered(tuple(option.allow), tuple(option.deny)) if source is not None else ()
-    rows = [{"name": n, "label": f"{n} (always loaded)", "sticky": True, "selected": True} for n in sticky]
+    rows = [
+        {"name": n, "label": f"{n} (always loaded)", "title": "", "sticky": True, "selected": True}
+        for n in sticky
+    ]
     rows += [
         {
             "name": m.name,
