@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from jupyterhub_hpc.client import ClientSettings, SchedulerClient
 from jupyterhub_hpc.backends.slurm import SlurmBackend
+from jupyterhub_hpc.client import ClientSettings, SchedulerClient
 from jupyterhub_hpc.module_access import CatalogueCache, get_catalogue_cache
 from jupyterhub_hpc.modules import MODULE_SYSTEM_ENV, SERVER_MODULES_ENV, ModuleSystem, ServerModules
 from jupyterhub_hpc.profiles.form import options_from_formdata, render_form
@@ -137,7 +137,7 @@ def test_without_a_catalogue_only_the_admins_modules_pass(source: ModuleSource) 
     unavailable = ModuleSource(source.system, None, "c2", error="spider: cannot read the module tree")
     res = resolve(PARSED, {"profile": "mods"}, context(unavailable))
     assert res.user_options["modules"] == ["gcc"]  # the preset, unchecked
-    with pytest.raises(RequestError, match="catalogue of cluster c2 is not available now .spider: cannot"):
+    with pytest.raises(RequestError, match=r"catalogue of cluster c2 is not available now .spider: cannot"):
         resolve(PARSED, {"profile": "mods", "modules": ["gcc/12"]}, context(unavailable))
     with pytest.raises(RequestError, match="no module system is configured"):
         resolve(PARSED, {"profile": "mods", "modules": ["gcc/12"]}, context(None))
