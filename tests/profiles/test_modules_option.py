@@ -348,3 +348,23 @@ def test_the_launcher_loads_the_modules_or_fails_with_the_tools_message() -> Non
     base[SERVER_MODULES_ENV] = json.dumps({"modules": ["a;b"]})
     with pytest.raises(SystemExit, match="module settings are invalid"):
         job_modules.load_server_modules(base)
+
+
+def test_the_documented_example_is_valid() -> None:
+    import re
+
+    from traitlets.config import Config
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if '"type": "modules"' in b)
+    c = Config()
+    exec(compile(block, "docs/profiles.md", "exec"), {"c": c})
+    made = SlurmSpawner(config=c, user=SimpleNamespace(name="alice", groups=[], url="/user/alice/"))
+    parsed = parse_profile_list(made.profile_list, frozenset(made.trait_names()))
+    option = parsed.profiles[0].profile_options["modules"]
+    assert option.permits("gcc/12") and not option.permits("gcc/12-debug") and not option.permits("cuda/12")
+    assert made.configured_module_system() == ModuleSystem(
+        kind="lmod", modulepath=("/apps/modulefiles/Core",)
+    )
+    tmod = made.configured_module_system(parsed.profiles[1].all_overrides)
+    assert tmod is not None and tmod.kind == "tmod"
