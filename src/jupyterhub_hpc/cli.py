@@ -46,6 +46,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             description=(migrate.__doc__ or "").split("\n\n")[0],
         )
     )
+    from .modules import cli as modules_cli
+
+    modules_cli.add_arguments(
+        sub.add_parser(
+            "modules",
+            help="list a module system's catalogue and test-load modules as a job would",
+            description=(modules_cli.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -59,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(audit.run(args))
     elif args.command == "migrate":
         raise SystemExit(migrate.run(args))
+    elif args.command == "modules":
+        raise SystemExit(modules_cli.run(args))
 
 
 if __name__ == "__main__":

@@ -27,25 +27,11 @@ from jupyterhub_hpc.modules import (
     parse_tmod_avail_json,
     status_path,
 )
+from module_systems import EXPECTED, LMOD, PATHS, TMOD
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "modules"
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _paths() -> dict[str, str]:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "modules.sh"), "paths"], capture_output=True, text=True, check=True
-    )
-    return dict(line.split("=", 1) for line in out.stdout.splitlines())
-
-
-PATHS = _paths()
-LMOD = ModuleSystem(kind="lmod", modulepath=(PATHS["LMOD_MODULEPATH"],))
-TMOD = ModuleSystem(
-    kind="tmod", modulepath=(PATHS["TMOD_MODULEPATH"],), command=("tclsh", PATHS["TMOD_MODULECMD"])
-)
 SYSTEMS = pytest.mark.parametrize("system", [LMOD, TMOD], ids=["lmod", "tmod"])
-EXPECTED = ["broken/1.0", "execmod/1.0", "gcc/11", "gcc/12", "hpctool/1.0", "python/3.11"]
 
 
 @pytest.mark.parametrize(
