@@ -30,6 +30,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
+import module_systems
 from browser import log_in
 from conftest import nonroot_hubs
 from hub import Hub
@@ -40,13 +41,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 CLUSTER: SlurmCluster = selected_cluster()
 USERS = ("hpcuser1", "hpcuser2", "hpcuser3")
 FAST = {"memory": "400M", "status_interval": 2.0, "command_timeout": 20.0, "poll_interval": 3}
-BASE = "/opt/jupyterhub-hpc/modules"
-LMOD = {"kind": "lmod", "modulepath": [f"{BASE}/lmod"]}
-TMOD = {
-    "kind": "tmod",
-    "modulepath": [f"{BASE}/tmod"],
-    "command": ["tclsh", f"{BASE}/tmod-5.2/usr/lib/x86_64-linux-gnu/modulecmd.tcl"],
-}
+LMOD = module_systems.LMOD.model_dump(mode="json")
+TMOD = module_systems.TMOD.model_dump(mode="json")
 MODULES = {"type": "modules", "display_name": "Software modules", "sticky": ["hpctool/1.0"]}
 PROFILES = [
     {

@@ -31,9 +31,9 @@ from jupyterhub_hpc.profiles.validate import Context, reconcile, resolve
 from jupyterhub_hpc.request import RequestError
 from jupyterhub_hpc.singleuser import modules as job_modules
 from jupyterhub_hpc.spawner import SlurmSpawner
+from module_systems import LMOD
 
-LMOD_TREE = "/opt/jupyterhub-hpc/modules/lmod"
-LMOD_SPIDER = "/usr/share/lmod/lmod/libexec/spider"
+LMOD_SPIDER = LMOD.spider
 OPTION: dict[str, Any] = {
     "type": "modules",
     "display_name": "Software modules",
@@ -61,7 +61,8 @@ def counting_spider(tmp_path: Path, *, fail: bool = False, delay: float = 0.0) -
 
 
 def lmod(spider: str = LMOD_SPIDER) -> ModuleSystem:
-    return ModuleSystem(kind="lmod", modulepath=(LMOD_TREE,), spider=spider)
+    """The test tree's Lmod (tests/module_systems.py), with its spider behind ``spider``."""
+    return LMOD.model_copy(update={"spider": spider})
 
 
 @pytest.fixture(scope="module")
