@@ -86,6 +86,8 @@ def parse_modules(
         raise RequestError(key, "no module system is configured for this profile's cluster")
     if source is not None and names:
         if source.catalogue is not None:
+            sticky = {m.name for m in map(source.find, option.sticky) if m is not None}
+            names = [n for n in names if (found := source.find(n)) is None or found.name not in sticky]
             names = [m.name for m in _checked(key, option, names, source)]
         elif given is not None:
             why = f" ({source.error})" if source.error else ""
