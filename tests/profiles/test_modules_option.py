@@ -89,9 +89,7 @@ def test_the_real_catalogue_marks_defaults_and_drops_hidden_modules(source: Modu
 
 
 def test_valid_choices_are_normalised_and_the_sticky_modules_kept_apart(source: ModuleSource) -> None:
-    res = resolve(
-        PARSED, {"profile": "mods", "modules": ["gcc/11", "python", "hpctool"]}, context(source)
-    )
+    res = resolve(PARSED, {"profile": "mods", "modules": ["gcc/11", "python", "hpctool"]}, context(source))
     assert res.user_options == {"profile": "mods", "modules": ["gcc/11", "python/3.11"]}
     assert res.server_modules is not None
     assert res.server_modules.modules == ("gcc/11", "python/3.11")
