@@ -25,13 +25,21 @@ from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
-from traitlets import Dict, Float, TraitError, Union, validate
+from traitlets import Dict, Float, List, TraitError, Unicode, Union, validate
 from traitlets.config import Configurable
 
 from .backends.base import QueryError
 from .client import SchedulerClient
 from .commands import CommandError
-from .modules import MODULE_SYSTEM_ENV, SERVER_MODULES_ENV, Module, ModuleSystem, ServerModules
+from .modules import (
+    MODULE_SYSTEM_ENV,
+    SERVER_MODULES_ENV,
+    KernelPreset,
+    Module,
+    ModuleSystem,
+    ServerModules,
+    check_module_name,
+)
 from .profiles.model import ProfileList
 from .profiles.modules import modules_option
 from .profiles.modulespec import ModuleSource
@@ -154,6 +162,29 @@ class ModuleOptions(Configurable):
         """,
     ).tag(config=True)
 
+    sticky_modules = List(
+        Unicode(),
+        help="""
+        Modules loaded in every server of this spawner before it starts, with or without
+        profiles (before a profile's own sticky and chosen modules), e.g. a site's
+        ``["jupyter-kernel/1"]``: users cannot deselect them, and a kernel whose module set
+        purges loads them again. Needs ``module_system``. Names are checked when the config
+        loads; a name the cluster lacks fails the spawn with the tool's message.
+        """,
+    ).tag(config=True)
+
+    kernel_presets = List(
+        Dict(),
+        help="""
+        Kernels with their own module sets, offered in every server of this spawner (with or
+        without profiles; a profile's ``modules`` option may add its own ``kernels``). Each a
+        dict ``{"name": "torch", "display_name": "Python 3.11 + PyTorch 2.5", "modules":
+        ["python/3.11", "pytorch/2.5"], "purge": false}``: JupyterLab lists it as a kernel
+        that loads those modules when it starts, the server itself unchanged. Needs
+        ``module_system``.
+        """,
+    ).tag(config=True)
+
     #: the module system and modules of the current job (its state), or None
     job_modules: dict[str, Any] | None = None
 
@@ -164,6 +195,42 @@ class ModuleOptions(Configurable):
         except ValueError as exc:
             raise TraitError(f"module_system: {exc}") from None
         return None if system is None else system.model_dump(mode="json")
+
+    @validate("sticky_modules")
+    def _validate_sticky_modules(self, proposal: Any) -> Any:
+        try:
+            return [check_module_name(name) for name in proposal["value"]]
+        except ValueError as exc:
+            raise TraitError(f"sticky_modules: {exc}") from None
+
+    @validate("kernel_presets")
+    def _validate_kernel_presets(self, proposal: Any) -> Any:
+        try:
+            presets = [KernelPreset.model_validate(p) for p in proposal["value"]]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise TraitError(f"kernel_presets: {where}: {first['msg']}") from None
+        names = [p.name for p in presets]
+        if len(set(names)) != len(names):
+            raise TraitError("kernel_presets: two presets have the same name")
+        return [p.model_dump(mode="json") for p in presets]
+
+    def _with_spawner_modules(self, chosen: ServerModules | None) -> ServerModules | None:
+        """``chosen`` (a profile's) with this spawner's ``sticky_modules`` and ``kernel_presets``."""
+        sticky = tuple(self.sticky_modules)
+        kernels = tuple(KernelPreset.model_validate(p) for p in self.kernel_presets)
+        if not sticky and not kernels:
+            return chosen
+        base = chosen or ServerModules()
+        own = {k.name for k in base.kernels}
+        return base.model_copy(
+            update={
+                "sticky": tuple(dict.fromkeys([*sticky, *base.sticky])),
+                "modules": tuple(m for m in base.modules if m not in sticky),
+                "kernels": (*(k for k in kernels if k.name not in own), *base.kernels),
+            }
+        )
 
     def configured_module_system(self, overrides: dict[str, Any] | None = None) -> ModuleSystem | None:
         """The module system of a profile (its override of ``module_system``), else the admin's."""
@@ -201,13 +268,13 @@ class ModuleOptions(Configurable):
         system = ModuleSystem.model_validate(value)
         env = {MODULE_SYSTEM_ENV: system.to_env()}
         resolution = getattr(self, "profile_resolution", None)
-        chosen: ServerModules | None = getattr(resolution, "server_modules", None)
+        chosen = self._with_spawner_modules(getattr(resolution, "server_modules", None))
         record: dict[str, Any] = {"system": env[MODULE_SYSTEM_ENV], "allow": [], "deny": []}
-        if chosen is not None and resolution is not None:
+        if chosen is not None:
             env[SERVER_MODULES_ENV] = record["server"] = chosen.to_env()
-            found = modules_option(resolution.profile)
-            if found is not None:
-                record.update(allow=list(found[1].allow), deny=list(found[1].deny))
+        found = modules_option(resolution.profile) if resolution is not None else None
+        if found is not None:
+            record.update(allow=list(found[1].allow), deny=list(found[1].deny))
         self.job_modules = record
         return env
 

@@ -367,3 +367,38 @@ def test_the_documented_example_is_valid() -> None:
     )
     tmod = made.configured_module_system(parsed.profiles[1].all_overrides)
     assert tmod is not None and tmod.kind == "tmod"
+
+
+async def test_the_spawners_own_sticky_modules_and_kernel_presets_with_and_without_profiles() -> None:
+    presets = [
+        {"name": "torch", "display_name": "Python + PyTorch", "modules": ["python/3.11"], "purge": True}
+    ]
+    user = SimpleNamespace(name="hpcuser1", groups=[], url="/user/hpcuser1/")
+    plain = SlurmSpawner(
+        user=user, module_system=LMOD.model_dump(), sticky_modules=["gcc/12"], kernel_presets=presets
+    )
+    chosen = ServerModules.from_env(plain.module_environment()[SERVER_MODULES_ENV])  # no profile_list
+    assert chosen.to_load() == ["gcc/12"] and [k.name for k in chosen.kernels] == ["torch"]
+    with_profile = spawner(LMOD, sticky_modules=["gcc/12"], kernel_presets=presets)
+    with_profile.handler = SimpleNamespace()
+    await with_profile.apply_profile({"profile": "mods", "modules": ["python/3.11"]})
+    both = ServerModules.from_env(with_profile.module_environment()[SERVER_MODULES_ENV])
+    assert both.to_load() == ["gcc/12", "hpctool/1.0", "python/3.11"]
+    assert [k.name for k in both.kernels] == ["torch", "py311"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"sticky_modules": ["gcc;id"]}, "sticky_modules"),
+        ({"kernel_presets": [{"name": "Bad Name", "display_name": "x"}]}, "kernel_presets: name"),
+        (
+            {"kernel_presets": [{"name": "a", "display_name": "x", "modules": ["$(id)"]}]},
+            "kernel_presets: modules",
+        ),
+        ({"kernel_presets": [{"name": "a", "display_name": "x"}] * 2}, "the same name"),
+    ],
+)
+def test_the_spawners_own_modules_are_checked_when_configured(settings: dict[str, Any], says: str) -> None:
+    with pytest.raises(Exception, match=says):
+        SlurmSpawner(module_system=LMOD.model_dump(), **settings)
