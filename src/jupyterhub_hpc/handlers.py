@@ -14,7 +14,8 @@ buffering more) and parsed without recursion (:mod:`jupyterhub_hpc.httpbody`).
 ``GET /hub/api/hpc/card/<user>/<server name>`` answers with the job card of that
 server (:mod:`jupyterhub_hpc.jobcard`) from the shared watcher's cache, never a
 scheduler command, to a token or cookie with ``read:servers`` or ``access:servers``
-on that server (the server's own token has the latter).
+on that server (the server's own token has the latter). ``GET /hub/api/hpc/modules/<user>/<server
+name>`` answers with that server's software modules and catalogue, with the same access.
 
 ``POST /hub/api/hpc/use`` with ``{"last_use": "<ISO 8601>"}`` is the server's report of when it
 was last used (:mod:`jupyterhub_hpc.idle`): authenticated with the API token of that very
@@ -40,11 +41,13 @@ from .spawner import HPCSpawner, PortReportTooEarly
 
 __all__ = [
     "CARD_ROUTE",
+    "MODULES_ROUTE",
     "PORT_ROUTE",
     "USE_ROUTE",
     "IdleUseHandler",
     "JobCardHandler",
     "JobPortHandler",
+    "ModulesHandler",
     "api_handlers",
     "hub_template_paths",
 ]
@@ -54,6 +57,7 @@ hub_template_paths: list[str] = [str(Path(__file__).parent / "hubtemplates")]
 
 PORT_ROUTE = r"/api/hpc/port"
 CARD_ROUTE = r"/api/hpc/card/([^/]+)/([^/]*)"
+MODULES_ROUTE = r"/api/hpc/modules/([^/]+)/([^/]*)"
 #: either scope on the server grants its card
 CARD_SCOPES = ("read:servers", "access:servers")
 #: bytes of a port report (``{"port": 20001}`` is 15)
@@ -182,9 +186,35 @@ class JobCardHandler(APIHandler):
         self.finish(json.dumps(card))
 
 
+class ModulesHandler(JobCardHandler):
+    """``GET /hub/api/hpc/modules/<user>/<server name>``: the server's module system, its
+    catalogue (within the profile's allow/deny), the server's modules and the kernel presets
+    (:meth:`~jupyterhub_hpc.module_access.ModuleOptions.modules_document`); the same access as
+    the job card; 404 when the server has no module system."""
+
+    async def get(self, user_name: str, server_name: str) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if not self._allowed(user_name, server_name):
+            raise web.HTTPError(403, "requires read:servers or access:servers on this server")
+        user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404, f"no such user: {user_name}")
+        if server_name and server_name not in user.orm_user.orm_spawners:
+            raise web.HTTPError(404, f"{user_name} has no server named {server_name}")
+        spawner = user.spawners[server_name]
+        document = await spawner.modules_document() if isinstance(spawner, HPCSpawner) else None
+        if document is None:
+            raise web.HTTPError(404, "this server has no module system")
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(document))
+
+
 #: ``c.JupyterHub.extra_handlers = api_handlers``
 api_handlers: list[tuple[str, type[APIHandler]]] = [
     (PORT_ROUTE, JobPortHandler),
     (CARD_ROUTE, JobCardHandler),
+    (MODULES_ROUTE, ModulesHandler),
     (USE_ROUTE, IdleUseHandler),
 ]

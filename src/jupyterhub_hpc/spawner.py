@@ -33,6 +33,7 @@ from .commands import CommandError
 from .idle import IdlePolicy
 from .jobcard import JobResources, resources_of
 from .maintenance import MaintenanceOptions, keep_fresh, pending_note
+from .module_access import ModuleOptions
 from .profiles.compat import upgrade_config
 from .profiles.mixin import ProfilesMixin
 from .progress import end_message, failure_message, queue_message
@@ -76,7 +77,7 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Spawner):
+class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, ModuleOptions, Spawner):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -216,6 +217,7 @@ class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Spawne
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env.update(announcements_environment(self))
+        env.update(self.module_environment())  # the job loads its modules before the server starts
         if self.internal_ssl and self.cert_paths:
             # the job cannot read the hub's certificate files: their contents travel with it
             if SSL_KEY_ENV not in self.secret_env_names:

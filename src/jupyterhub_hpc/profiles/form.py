@@ -23,6 +23,7 @@ from markupsafe import Markup
 from ..request import RequestError
 from .limits import ClusterLimits, PartitionInfo
 from .model import CHOICE_TYPES, UNLISTED_KEY, UNLISTED_SUFFIX, Option, Profile, ProfileList
+from .modules import modules_view
 from .validate import (
     Context,
     Resolution,
@@ -94,6 +95,8 @@ def _option_view(
         "placeholder": option.placeholder,
         "pattern": "",
     }
+    if option.type == "modules":
+        return {**view, **modules_view(option, values, key, ctx.modules.get(profile.slug))}
     if option.type in CHOICE_TYPES:
         choices = option_choices(option, ctx, limits)
         if choices is None:
@@ -271,6 +274,9 @@ def render_form(
         tables=_table(ctx, visible),
         data_json=Markup(json.dumps(data).replace("<", "\\u003c")),
         script=Markup(static_text("profiles.js").replace("</", "<\\/")),
+        modules_script=Markup(static_text("modules.js").replace("</", "<\\/"))
+        if any(o["type"] == "modules" for v in views for o in v["options"])
+        else "",
         style=Markup(static_text("profiles.css").replace("</", "<\\/")),
     )
 
@@ -292,7 +298,9 @@ def options_from_formdata(
     Only the fields of the selected profile count; a write-in counts only when its
     list says "other"; empty fields are left out (the default applies); fields of
     options whose ``when`` does not hold are dropped (without JavaScript the browser
-    posts them all). Everything else is left for validation to judge.
+    posts them all). A ``modules`` option is the list of every value posted (its hidden
+    empty field says "none" when nothing is selected). Everything else is left for
+    validation to judge.
     """
 
     def first(name: str) -> Any:
@@ -318,6 +326,11 @@ def options_from_formdata(
         elif base in options:
             del options[key]
     profile = profiles.by_slug(slug) if profiles is not None and slug else None
+    for key in [k for k, o in profile.profile_options.items() if o.type == "modules"] if profile else []:
+        posted = formdata.get(f"{prefix}{key}")  # the form's hidden "" then one value per selected module
+        if posted is not None:
+            texts = [v.decode() if isinstance(v, bytes) else v for v in posted]
+            options[key] = [v for v in texts if v not in (None, "")]
     if profile is not None:
         values: dict[str, Any] = {}
         for key, option in profile.profile_options.items():

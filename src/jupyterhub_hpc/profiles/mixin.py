@@ -286,8 +286,10 @@ class ProfilesMixin(LoggingConfigurable):
         time_min = bool(getattr(self, "maintenance_time_min", False))
         if policy == "refuse" or (policy == "clip" and not time_min):
             limits = {k: capped_limits(v, caps.get(k)) for k, v in limits.items()}
+        find_modules = getattr(self, "module_sources", None)  # the batch spawners' (ModuleOptions)
         return replace(
             ctx,
+            modules=await find_modules(profiles, ctx) if find_modules is not None else {},
             limits=limits,
             walltime_caps=caps if policy != "off" else {},
             maintenance_policy=policy,

@@ -12,8 +12,8 @@ by key) or a callable. Added: the backend-neutral ``spawner_override``, a
 per-profile ``backend``/``cluster``, visibility (``allowed_groups``,
 ``allowed_users``) on profiles, options, choices and write-ins, typed options
 (``integer``, ``memory``, ``walltime``, ``partition``, ``account``, ``qos``,
-``reservation``, ``environment``, ``text``) that set fields of the job request, and
-``when`` conditions between options.
+``reservation``, ``environment``, ``text``) that set fields of the job request, software
+``modules`` (:mod:`.modulespec`), and ``when`` conditions between options.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from ..request import (
     parse_walltime_seconds,
     parse_whole_number,
 )
+from .modulespec import ModulesFields
 
 __all__ = [
     "JOB_FIELDS",
@@ -114,6 +115,7 @@ OptionType = Literal[
     "memory",
     "walltime",
     "text",
+    "modules",
 ]
 #: Option types whose free-text value is a scheduler name.
 NAME_TYPES = frozenset({"partition", "account", "qos", "reservation"})
@@ -249,8 +251,9 @@ class Condition(_Strict):
 Scalar = int | str
 
 
-class Option(_Overrides):
-    """A sub-option of a profile: a list of choices (KubeSpawner) or a typed HPC field.
+class Option(_Overrides, ModulesFields):
+    """A sub-option of a profile: a list of choices (KubeSpawner), a typed HPC field, or
+    software modules (``modules``: the keys of :class:`~.modulespec.ModulesFields`).
 
     Overrides may use ``{value}`` in strings; it is replaced by the validated value.
     """
@@ -375,6 +378,8 @@ class Profile(_Overrides):
     def _check(self) -> Profile:
         if not SLUG_RE.match(self.slug):
             raise ValueError(f"slug {self.slug!r} may only use letters, digits, '_', '.' and single '-'")
+        if sum(o.type == "modules" for o in self.profile_options.values()) > 1:
+            raise ValueError("a profile has at most one option of type modules")
         for key, option in self.profile_options.items():
             if not SLUG_RE.match(key) or key == "profile" or key.endswith(UNLISTED_SUFFIX):
                 raise ValueError(f"option key {key!r} is not usable (letters, digits, '_', '.', single '-')")

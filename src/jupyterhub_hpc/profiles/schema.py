@@ -14,6 +14,7 @@ from typing import Any
 from ..request import RequestError, format_walltime
 from .limits import ClusterLimits
 from .model import CHOICE_TYPES, UNLISTED_SUFFIX, Option, Profile, ProfileList
+from .modules import modules_schema
 from .validate import Context, effective_bounds, option_choices, profile_target, resolve, visible_options
 
 __all__ = ["profiles_document"]
@@ -41,7 +42,7 @@ def _show(option: Option, number: int | None) -> Any:
 
 
 def option_schema(
-    option: Option, ctx: Context, limits: ClusterLimits | None, partition: str | None
+    option: Option, ctx: Context, limits: ClusterLimits | None, partition: str | None, slug: str = ""
 ) -> dict[str, Any]:
     """The schema of one option's value (its write-in, if any, is a separate property)."""
     schema: dict[str, Any] = {"title": option.display_name, "x-type": option.type}
@@ -51,6 +52,8 @@ def option_schema(
         schema["x-job-field"] = option.target_field
     if option.when:
         schema["x-when"] = {k: c.model_dump(by_alias=True, exclude_none=True) for k, c in option.when.items()}
+    if option.type == "modules":
+        return {**schema, **modules_schema(option, ctx.modules.get(slug))}
     if option.type in CHOICE_TYPES:
         choices = option_choices(option, ctx, limits)
         if choices is None:
@@ -93,7 +96,7 @@ def profile_schema(
 ) -> dict[str, Any]:
     properties: dict[str, Any] = {"profile": {"const": profile.slug}}
     for key, option in visible_options(profile, ctx).items():
-        properties[key] = option_schema(option, ctx, limits, partition)
+        properties[key] = option_schema(option, ctx, limits, partition, profile.slug)
         write_in = option.unlisted_choice
         if option.type in CHOICE_TYPES and write_in.enabled and write_in.visible_to(ctx.user, ctx.groups):
             pattern = write_in.validation_regex or option.text_pattern()

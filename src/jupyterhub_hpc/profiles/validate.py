@@ -10,15 +10,15 @@ options: what no longer exists falls back to the default, with a notice.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..backends.reservations import WalltimeCap
+from ..modules import ServerModules
 from ..request import JobRequest, RequestError, Seconds, shown, walltime_text
+from .context import Context, Resolution, Target
 from .limits import ClusterLimits, PartitionInfo
 from .model import (
     CHOICE_TYPES,
@@ -30,6 +30,7 @@ from .model import (
     Profile,
     ProfileList,
 )
+from .modules import parse_modules
 
 __all__ = [
     "Context",
@@ -43,71 +44,6 @@ __all__ = [
     "resolve",
     "wire_value",
 ]
-
-
-@dataclass(frozen=True)
-class Target:
-    """The scheduler a profile submits to: backend, cluster, and how its commands are run."""
-
-    backend: str | None
-    cluster: str = ""
-    commands: Mapping[str, str] = field(default_factory=dict)
-    environment: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """``backend/cluster``, plus a digest when commands or environment differ from the admin's."""
-        base = f"{self.backend or ''}/{self.cluster}"
-        if not self.commands and not self.environment:
-            return base
-        extra = json.dumps([sorted(self.commands.items()), sorted(self.environment.items())])
-        return f"{base}+{hashlib.sha256(extra.encode()).hexdigest()[:8]}"
-
-
-@dataclass(frozen=True)
-class Context:
-    """Everything :func:`resolve` needs besides the options: who asks, and the site's state."""
-
-    user: str
-    groups: frozenset[str] = frozenset()
-    #: the admin's job request fields before any profile (empty for non-batch spawners)
-    base_job: Mapping[str, Any] = field(default_factory=dict)
-    base_backend: str | None = None
-    base_cluster: str = ""
-    #: limits by :attr:`Target.key`, fetched by the caller
-    limits: Mapping[str, ClusterLimits] = field(default_factory=dict)
-    #: by :attr:`Target.key`, then partition: the longest walltime ending before its next
-    #: maintenance (:mod:`jupyterhub_hpc.maintenance`), and what a longer request gets
-    walltime_caps: Mapping[str, Mapping[str, WalltimeCap]] = field(default_factory=dict)
-    maintenance_policy: str = "off"  # clip | refuse | off (``maintenance_walltime``)
-    maintenance_time_min: bool = False
-    #: the form's maintenance notes: {"target", "partition", "text"}
-    maintenance_notes: tuple[Mapping[str, str], ...] = ()
-
-    def limits_for(self, target: Target) -> ClusterLimits | None:
-        return None if target.backend is None else self.limits.get(target.key)
-
-
-@dataclass
-class Resolution:
-    """A validated request: the normalised options, the overrides to apply, the job fields."""
-
-    profile: Profile
-    user_options: dict[str, Any]
-    overrides: list[tuple[str, Any]]
-    #: the job request's fields (memory in MiB, walltime in seconds); empty for non-batch spawners
-    job: dict[str, Any]
-    backend: str | None
-    cluster: str
-    notices: list[str] = field(default_factory=list)
-    request: JobRequest | None = None
-    #: ``--time-min`` (seconds) to submit with (``maintenance_time_min``), else None
-    time_min: int | None = None
-
-    def job_request(self) -> JobRequest:
-        if self.request is None:
-            raise RequestError("profile", "this profile makes no job request")
-        return self.request
 
 
 def wire_value(option: Option, number: int) -> str | int:
@@ -325,12 +261,17 @@ def parse_option(
     ctx: Context,
     limits: ClusterLimits | None,
     job: Mapping[str, Any],
+    slug: str = "",
 ) -> _Parsed | None:
     """One option's validated value (None: not set and no default). ``job`` is the job
     request as resolved so far (the admin's values, the profile's overrides, the options
-    before this one): a number option without its own default starts from it."""
+    before this one): a number option without its own default starts from it. ``slug``:
+    the profile's (a ``modules`` option's catalogue is the profile's cluster's)."""
     raw = options.get(key)
     unlisted = options.get(f"{key}{UNLISTED_SUFFIX}")
+    if option.type == "modules" and unlisted is None:
+        wire, _, chosen = parse_modules(key, option, raw, ctx.modules.get(slug))
+        return _Parsed(wire, chosen, {**option.overrides})  # resolve() keeps ``chosen`` apart
     if option.type in CHOICE_TYPES:
         choices = option_choices(option, ctx, limits)
         if choices is None:
@@ -403,6 +344,7 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
     override(profile.all_overrides, "profile")
     wire: dict[str, Any] = {"profile": profile.slug}
     values: dict[str, Any] = {}
+    server_modules: ServerModules | None = None
     for key, option in options.items():
         if not active(option, values):
             for given in (key, f"{key}{UNLISTED_SUFFIX}"):
@@ -410,9 +352,11 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
                     conditions = " and ".join(c.describe(k) for k, c in option.when.items())
                     raise RequestError(given, f"only applies when {conditions}")
             continue
-        parsed = parse_option(key, option, user_options, ctx, limits, job)
+        parsed = parse_option(key, option, user_options, ctx, limits, job, profile.slug)
         if parsed is None:
             continue
+        if isinstance(parsed.value, ServerModules):
+            server_modules, parsed.value = parsed.value, ",".join(parsed.value.modules)
         wire.update(parsed.wire)
         values[key] = parsed.value
         override(parsed.overrides, key)
@@ -423,6 +367,7 @@ def resolve(profiles: ProfileList, user_options: Mapping[str, Any], ctx: Context
             job[option.target_field] = value if value != "" else None
             source[option.target_field] = key
     resolution = Resolution(profile, wire, overrides, job, target.backend, target.cluster)
+    resolution.server_modules = server_modules
     if ctx.base_job or any(f in JOB_FIELDS for f in job):
         _check_job(resolution, source, limits, ctx, ctx.walltime_caps.get(target.key, {}))
     return resolution

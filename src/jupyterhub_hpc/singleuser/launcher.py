@@ -4,8 +4,9 @@ Runs inside the batch job as the user::
 
     jupyterhub-hpc-singleuser [--ip ADDR] [--port-range LOW-HIGH] -- jupyterhub-singleuser ...
 
-It picks a port, starts the server command on it (telling it the address through
-``JUPYTERHUB_SERVICE_URL``) and waits until **the server's own process** listens
+It loads the job's software modules first (:mod:`.modules`; a failed load ends the job at
+once with the tool's message), then picks a port, starts the server command on it (telling
+it the address through ``JUPYTERHUB_SERVICE_URL``) and waits until **the server's own process** listens
 there: the listening socket of ``ADDR:PORT`` in ``/proc/net/tcp`` must be one the
 server process (or a descendant) holds open. Another user's process that takes
 the port first (other users share the node) is never reported: the launcher
@@ -42,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .certs import SSL_KEY_ENV, write_job_certificates
 from .listeners import TcpSocket, listeners, process_tree, socket_inodes
+from .modules import load_server_modules
 from .portrange import parse_port_range
 from .private import PrivateDir
 
@@ -422,7 +424,7 @@ def run(
     if SSL_KEY_ENV in os.environ:  # internal_ssl: the job carries its server's certificates
         write_job_certificates(os.environ, private.subdir("certs"))
         print("jupyterhub-hpc-singleuser: internal SSL certificates written", flush=True)
-    env = dict(os.environ)
+    env = load_server_modules(os.environ)  # the server's environment is the one the modules left
     if not env.get("JUPYTER_RUNTIME_DIR"):
         # not ~/.local/share/jupyter/runtime: keep the token-bearing files off the (shared) home
         env["JUPYTER_RUNTIME_DIR"] = private.path
