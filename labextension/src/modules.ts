@@ -179,7 +179,13 @@ export class ModulesPanel extends Widget {
       li.dataset.module = m.name;
       list.append(li);
     }
-    const section = el('section', {}, el('h3', { textContent: `Catalogue (${matches.length} of ${catalogue.length})` }), list);
+    const section = el('section', {}, el('h3', { textContent: `Catalogue (${matches.length} of ${catalogue.length})` }));
+    if (this.info?.catalogue_error) {
+      section.append(
+        el('p', { className: 'jp-hpc-modules-error', textContent: `The hub could not read the catalogue: ${this.info.catalogue_error}` })
+      );
+    }
+    section.append(list);
     if (matches.length > MAX_SHOWN) {
       section.append(el('p', { textContent: `${matches.length - MAX_SHOWN} more: refine the search.` }));
     }

@@ -55,6 +55,8 @@ export interface IModulesInfo extends IStatus {
   system?: string;
   cluster?: string;
   catalogue?: IModule[];
+  /** the hub could not read the cluster's catalogue (it may be empty or old) */
+  catalogue_error?: string | null;
   server: { modules: string[]; sticky: string[]; purge: boolean };
   kernelspecs: IKernelSpecInfo[];
   collections: { [name: string]: IModuleSet };

@@ -136,6 +136,9 @@ class ModulesState:
         if not reply.ok or not isinstance(reply.body, dict):
             error = reply.body.get("error") if isinstance(reply.body, dict) else None
             raise web.HTTPError(409 if reply.status == 404 else 502, error or "no module catalogue")
+        if not reply.body.get("catalogue") and reply.body.get("catalogue_error"):
+            # the hub could not read the cluster's catalogue: say that, not "not in the catalogue"
+            raise web.HTTPError(502, f"the hub has no catalogue: {reply.body['catalogue_error']}")
         return Catalogue.from_json({"system": reply.body["system"], "modules": reply.body["catalogue"]})
 
     async def check_modules(self, value: object) -> list[str]:
@@ -333,7 +336,10 @@ class ModulesRoute(_ModulesRoute):
         body: dict[str, Any] = {"available": reply.ok and isinstance(reply.body, dict)}
         if body["available"]:
             body.update(
-                {k: reply.body.get(k) for k in ("system", "cluster", "catalogue", "server", "kernels")}
+                {
+                    k: reply.body.get(k)
+                    for k in ("system", "cluster", "catalogue", "catalogue_error", "server", "kernels")
+                }
             )
             body["presets"] = body.pop("kernels")
         else:
