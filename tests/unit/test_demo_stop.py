@@ -110,8 +110,8 @@ def test_sighup_stops_the_demo_unless_nohup(ignored: bool) -> None:
     code = f"""
 import argparse, signal
 from jupyterhub_hpc.demo import Demo
-if {ignored}:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+# a terminal's SIGHUP is the default disposition, nohup's is ignored (whatever ran this test)
+signal.signal(signal.SIGHUP, signal.SIG_IGN if {ignored} else signal.SIG_DFL)
 demo = object.__new__(Demo)
 demo.stopping = demo.force = False
 demo.interrupted = None
