@@ -138,7 +138,7 @@ MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_maintenance_
   tests/e2e/test_maintenance_announcements_live.py
 SLURM24_TESTS := tests/e2e/test_slurm_idle.py tests/lab/test_lab_live.py
 NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
-  tests/lab/test_lab_contract.py
+  tests/lab/test_lab_contract.py tests/lab/test_modules_routes.py tests/lab/test_modules_live.py
 UNIT_TESTS := tests/unit
 test: system-deps venv venv-jh53 services
 	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); unit_log=$$(mktemp); \

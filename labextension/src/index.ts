@@ -1,30 +1,34 @@
 // @jupyterhub-hpc/labextension: the batch job inside JupyterLab (issue 14, docs/lab.md).
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, ISanitizer, MainAreaWidget, Sanitizer } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Signal } from '@lumino/signaling';
 
 import { ActivityReporter } from './activity';
 import { CardModel } from './model';
+import { ModuleFailures, ModulesPanel, recordModuleSets } from './modules';
 import { Notices } from './notices';
 import { CardPanel, ISanitizerLike } from './panel';
 import { JobStatusItem } from './status';
 
 const OPEN = 'jupyterhub-hpc:open-card';
 const STOP = 'jupyterhub-hpc:stop-server';
+const MODULES = 'jupyterhub-hpc:open-modules';
 const CATEGORY = 'Batch job';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: '@jupyterhub-hpc/labextension:plugin',
   description: 'The batch job card, walltime warnings and announcements of jupyterhub-hpc.',
   autoStart: true,
-  optional: [IStatusBar, ICommandPalette, ISanitizer, ILabShell],
+  optional: [IStatusBar, ICommandPalette, ISanitizer, ILabShell, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
     sanitizer: ISanitizerLike | null,
-    labShell: ILabShell | null
+    labShell: ILabShell | null,
+    notebooks: INotebookTracker | null
   ) => {
     const model = new CardModel();
     const safe = sanitizer ?? new Sanitizer();
@@ -56,6 +60,45 @@ const plugin: JupyterFrontEndPlugin<void> = {
       isEnabled: () => model.card !== null,
       execute: () => notices.confirmStop()
     });
+    // software modules (issue 15): the panel, failed loads as notifications, notebooks' module sets
+    let modulesPanel: MainAreaWidget<ModulesPanel> | null = null;
+    const specs = app.serviceManager.kernelspecs;
+    app.commands.addCommand(MODULES, {
+      label: 'Software modules',
+      caption: 'Search the module catalogue, make kernels from module sets, collections',
+      execute: () => {
+        if (!modulesPanel || modulesPanel.isDisposed) {
+          const content = new ModulesPanel(app.commands, () => specs.refreshSpecs());
+          modulesPanel = new MainAreaWidget({ content });
+          modulesPanel.id = 'jupyterhub-hpc-modules-panel';
+          modulesPanel.title.label = 'Software modules';
+        } else {
+          void modulesPanel.content.refresh();
+        }
+        if (!modulesPanel.isAttached) {
+          app.shell.add(modulesPanel, 'main');
+        }
+        app.shell.activateById(modulesPanel.id);
+      }
+    });
+    const kernelNames = (): Map<string, string> => {
+      const names = new Map<string, string>();
+      for (const s of app.serviceManager.sessions.running()) {
+        if (s.kernel) {
+          names.set(s.kernel.id, s.path);
+        }
+      }
+      return names;
+    };
+    const failures = new ModuleFailures(kernelNames, status => {
+      if (modulesPanel && !modulesPanel.isDisposed) {
+        modulesPanel.content.setStatus(status);
+      }
+    });
+    if (notebooks) {
+      recordModuleSets(notebooks, specs);
+    }
+    palette?.addItem({ command: MODULES, category: 'Software modules' });
     palette?.addItem({ command: OPEN, category: CATEGORY });
     palette?.addItem({ command: STOP, category: CATEGORY });
 
@@ -82,7 +125,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     model.start();
     activity.start();
     // toasts emitted before the shell is restored land in the notification centre only
-    void app.restored.then(() => notices.start());
+    void app.restored.then(() => {
+      notices.start();
+      failures.start();
+    });
   }
 };
 

@@ -33,9 +33,20 @@ def overrides_json() -> str:
 
 
 class Lab:
-    def __init__(self, root: Path, fake_dir: Path) -> None:
+    """``extensions``: the server extensions to enable (default: the fake routes instead of the
+    package's own); ``env``: more environment for the server (what a job would set)."""
+
+    def __init__(
+        self,
+        root: Path,
+        fake_dir: Path,
+        extensions: dict[str, bool] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.fake_dir = fake_dir
+        self.extensions = extensions or {"fake_hpc_routes": True, "jupyterhub_hpc.lab": False}
+        self.extra_env = env or {}
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -48,9 +59,8 @@ class Lab:
         # the fake routes instead of the package's server extension (enabled by its wheel's config)
         config_dir = self.root.parent / "jupyter-config"
         config_dir.mkdir(exist_ok=True)
-        extensions = {"fake_hpc_routes": True, "jupyterhub_hpc.lab": False}
         (config_dir / "jupyter_server_config.json").write_text(
-            json.dumps({"ServerApp": {"jpserver_extensions": extensions}})
+            json.dumps({"ServerApp": {"jpserver_extensions": self.extensions}})
         )
         env = dict(os.environ)
         env.update(
@@ -62,6 +72,7 @@ class Lab:
                 "JUPYTER_CONFIG_DIR": str(config_dir),
                 "JUPYTER_RUNTIME_DIR": str(self.root.parent / "jupyter-runtime"),
                 "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+                **self.extra_env,
             }
         )
         argv = [

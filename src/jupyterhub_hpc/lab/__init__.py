@@ -4,7 +4,9 @@ Enabled by ``etc/jupyter/jupyter_server_config.d/jupyterhub_hpc.json`` (shipped 
 files). Routes under the server's base URL (:mod:`jupyterhub_hpc.lab.handlers`):
 ``jupyterhub-hpc/card``, ``jupyterhub-hpc/stop``, ``jupyterhub-hpc/announcements`` and
 ``jupyterhub-hpc/announcements/<id>/dismiss``, and ``jupyterhub-hpc/activity`` with the use
-reports to the hub (:mod:`jupyterhub_hpc.lab.activity`). Nothing happens at import time.
+reports to the hub (:mod:`jupyterhub_hpc.lab.activity`), ``jupyterhub-hpc/modules`` with the
+per-kernel module sets and the kernel presets (:mod:`jupyterhub_hpc.lab.modules`).
+Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .activity import setup_activity
     from .handlers import setup_handlers
+    from .modules import setup_modules
 
     state = setup_handlers(serverapp.web_app, serverapp.log)
     setup_activity(serverapp, state.client)
+    setup_modules(serverapp, state)
