@@ -405,7 +405,9 @@ export class ModuleFailures {
   }
 }
 
-/** Records our kernels' module sets in metadata.jupyterhub_hpc of their notebooks. */
+/** Records our kernels' module sets in metadata.jupyterhub_hpc of their notebooks, when they are
+ * saved (so that opening a notebook or starting its kernel does not make it "unsaved"); a notebook
+ * saved with another kernel loses a set recorded before. */
 export function recordModuleSets(tracker: INotebookTracker, specs: KernelSpec.IManager): void {
   const record = (panel: NotebookPanel): void => {
     const name = panel.sessionContext.session?.kernel?.name;
@@ -415,6 +417,9 @@ export function recordModuleSets(tracker: INotebookTracker, specs: KernelSpec.IM
     }
     const set = moduleSetOf(specs.specs?.kernelspecs[name]);
     if (!set) {
+      if (model.getMetadata(METADATA_KEY) !== undefined) {
+        model.deleteMetadata(METADATA_KEY);
+      }
       return;
     }
     const old = (model.getMetadata(METADATA_KEY) ?? {}) as { [key: string]: unknown };
@@ -424,8 +429,7 @@ export function recordModuleSets(tracker: INotebookTracker, specs: KernelSpec.IM
     }
   };
   tracker.widgetAdded.connect((_, panel) => {
-    panel.sessionContext.kernelChanged.connect(() => record(panel));
-    panel.sessionContext.ready.then(() => record(panel)).catch(() => undefined);
+    // 'started' comes before the document's content is taken for the save
     panel.context.saveState.connect((_, state) => {
       if (state === 'started') {
         record(panel);

@@ -162,7 +162,7 @@ def test_user_kernel_create_edit_restart_delete(lab: tuple[Lab, ModulesHub, Path
     assert name == "hpc-modules-gcc-11-python"
     path = data / "kernels" / name / "kernel.json"
     kernel_json = json.loads(path.read_text())
-    assert kernel_json["argv"][1:3] == ["-m", "jupyterhub_hpc.modules.kernel"]
+    assert kernel_json["argv"][1:3] == ["-m", "jupyterhub_hpc.modules.launch"]
     assert kernel_json["metadata"]["jupyterhub_hpc"]["modules"] == ["gcc/11", "python/3.11"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert name in server.api("GET", "/api/kernelspecs").json()["kernelspecs"]

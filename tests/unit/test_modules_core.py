@@ -227,7 +227,7 @@ def test_kernel_launcher_without_a_module_system(tmp_path: Path) -> None:
 
 def test_kernelspec_records_the_module_set() -> None:
     spec = kernelspec("Py + GCC", ["gcc/12", "python/3.11"], purge=True, python="/v/bin/python")
-    assert spec["argv"] == ["/v/bin/python", "-m", "jupyterhub_hpc.modules.kernel", "--module", "gcc/12",
+    assert spec["argv"] == ["/v/bin/python", "-m", "jupyterhub_hpc.modules.launch", "--module", "gcc/12",
         "--module", "python/3.11", "--purge", "--connection-file", "{connection_file}", "--",
         "/v/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]  # fmt: skip
     assert spec["metadata"]["jupyterhub_hpc"] == {"modules": ["gcc/12", "python/3.11"], "purge": True}

@@ -2,7 +2,7 @@
 
 A kernelspec made by :func:`kernelspec` runs::
 
-    python -m jupyterhub_hpc.modules.kernel [--purge] --module M ... \\
+    python -m jupyterhub_hpc.modules.launch [--purge] --module M ... \\
         --connection-file {connection_file} -- python -m ipykernel_launcher -f {connection_file}
 
 The launcher loads the modules in a child bash through the server's module system (from
@@ -67,7 +67,7 @@ def kernelspec(
 ) -> dict[str, Any]:
     """The ``kernel.json`` of a Python kernel started with ``modules`` (checked names)."""
     names = [check_module_name(m) for m in modules]
-    launcher = [python, "-m", "jupyterhub_hpc.modules.kernel"]
+    launcher = [python, "-m", "jupyterhub_hpc.modules.launch"]
     for name in names:
         launcher += ["--module", name]
     if purge:
@@ -137,7 +137,3 @@ def main(argv: Sequence[str] | None = None) -> None:
             },
         )
         raise SystemExit(127) from None
-
-
-if __name__ == "__main__":
-    main()
