@@ -6,6 +6,9 @@ test trees of ``scripts/modules.sh``, headless Chromium for the spawn form. One 
   started through the server's REST API prints ``LOADEDMODULES`` and runs the modules' tools
   (the fake ``gcc``, ``hpctool``), the sticky module included; the hub route
   ``/hub/api/hpc/modules/<user>/`` answers the server's own set, to the user's token;
+* the profile's kernel preset end to end in the job: the server extension lists it (and the
+  server's modules, from that hub route), its kernel loads its own set (a purge, the sticky
+  module again, ``gcc/12``) while the server process (``/proc/<pid>/environ``) keeps the form's;
 * a module that fails to load fails the spawn within seconds, with Lmod's own message in the
   progress stream and on the spawn page;
 * REST starts with a module outside the profile's set, or with shell metacharacters, are 400s
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pwd
 import re
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,7 +54,16 @@ PROFILES = [
         "display_name": "Compilers",
         "slug": "mods",
         "default": True,
-        "profile_options": {"modules": {**MODULES, "allow": ["gcc/*", "python/*"], "preset": ["gcc"]}},
+        "profile_options": {
+            "modules": {
+                **MODULES,
+                "allow": ["gcc/*", "python/*"],
+                "preset": ["gcc"],
+                "kernels": [
+                    {"name": "gcc12", "display_name": "GCC 12 only", "modules": ["gcc/12"], "purge": True}
+                ],
+            }
+        },
     },
     {"display_name": "Anything", "slug": "any", "profile_options": {"modules": {**MODULES, "sticky": []}}},
     {
@@ -106,11 +120,11 @@ def user_token(hub: Hub, user: str) -> str:
     return str(r.json()["token"])
 
 
-def kernel_prints(hub: Hub, user: str, token: str, code: str) -> str:
+def kernel_prints(hub: Hub, user: str, token: str, code: str, kernel: str = "python3") -> str:
     """Start a kernel through the server's REST API, run ``code``, return what it printed."""
     base = f"{hub.url}/user/{user}/api/kernels"
     headers = {"Authorization": f"token {token}"}
-    r = requests.post(base, headers=headers, json={"name": "python3"}, timeout=30)
+    r = requests.post(base, headers=headers, json={"name": kernel}, timeout=30)
     assert r.status_code == 201, (r.status_code, r.text[:300])
     ws_url = f"{base}/{r.json()['id']}/channels".replace("http://", "ws://", 1)
 
@@ -207,7 +221,46 @@ def test_modules_picked_in_the_form_are_loaded_in_the_job(hub: Hub, page: Page) 
         f"{hub.url}/hub/api/hpc/modules/hpcuser2/", headers={"Authorization": f"token {token}"}, timeout=30
     )
     assert other.status_code == 403
+    preset_kernel_in_the_job(hub, user, token)
     stop(hub, user)
+
+
+def server_environ(user: str) -> dict[str, str]:
+    """The environment of the user's jupyterhub-singleuser process (the single-node cluster: here)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.stat().st_uid != pwd.getpwnam(user).pw_uid:
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"jupyterhub-singleuser") for a in argv[:2]):
+            raw = (proc / "environ").read_bytes()
+            return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    raise AssertionError(f"no jupyterhub-singleuser process of {user}")
+
+
+def preset_kernel_in_the_job(hub: Hub, user: str, token: str) -> None:
+    """The profile's kernel preset, end to end: the server extension in the job lists it (and the
+    server's modules, from the real hub route); its kernel has its own set (purge, the sticky
+    module again, gcc/12), the server process keeps the form's set."""
+    headers = {"Authorization": f"token {token}"}
+    lab = requests.get(f"{hub.url}/user/{user}/jupyterhub-hpc/modules", headers=headers, timeout=30)
+    assert lab.status_code == 200, lab.text[:300]
+    listed = lab.json()
+    assert listed["available"] and listed["system"] == "lmod", listed
+    assert listed["server"]["modules"] == ["gcc/11", "python/3.11"]
+    assert [(k["name"], k["modules"], k["kind"]) for k in listed["kernelspecs"]] == [
+        ("gcc12", ["gcc/12"], "preset")
+    ]
+    specs = requests.get(f"{hub.url}/user/{user}/api/kernelspecs", headers=headers, timeout=30).json()
+    assert "gcc12" in specs["kernelspecs"]
+    seen = fields(kernel_prints(hub, user, token, PROBE, kernel="gcc12"))
+    assert seen["LOADED"].split(":") == ["hpctool/1.0", "gcc/12"], seen
+    assert seen["CC"] == "gcc" and "12" in seen["GCC"], seen
+    environ = server_environ(user)
+    assert environ["LOADEDMODULES"].split(":") == ["hpctool/1.0", "gcc/11", "python/3.11"]
+    assert environ["CC"] == "gcc-11"
 
 
 def test_a_failing_module_fails_the_spawn_within_seconds_with_lmods_message(hub: Hub, page: Page) -> None:

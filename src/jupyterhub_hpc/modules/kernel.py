@@ -93,6 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
     """The kernel's environment and the status to record (raises ModuleLoadError)."""
     modules = [check_module_name(m) for m in args.module]
+    if not modules and not args.purge:  # nothing to load: the kernel as it is
+        return dict(env), {"ok": True, "modules": [], "loaded": loaded_modules(env)}
     text = env.get(MODULE_SYSTEM_ENV, "")
     if not text:
         raise ModuleLoadError(
