@@ -147,11 +147,12 @@ ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 start_ctld() {
   if ! alive "$CTLD_PID" slurmctld "$CONF" >/dev/null; then
     log "starting slurmctld (port $PORT_BASE)"
+    rm -f "$CTLD_PID"
     slurmctld -f "$CONF" || { logtail "$LOGDIR/slurmctld.log"; die "slurmctld failed to start"; }
   fi
   local end=$((SECONDS + WAIT_S))
   until ctld_up; do
-    if [ $SECONDS -ge $end ] || ! alive "$CTLD_PID" slurmctld "$CONF" >/dev/null; then
+    if [ $SECONDS -ge $end ] || died "$CTLD_PID" slurmctld "$CONF"; then
       scontrol ping >&2 || true
       logtail "$LOGDIR/slurmctld.log"
       die "slurmctld is not answering (scontrol ping)"

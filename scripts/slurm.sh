@@ -154,11 +154,12 @@ start_ctld() {
   if ! alive "$CTLD_PID" slurmctld >/dev/null; then
     make_dirs
     log "starting slurmctld"
+    rm -f "$CTLD_PID"
     slurmctld || { logtail "$LOGDIR/slurmctld.log"; die "slurmctld failed to start"; }
   fi
   local end=$((SECONDS + WAIT_S))
   until ctld_up; do
-    if [ $SECONDS -ge $end ] || ! alive "$CTLD_PID" slurmctld >/dev/null; then
+    if [ $SECONDS -ge $end ] || died "$CTLD_PID" slurmctld; then
       scontrol ping >&2 || true
       logtail "$LOGDIR/slurmctld.log"
       die "slurmctld is not answering (scontrol ping)"
@@ -182,6 +183,7 @@ start_slurmd() {
   if ! alive "$SLURMD_PID" slurmd >/dev/null; then
     make_dirs
     log "starting slurmd"
+    rm -f "$SLURMD_PID"
     slurmd || { logtail "$LOGDIR/slurmd.log"; die "slurmd failed to start"; }
     started=1
   fi
@@ -196,7 +198,7 @@ start_slurmd() {
       down|drain|drng|fail|inval|down\*|drain\*|drng\*|fail\*)
         scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true ;;
     esac
-    if [ $SECONDS -ge $end ] || ! alive "$SLURMD_PID" slurmd >/dev/null; then
+    if [ $SECONDS -ge $end ] || died "$SLURMD_PID" slurmd; then
       sinfo -N -l >&2 || true
       scontrol show node "$HOST" >&2 || true
       logtail "$LOGDIR/slurmd.log" "$LOGDIR/slurmctld.log"

@@ -118,11 +118,12 @@ start_dbd() {
   if ! alive "$DBD_PID" slurmdbd >/dev/null; then
     log "starting slurmdbd (port $DBD_PORT)"
     # slurmdbd reads slurmdbd.conf from the directory of SLURM_CONF (exported above)
+    rm -f "$DBD_PID"
     slurmdbd || { logtail "$LOGDIR/slurmdbd.log"; die "slurmdbd failed to start"; }
   fi
   local end=$((SECONDS + WAIT_S))
   until sacctmgr --immediate --noheader --parsable2 list cluster format=Cluster >/dev/null 2>&1; do
-    if [ $SECONDS -ge $end ] || ! alive "$DBD_PID" slurmdbd >/dev/null; then
+    if [ $SECONDS -ge $end ] || died "$DBD_PID" slurmdbd; then
       logtail "$LOGDIR/slurmdbd.log"; die "slurmdbd does not answer (sacctmgr list cluster)"
     fi
     sleep 0.3

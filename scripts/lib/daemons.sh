@@ -18,6 +18,13 @@ alive() {
   echo "$p"
 }
 
+# died PIDFILE COMM [ARG]: the daemon started after PIDFILE was removed has written it, and that
+# process is not alive (a daemon forks before it writes its pid file: until then, no verdict; a
+# stale file from the previous run would say "dead" at once)
+died() {
+  [ -s "$1" ] && ! alive "$@" >/dev/null
+}
+
 # stop_daemon PIDFILE COMM [CMDLINE_PART]: SIGTERM, wait up to 30 s, then SIGKILL; removes PIDFILE.
 # The process is recognised by `alive`, or by the function named in ALIVE (e.g. one that also checks
 # the process's root directory: `ALIVE=root_alive stop_daemon ...`).

@@ -74,23 +74,33 @@ def kernel_idle(page: Page) -> None:
     expect(indicator).to_have_attribute("data-status", "idle", timeout=30_000)
 
 
-def run_first_cell(page: Page) -> None:
-    """Run the visible notebook's first cell. A run asked for just after a fresh kernel became idle
-    was sometimes not sent at all (the prompt stayed ``[ ]``, no execute request in the kernel): it
-    is asked again then, at most three times, until the prompt changes to ``[*]`` or ``[n]``."""
-    kernel_idle(page)
+def run_first_cell(page: Page, until: re.Pattern[str] | None = None, wait_idle: bool = True) -> None:
+    """Run the visible notebook's first cell until it has run: its prompt changes to ``[n]``, or,
+    with ``until``, its output matches that (a rerun's prompt may say the same ``[1]`` again). A
+    run asked for just after a fresh kernel became idle was sometimes not sent at all (the prompt
+    stayed ``[ ]``), and one asked for while a restart was still reaching the page stayed ``[*]``
+    (lost with the old kernel): it is asked again then, at most three times, 20 s each. After a
+    restart the server made (not this page), the page shows the kernel "starting" until it next
+    sends it a request: ``wait_idle=False`` then."""
+    if wait_idle:
+        kernel_idle(page)
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     prompt = notebook.locator(".jp-CodeCell .jp-InputPrompt").first
+    shown = notebook.locator(".jp-CodeCell .jp-OutputArea").first
     for _ in range(3):
         before = prompt.inner_text()
         prompt.click()
         notebook.locator('[data-command="notebook:run-cell-and-select-next"]').click()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             now = prompt.inner_text()
-            if now != before and re.search(r"\[(\*|\d+)\]", now):
-                return
+            if until is not None:
+                if re.search(r"\[\d+\]", now) and until.search(shown.inner_text()):
+                    return
+            elif now != before and re.search(r"\[\d+\]", now):
+                return  # it ran (its output is for the caller to check)
             time.sleep(0.2)
+        # not run: the request was not sent, or lost in a kernel (re)start: ask again
     raise AssertionError("the cell was not run")
 
 
@@ -223,8 +233,13 @@ def run_story(server: Lab, page: Page) -> None:
     tick(panel, "hpctool", "hpctool/1.0")
     panel.locator('button[data-action="apply"]').click()
     expect(panel.locator(".jp-hpc-modules-message")).to_contain_text("restarted 1 running kernel")
+    # the restarted kernel's launcher has run (the panel polls its status file) and the notebook's
+    # connection has seen the restart through (a run asked for during it is lost, as in any restart)
+    expect(panel.locator(".jp-hpc-running-kernel", has_text="GCC 11 Py")).to_contain_text(
+        "hpctool/1.0", timeout=30_000
+    )
     page.locator(".lm-TabBar-tab", has_text="Untitled.ipynb").click()
-    run_first_cell(page)
+    run_first_cell(page, until=re.compile(r"LM=.*hpctool/1\.0"), wait_idle=False)
     expect(output(page)).to_contain_text(re.compile(r"LM=.*hpctool/1\.0"), timeout=30_000)
 
     # a module that fails to load: the tool's message in a notification (and in full in Details)
