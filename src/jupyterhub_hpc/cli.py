@@ -55,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             description=(modules_cli.__doc__ or "").split("\n\n")[0],
         )
     )
+    from .kernels import spec as kernels_spec
+
+    kernels_spec.add_arguments(
+        sub.add_parser(
+            "kernels",
+            help="install kernel presets whose kernels run as batch jobs",
+            description=(kernels_spec.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "version":
         from . import __version__
@@ -70,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(migrate.run(args))
     elif args.command == "modules":
         raise SystemExit(modules_cli.run(args))
+    elif args.command == "kernels":
+        raise SystemExit(kernels_spec.run(args))
 
 
 if __name__ == "__main__":
