@@ -11,19 +11,24 @@ kernel job with its state, and a failing kernel is explained with the tail of it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from conftest import slurm_jobs
 
@@ -179,3 +184,122 @@ def test_grid_engine_runs_the_same_kernel_contract(kernels: Path) -> None:
     facts = drive(kernels, "contract", "sge-all", user=SGE_USER)
     assert_contract(facts, SGE_USER)
     gone_within(3.0, lambda: facts["job"] in sge_jobs(SGE_USER))
+
+
+class UserServer:
+    """A Jupyter server run as ``user`` (the package's server extension enabled, as in a job), on a
+    fixed port so that a restarted one is found at the same address."""
+
+    def __init__(self, user: str, kernels: Path, port: int) -> None:
+        self.user, self.kernels, self.port = user, kernels, port
+        self.token = uuid.uuid4().hex
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = kernels / "out" / f"server-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        home = pwd.getpwnam(self.user).pw_dir
+        argv = ["runuser", "-u", self.user, "--", "env", f"JUPYTER_PATH={self.kernels}", f"HOME={home}"]
+        argv += [str(Path(sys.executable).parent / "jupyter-server"), "--no-browser", "--ip=127.0.0.1"]
+        argv += [f"--port={self.port}", "--port-retries=0", f"--IdentityProvider.token={self.token}"]
+        argv += [f"--ServerApp.root_dir={home}"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd="/tmp"
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if self.api("GET", "/api/status").ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(self.log.read_text()[-3000:])
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}"}
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def kill(self) -> None:
+        """The server process dies at once (kill -9): nothing of it shuts its kernels down."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def run_cell(self, kernel_id: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` over the kernel's websocket, as JupyterLab does; its printed output."""
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        async def go() -> str:
+            url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels"
+            conn = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
+            session = uuid.uuid4().hex
+
+            async def send(msg_type: str, content: dict[str, Any]) -> str:
+                msg_id = uuid.uuid4().hex
+                header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": self.user}
+                header.update({"date": datetime.now(timezone.utc).isoformat(), "version": "5.3"})
+                message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+                await conn.write_message(json.dumps({**message, "channel": "shell"}))
+                return msg_id
+
+            async def replies(msg_id: str, until: str) -> list[dict[str, Any]]:
+                seen: list[dict[str, Any]] = []
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+                    assert raw is not None, "the kernel's websocket closed"
+                    msg = json.loads(raw)
+                    if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                        seen.append(msg)
+                        # the reply comes on shell; its output on iopub, ending with status idle
+                        done = {m["msg_type"] for m in seen}
+                        if until in done and any(
+                            m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                            for m in seen
+                        ):
+                            return seen
+                raise AssertionError(f"no {until}")
+
+            # as JupyterLab does: kernel_info first (iopub is then connected), then the cell
+            await replies(await send("kernel_info_request", {}), "kernel_info_reply")
+            cell = {"code": code, "silent": False, "store_history": False}
+            seen = await replies(await send("execute_request", cell), "execute_reply")
+            conn.close()
+            out = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
+            out += [f"ERROR {m['content']['ename']}" for m in seen if m["msg_type"] == "error"]
+            return "".join(out)
+
+        return asyncio.run(go())
+
+
+def test_a_server_killed_and_started_again_takes_back_its_kernel_job(kernels: Path) -> None:
+    server = UserServer(USER, kernels, port=31330)
+    server.start()
+    try:
+        started = server.api("POST", "/api/kernels", json={"name": "slurm-debug"})
+        assert started.status_code == 201, started.text
+        kernel_id = started.json()["id"]
+        assert server.run_cell(kernel_id, PROBE_AND_SET).split()[0] in slurm_jobs(USER)
+        job = server.run_cell(kernel_id, "print(os.environ['SLURM_JOB_ID'])").strip()
+        server.kill()
+        assert slurm_jobs(USER).get(job) == "RUNNING"  # the kernel job outlives the server process
+        server.start()
+        listed = server.api("GET", "/api/kernels").json()
+        assert [k["id"] for k in listed] == [kernel_id], listed
+        # the same kernel, with the state it had before the server died
+        assert server.run_cell(kernel_id, "print(state, os.environ['SLURM_JOB_ID'])").split() == [
+            "kept-42",
+            job,
+        ]
+        assert server.api("DELETE", f"/api/kernels/{kernel_id}").status_code == 204
+        gone_within(3.0, lambda: job in slurm_jobs(USER))
+    finally:
+        server.kill()
+        subprocess.run(["scancel", f"--user={USER}"], check=False)
+
+
+PROBE_AND_SET = "import os; state = 'kept-42'; print(os.environ['SLURM_JOB_ID'])"

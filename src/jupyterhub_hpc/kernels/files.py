@@ -8,7 +8,9 @@ on a file system the compute nodes see, like the user's home):
 - ``kernel-<id>.hpc-request.json``, written by the server (:mod:`.provisioner`):
   :class:`NodeRequest`, the generation the job should run (a restart asks for the next one), a
   signal for the kernel process, or stop;
-- ``kernel-<id>.hpc-<job id>.log``, the job's output (made private before anything is written).
+- ``kernel-<id>.hpc-<job id>.log``, the job's output (made private before anything is written);
+- ``kernel-<id>.hpc-attach.json``, written by the server once the kernel is ready: what a restarted
+  server needs to take the job back (:mod:`.adopt`).
 
 Nothing secret travels on a command line or in the job script: the HMAC key and the CurveZMQ
 keys are only in the connection file. Every file is replaced at once (``os.replace``), so a
@@ -27,13 +29,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..modules.kernel import write_status
 
 __all__ = [
+    "ATTACH_SUFFIX",
     "PORT_NAMES",
     "NodeRequest",
     "NodeState",
+    "attach_path",
+    "forget",
     "log_path",
     "ports_bound",
     "read_json",
     "read_model",
+    "remember",
     "request_path",
     "state_path",
     "write_private",
@@ -121,3 +127,20 @@ def ports_bound(info: dict[str, object] | None) -> bool:
     if not info:
         return False
     return all(isinstance(info.get(name), int) and int(str(info[name])) > 0 for name in PORT_NAMES)
+
+
+ATTACH_SUFFIX = ".hpc-attach.json"
+
+
+def attach_path(connection_file: str | os.PathLike[str]) -> Path:
+    return _sibling(connection_file, ATTACH_SUFFIX)
+
+
+def remember(connection_file: str, kernel_name: str, cwd: str, provisioner_info: dict[str, object]) -> None:
+    """Leave the attach record of a ready kernel job (read back by :mod:`.adopt`)."""
+    record: dict[str, object] = {"kernel_name": kernel_name, "cwd": cwd, "provisioner": provisioner_info}
+    write_private(attach_path(connection_file), record)
+
+
+def forget(connection_file: str) -> None:
+    attach_path(connection_file).unlink(missing_ok=True)

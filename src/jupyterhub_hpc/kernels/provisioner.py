@@ -49,10 +49,12 @@ from ..watcher import QueueWatcher, WatcherSettings, get_watcher
 from .files import (
     NodeRequest,
     NodeState,
+    forget,
     log_path,
     ports_bound,
     read_json,
     read_model,
+    remember,
     request_path,
     state_path,
     write_private,
@@ -267,6 +269,8 @@ class HPCProvisioner(KernelProvisionerBase):
             await self._submit(cmd, kwargs.get("env"))
         self._restart_asked = False
         await self._wait_ready()
+        # a restarted server takes the job back from this record (.adopt)
+        remember(self.connection_file, self.km.kernel_name, self._cwd, await self.get_provisioner_info())
         return self.connection_info
 
     def _write_request(self, **changes: Any) -> None:
@@ -439,6 +443,7 @@ class HPCProvisioner(KernelProvisionerBase):
             await self._cancel()
         self.watcher.unregister(self.job_id)
         KERNEL_JOBS.pop(self.kernel_id, None)
+        forget(self.connection_file)
         for path in (self._path("state"), self._path("request")):
             path.unlink(missing_ok=True)
         self.job_id = ""

@@ -5,7 +5,8 @@ files). Routes under the server's base URL (:mod:`jupyterhub_hpc.lab.handlers`):
 ``jupyterhub-hpc/card``, ``jupyterhub-hpc/stop``, ``jupyterhub-hpc/announcements`` and
 ``jupyterhub-hpc/announcements/<id>/dismiss``, and ``jupyterhub-hpc/activity`` with the use
 reports to the hub (:mod:`jupyterhub_hpc.lab.activity`), ``jupyterhub-hpc/modules`` with the
-per-kernel module sets and the kernel presets (:mod:`jupyterhub_hpc.lab.modules`).
+per-kernel module sets and the kernel presets (:mod:`jupyterhub_hpc.lab.modules`). At start it
+takes back the kernel jobs a previous server process left running (:mod:`jupyterhub_hpc.kernels.adopt`).
 Nothing happens at import time.
 """
 
@@ -28,3 +29,23 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     state = setup_handlers(serverapp.web_app, serverapp.log)
     setup_activity(serverapp, state.client)
     setup_modules(serverapp, state)
+    setup_kernel_jobs(serverapp)
+
+
+def setup_kernel_jobs(serverapp: Any) -> None:
+    """Keep the sessions across a server restart and take back the kernel jobs the previous
+    server process left running (:mod:`jupyterhub_hpc.kernels.adopt`)."""
+    from ..kernels.adopt import adopt_kernel_jobs, persist_sessions
+
+    if not hasattr(serverapp.kernel_manager, "_kernels"):
+        serverapp.log.info(
+            "jupyterhub-hpc: kernel jobs are not taken back by %s", type(serverapp.kernel_manager)
+        )
+        return
+    persist_sessions(serverapp.session_manager, serverapp.runtime_dir)
+    loop = serverapp.io_loop
+    if loop.asyncio_loop.is_running():
+        loop.add_callback(adopt_kernel_jobs, serverapp.kernel_manager, serverapp.runtime_dir)
+    else:
+        # before the first request: a session whose kernel is not back yet would be dropped
+        loop.run_sync(lambda: adopt_kernel_jobs(serverapp.kernel_manager, serverapp.runtime_dir), timeout=120)
