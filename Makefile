@@ -134,7 +134,7 @@ services: system-deps
 # - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run is done with
 #   Slurm 24.11) the same suite on Slurm 24.11.
 # Then everything else with JupyterHub 6.
-MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_maintenance_live.py \
+MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_kernel_jobs_multinode.py tests/e2e/test_maintenance_live.py \
   tests/e2e/test_maintenance_announcements_live.py
 SLURM24_TESTS := tests/e2e/test_slurm_idle.py tests/lab/test_lab_live.py
 NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
