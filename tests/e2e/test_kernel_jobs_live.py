@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -190,8 +191,9 @@ class UserServer:
     """A Jupyter server run as ``user`` (the package's server extension enabled, as in a job), on a
     fixed port so that a restarted one is found at the same address."""
 
-    def __init__(self, user: str, kernels: Path, port: int) -> None:
+    def __init__(self, user: str, kernels: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.user, self.kernels, self.port = user, kernels, port
+        self.env = env or {}
         self.token = uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{port}"
         self.log = kernels / "out" / f"server-{port}.log"
@@ -200,6 +202,7 @@ class UserServer:
     def start(self) -> None:
         home = pwd.getpwnam(self.user).pw_dir
         argv = ["runuser", "-u", self.user, "--", "env", f"JUPYTER_PATH={self.kernels}", f"HOME={home}"]
+        argv += [f"{name}={value}" for name, value in self.env.items()]
         argv += [str(Path(sys.executable).parent / "jupyter-server"), "--no-browser", "--ip=127.0.0.1"]
         argv += [f"--port={self.port}", "--port-retries=0", f"--IdentityProvider.token={self.token}"]
         argv += [f"--ServerApp.root_dir={home}"]
@@ -273,7 +276,8 @@ class UserServer:
             out += [f"ERROR {m['content']['ename']}" for m in seen if m["msg_type"] == "error"]
             return "".join(out)
 
-        return asyncio.run(go())
+        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API may hold this thread's event loop
+            return pool.submit(asyncio.run, go()).result()
 
 
 def test_a_server_killed_and_started_again_takes_back_its_kernel_job(kernels: Path) -> None:

@@ -121,3 +121,51 @@ def test_a_kernel_preset_runs_as_its_own_job_on_another_node(hub: Hub, page: Pag
     assert server_job in jobs(USER)
     hub.stop_server(USER)
     path.unlink(missing_ok=True)
+
+
+def test_a_kernel_job_killed_at_its_walltime_is_explained_and_not_resubmitted(tmp_path: Path) -> None:
+    """The job of a running kernel reaches its walltime: the kernel is reported dead with the job's
+    state and output, and jupyter_server's automatic restarter does not submit a new job."""
+    from e2e.test_kernel_jobs_live import UserServer
+    from jupyterhub_hpc.kernels.spec import install, kernelspec
+
+    base = Path(tempfile.mkdtemp(prefix="kernel-walltime-"))
+    try:
+        spec = kernelspec(
+            "Python 3 (1 minute)",
+            resources={"partition": "debug", "walltime": "00:01:00", "memory": "300M"},
+            config={"scheduler_environment": {"SLURM_CONF": SLURM_CONF}, "poll_interval": 3},
+        )
+        install("one-minute", spec, base / "kernels")
+        (base / "out").mkdir()
+        subprocess.run(["chmod", "-R", "a+rwX", str(base)], check=True)
+        server = UserServer(USER, base, port=31331, env={"SLURM_CONF": SLURM_CONF})
+        server.start()
+        try:
+            walltime_story(server)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n--- server log ---\n{server.log.read_text()[-5000:]}") from None
+        finally:
+            server.kill()
+    finally:
+        slurm("scancel", f"--user={USER}")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def walltime_story(server: Any) -> None:
+    started = server.api("POST", "/api/kernels", json={"name": "one-minute"})
+    assert started.status_code == 201, started.text
+    kernel_id = started.json()["id"]
+    job = server.run_cell(kernel_id, "import os; print(os.environ['SLURM_JOB_ID'])").strip()
+    assert jobs(USER).get(job) == "RUNNING"
+    # Slurm ends the job at its limit (checked every ~30 s): then the restarter tries its
+    # restarts (nothing submitted) and the server drops the kernel as dead
+    deadline = time.monotonic() + 180
+    while kernel_id in [k["id"] for k in server.api("GET", "/api/kernels").json()]:
+        assert time.monotonic() < deadline, "the kernel was not reported dead"
+        time.sleep(2)
+    assert "TIMEOUT" in slurm("squeue", "--noheader", "--states=all", f"--jobs={job}", "--format=%T")
+    log = server.log.read_text()
+    assert f"kernel job {job} (slurm) TIMEOUT" in log and "killed at its walltime" in log, log[-3000:]
+    assert "not restarting" in log
+    assert jobs(USER) == {}, "a new kernel job was submitted"

@@ -77,6 +77,7 @@ def test_shared_files_are_private_whole_and_typed(tmp_path: Path) -> None:
     assert not ports_bound({"shell_port": 1})
     assert not ports_bound(dict.fromkeys(PORT_NAMES, 0))
     assert ports_bound(dict.fromkeys(PORT_NAMES, 5))
+    assert not ports_bound({**dict.fromkeys(PORT_NAMES, 5), "hb_port": True})  # a bool is no port
 
 
 def test_a_kernel_job_gets_no_credentials_and_not_the_servers_job_variables() -> None:
@@ -284,3 +285,5 @@ def test_the_scheduler_ending_the_job_ends_the_kernel(
     job.send_signal(signal.SIGTERM)  # scancel, or the walltime
     assert job.wait(timeout=10) == 7
     assert (datetime.now() - started).total_seconds() < 5
+    stopped = wait_state(cf, lambda s: s.state == "stopped")
+    assert (stopped.returncode, stopped.message) == (7, "the scheduler ended the job")

@@ -126,7 +126,8 @@ def ports_bound(info: dict[str, object] | None) -> bool:
     """Whether a connection file's five ports are all set (the kernel wrote them back)."""
     if not info:
         return False
-    return all(isinstance(info.get(name), int) and int(str(info[name])) > 0 for name in PORT_NAMES)
+    ports = [info.get(name) for name in PORT_NAMES]
+    return all(type(port) is int and port > 0 for port in ports)
 
 
 ATTACH_SUFFIX = ".hpc-attach.json"

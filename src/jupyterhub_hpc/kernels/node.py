@@ -162,6 +162,9 @@ class Node:
         while True:
             returncode = self.run_generation(generation)
             if self.terminated:
+                # the scheduler ends the job (walltime, scancel): no restart can happen in it
+                message = self.message or "the scheduler ended the job"
+                self.report(generation, "stopped", returncode=returncode, message=message)
                 return returncode
             following = self.next_generation(generation)
             if following is None:

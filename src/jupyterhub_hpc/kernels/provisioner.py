@@ -151,6 +151,8 @@ class HPCProvisioner(KernelProvisionerBase):
     _restart_asked = False
     _cwd = ""
     _submitted = 0.0
+    _start_seconds = 0.0
+    _end_logged = False
     _signal_seq = 0
 
     # -- the scheduler ---------------------------------------------------------------
@@ -173,6 +175,14 @@ class HPCProvisioner(KernelProvisionerBase):
     def _job_ended(self) -> bool:
         state = self.status().state
         return state.is_final or state is JobState.NOT_FOUND
+
+    def _allocation_gone(self) -> bool:
+        """The job ended, or is ending: its supervisor said the scheduler stopped it (the
+        watcher's cache may not know yet)."""
+        if self._job_ended():
+            return True
+        node = read_model(self._path("state"), NodeState)
+        return node is not None and node.generation == self.generation and node.state == "stopped"
 
     @property
     def km(self) -> Any:
@@ -251,7 +261,7 @@ class HPCProvisioner(KernelProvisionerBase):
         return {"connection": Path(cf), "state": state_path(cf), "request": request_path(cf)}[which]
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
-        if self.job_id and not self._job_ended():
+        if self.job_id and not self._allocation_gone():
             # a restart: the next kernel process in the same allocation
             self.generation += 1
             self._write_request()
@@ -263,7 +273,8 @@ class HPCProvisioner(KernelProvisionerBase):
             )
         elif self.job_id and not self._restart_asked:
             # the restarter after the job ended: nothing is resubmitted; the kernel stays dead
-            self.log.warning("kernel %s: not restarting: %s", self.kernel_id, self.ended or "its job ended")
+            self._note_end()
+            self.log.warning("kernel %s: not restarting: its job %s ended", self.kernel_id, self.job_id)
             return self.connection_info
         else:
             await self._submit(cmd, kwargs.get("env"))
@@ -279,6 +290,8 @@ class HPCProvisioner(KernelProvisionerBase):
         write_private(self._path("request"), NodeRequest.model_validate(values))
 
     async def _submit(self, cmd: list[str], env: dict[str, str] | None) -> None:
+        if self.job_id:  # a restart the user asked for after the job ended: a new job
+            self.watcher.unregister(self.job_id)
         request = self.request()
         backend = self.client.backend
         cf = self.connection_file
@@ -291,6 +304,7 @@ class HPCProvisioner(KernelProvisionerBase):
             ) from None
         self.generation = 1
         self.ended = ""
+        self._end_logged = False
         self._signal_seq = 0
         for stale in (self._path("state"), self._path("request")):
             stale.unlink(missing_ok=True)
@@ -346,6 +360,7 @@ class HPCProvisioner(KernelProvisionerBase):
                         assert info is not None
                         connection = {**info, "key": str(info["key"]).encode()}
                         self.connection_info = cast(KernelConnectionInfo, connection)
+                        self._start_seconds = time.monotonic() - self._submitted
                         # the manager's own copy: it had ports 0 and no node address
                         self.km.load_connection_info(self.connection_info)
                         return
@@ -374,6 +389,7 @@ class HPCProvisioner(KernelProvisionerBase):
             await self._cancel()
             status = JobStatus(job_id=self.job_id, state=JobState.NOT_FOUND)
         self.ended = describe_end(self.client.backend.name, status, why, self._output())
+        self._end_logged = True
         raise KernelJobError(self.ended)
 
     async def _cancel(self) -> None:
@@ -391,15 +407,31 @@ class HPCProvisioner(KernelProvisionerBase):
         if not self.job_id:
             return 0
         node = read_model(self._path("state"), NodeState)
-        if node is not None and node.generation == self.generation and node.state in ENDED:
+        kernel_gone = node is not None and node.generation == self.generation and node.state in ENDED
+        if self._job_ended() or (kernel_gone and node is not None and node.state == "stopped"):
+            self._note_end()
+            if node is not None and node.returncode not in (None, 0):
+                return node.returncode
+            code = self.status().exit_code
+            return code if code not in (None, 0) else 1
+        if kernel_gone and node is not None:
             return node.returncode if node.returncode is not None else 1
-        if self._job_ended():
-            status = self.status()
-            if not self.ended:
-                self.ended = describe_end(self.client.backend.name, status, "", self._output())
-                self.log.warning("kernel %s: %s", self.kernel_id, self.ended)
-            return status.exit_code if status.exit_code not in (None, 0) else 1
         return None
+
+    def _note_end(self) -> None:
+        """Why the job ended, in the scheduler's words (:attr:`ended`), logged once the scheduler
+        has confirmed the end; until then the watcher is asked to look again soon."""
+        if self._end_logged:
+            return
+        status = self.status()
+        final = status.state.is_final or status.state is JobState.NOT_FOUND
+        why = "" if final else "the scheduler is ending the job"
+        self.ended = describe_end(self.client.backend.name, status, why, self._output())
+        if final:
+            self._end_logged = True
+            self.log.warning("kernel %s: %s", self.kernel_id, self.ended)
+        else:
+            self.watcher.refresh_soon()
 
     async def wait(self) -> int | None:
         while (code := await self.poll()) is None:
@@ -444,7 +476,14 @@ class HPCProvisioner(KernelProvisionerBase):
         self.watcher.unregister(self.job_id)
         KERNEL_JOBS.pop(self.kernel_id, None)
         forget(self.connection_file)
-        for path in (self._path("state"), self._path("request")):
+        # the connection file (it holds the keys) and the job's files: jupyter_client removes only
+        # the connection files it wrote itself
+        for path in (
+            self._path("connection"),
+            self._path("state"),
+            self._path("request"),
+            log_path(self.connection_file, self.job_id),
+        ):
             path.unlink(missing_ok=True)
         self.job_id = ""
 
@@ -452,8 +491,9 @@ class HPCProvisioner(KernelProvisionerBase):
         return max(recommended, 5.0)
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
-        """The queue wait is part of a start: the restarter must not judge a queued kernel."""
-        return max(recommended, self.queue_timeout + self.start_timeout)
+        """The queue wait is part of a start: ``recommended`` plus the time the last start took
+        from submit to ready (the restarter asks once a kernel runs)."""
+        return recommended + self._start_seconds
 
     # -- persistence (a server restart) ---------------------------------------------------
     async def get_provisioner_info(self) -> dict[str, Any]:
