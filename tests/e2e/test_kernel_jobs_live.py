@@ -187,6 +187,53 @@ def test_grid_engine_runs_the_same_kernel_contract(kernels: Path) -> None:
     gone_within(3.0, lambda: facts["job"] in sge_jobs(SGE_USER))
 
 
+def kernel_cell(url: str, headers: dict[str, str], user: str, code: str, timeout: float = 60) -> str:
+    """Run ``code`` over a kernel's websocket at ``url``, as JupyterLab does; its printed output."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def go() -> str:
+        conn = await websocket_connect(HTTPRequest(url, headers=headers))
+        session = uuid.uuid4().hex
+
+        async def send(msg_type: str, content: dict[str, Any]) -> str:
+            msg_id = uuid.uuid4().hex
+            header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": user}
+            header.update({"date": datetime.now(timezone.utc).isoformat(), "version": "5.3"})
+            message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+            await conn.write_message(json.dumps({**message, "channel": "shell"}))
+            return msg_id
+
+        async def replies(msg_id: str, until: str) -> list[dict[str, Any]]:
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+                assert raw is not None, "the kernel's websocket closed"
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    seen.append(msg)
+                    # the reply comes on shell; its output on iopub, ending with status idle
+                    done = {m["msg_type"] for m in seen}
+                    if until in done and any(
+                        m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen
+                    ):
+                        return seen
+            raise AssertionError(f"no {until}")
+
+        # as JupyterLab does: kernel_info first (iopub is then connected), then the cell
+        await replies(await send("kernel_info_request", {}), "kernel_info_reply")
+        cell = {"code": code, "silent": False, "store_history": False}
+        seen = await replies(await send("execute_request", cell), "execute_reply")
+        conn.close()
+        out = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
+        out += [f"ERROR {m['content']['ename']}" for m in seen if m["msg_type"] == "error"]
+        return "".join(out)
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API may hold this thread's event loop
+        return pool.submit(asyncio.run, go()).result()
+
+
 class UserServer:
     """A Jupyter server run as ``user`` (the package's server extension enabled, as in a job), on a
     fixed port so that a restarted one is found at the same address."""
@@ -233,51 +280,8 @@ class UserServer:
 
     def run_cell(self, kernel_id: str, code: str, timeout: float = 60) -> str:
         """Run ``code`` over the kernel's websocket, as JupyterLab does; its printed output."""
-        from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
-
-        async def go() -> str:
-            url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels"
-            conn = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
-            session = uuid.uuid4().hex
-
-            async def send(msg_type: str, content: dict[str, Any]) -> str:
-                msg_id = uuid.uuid4().hex
-                header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": self.user}
-                header.update({"date": datetime.now(timezone.utc).isoformat(), "version": "5.3"})
-                message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
-                await conn.write_message(json.dumps({**message, "channel": "shell"}))
-                return msg_id
-
-            async def replies(msg_id: str, until: str) -> list[dict[str, Any]]:
-                seen: list[dict[str, Any]] = []
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
-                    assert raw is not None, "the kernel's websocket closed"
-                    msg = json.loads(raw)
-                    if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                        seen.append(msg)
-                        # the reply comes on shell; its output on iopub, ending with status idle
-                        done = {m["msg_type"] for m in seen}
-                        if until in done and any(
-                            m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                            for m in seen
-                        ):
-                            return seen
-                raise AssertionError(f"no {until}")
-
-            # as JupyterLab does: kernel_info first (iopub is then connected), then the cell
-            await replies(await send("kernel_info_request", {}), "kernel_info_reply")
-            cell = {"code": code, "silent": False, "store_history": False}
-            seen = await replies(await send("execute_request", cell), "execute_reply")
-            conn.close()
-            out = [m["content"]["text"] for m in seen if m["msg_type"] == "stream"]
-            out += [f"ERROR {m['content']['ename']}" for m in seen if m["msg_type"] == "error"]
-            return "".join(out)
-
-        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API may hold this thread's event loop
-            return pool.submit(asyncio.run, go()).result()
+        url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels"
+        return kernel_cell(url, {"Authorization": f"token {self.token}"}, self.user, code, timeout)
 
 
 def test_a_server_killed_and_started_again_takes_back_its_kernel_job(kernels: Path) -> None:

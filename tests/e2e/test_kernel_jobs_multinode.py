@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect
 
 from browser import log_in
 from conftest import nonroot_hubs
+from e2e.test_kernel_jobs_live import UserServer, kernel_cell
 from hub import Hub
 from lab.test_modules_live import notebook, output, run_first_cell
 from multinode_slurm import SLURM_CONF, slurm
@@ -126,7 +129,6 @@ def test_a_kernel_preset_runs_as_its_own_job_on_another_node(hub: Hub, page: Pag
 def test_a_kernel_job_killed_at_its_walltime_is_explained_and_not_resubmitted(tmp_path: Path) -> None:
     """The job of a running kernel reaches its walltime: the kernel is reported dead with the job's
     state and output, and jupyter_server's automatic restarter does not submit a new job."""
-    from e2e.test_kernel_jobs_live import UserServer
     from jupyterhub_hpc.kernels.spec import install, kernelspec
 
     base = Path(tempfile.mkdtemp(prefix="kernel-walltime-"))
@@ -169,3 +171,56 @@ def walltime_story(server: Any) -> None:
     assert f"kernel job {job} (slurm) TIMEOUT" in log and "killed at its walltime" in log, log[-3000:]
     assert "not restarting" in log
     assert jobs(USER) == {}, "a new kernel job was submitted"
+
+
+def singleuser_pids(user: str) -> list[int]:
+    """The user's jupyterhub-singleuser server processes (not the launcher around them)."""
+    listing = subprocess.run(
+        ["pgrep", "-u", user, "-f", "jupyterhub-singleuser"], capture_output=True, text=True
+    )
+    pids = []
+    for pid in listing.stdout.split():
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(part.endswith(b"/jupyterhub-singleuser") for part in argv[:2]):
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_server_killed_and_spawned_again_by_the_hub_takes_back_its_kernel(hub: Hub, page: Page) -> None:
+    hub.ensure_user(USER)
+    if not hub.user_model(USER)["servers"]:
+        assert hub.spawn(USER).status_code in (201, 202)
+        hub.wait_ready(USER)
+    token = hub.user_token(USER)
+    base = f"{hub.url}/user/{USER}/api/kernels"
+    headers = {"Authorization": f"token {token}"}
+    started = requests.post(base, headers=headers, json={"name": "slurm-gpu"}, timeout=60)
+    assert started.status_code == 201, started.text
+    kernel_id = started.json()["id"]
+    channels = f"{base}/{kernel_id}/channels".replace("http://", "ws://", 1)
+    job = kernel_cell(
+        channels, headers, USER, "import os; state = 'kept-42'; print(os.environ['SLURM_JOB_ID'])"
+    ).strip()
+    assert jobs(USER).get(job) == "RUNNING"
+    # the server process dies at once; its job ends, the hub sees it stopped
+    (pid,) = singleuser_pids(USER)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while hub.user_model(USER)["servers"]:
+        assert time.monotonic() < deadline, "the hub did not see the server stop"
+        time.sleep(1)
+    assert jobs(USER).get(job) == "RUNNING"  # the kernel's job runs on
+    assert hub.spawn(USER).status_code in (201, 202)
+    hub.wait_ready(USER)
+    listed = requests.get(base, headers=headers, timeout=30).json()
+    assert [k["id"] for k in listed] == [kernel_id], listed
+    assert kernel_cell(channels, headers, USER, "print(state, os.environ['SLURM_JOB_ID'])").split() == [
+        "kept-42",
+        job,
+    ]
+    assert requests.delete(f"{base}/{kernel_id}", headers=headers, timeout=30).status_code == 204
+    deadline = time.monotonic() + 3
+    while job in jobs(USER):
+        assert time.monotonic() < deadline, "the kernel job is still queued"
+        time.sleep(0.2)
+    hub.stop_server(USER)

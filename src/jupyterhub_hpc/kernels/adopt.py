@@ -1,6 +1,7 @@
 """A restarted Jupyter server takes back the kernel jobs its previous process left running.
 
-Once a kernel job is ready, the provisioner leaves an attach record beside the connection file,
+Once a kernel job is ready, the provisioner leaves an attach record beside the connection file
+(in ``HPCProvisioner.kernel_directory``, shared with the compute nodes),
 ``kernel-<id>.hpc-attach.json`` (0600): the kernel's name, its working directory and the
 provisioner info (job id, generation, connection). Shutting the kernel down removes it.
 
@@ -12,9 +13,9 @@ server's kernel map, so that ``/api/kernels`` lists it and a client reconnects t
 its state. A record of a job that ended is removed. A server that is *stopped* shuts its kernels
 down first (jupyter_server's own shutdown), and their jobs end with it.
 
-The server's sessions (notebook <-> kernel) are kept in a private SQLite file in the runtime
-directory (:func:`persist_sessions`), so that a notebook finds its kernel again. jupyter_server
-drops any session whose kernel is gone.
+The server's sessions (notebook <-> kernel) are kept in a private SQLite file in the same
+directory (:func:`persist_sessions`; the server's runtime directory may be private to its node),
+so that a notebook finds its kernel again. jupyter_server drops any session whose kernel is gone.
 """
 
 from __future__ import annotations
@@ -30,27 +31,33 @@ __all__ = ["adopt_kernel_jobs", "persist_sessions"]
 SESSIONS_FILE = "jupyterhub-hpc-sessions.db"
 
 
-def persist_sessions(session_manager: Any, runtime_dir: str) -> None:
-    """Keep the server's sessions in a 0600 SQLite file in ``runtime_dir`` unless the admin chose a
-    file already (``SessionManager.database_filepath``); before its first use (it connects lazily)."""
+def persist_sessions(session_manager: Any, kernel_manager: Any) -> None:
+    """Keep the server's sessions in a 0600 SQLite file in the kernel directory unless the admin
+    chose a file already (``SessionManager.database_filepath``); before its first use (it
+    connects lazily)."""
+    from .provisioner import HPCProvisioner
+
     if session_manager.database_filepath != ":memory:":
         return
-    path = os.path.join(runtime_dir, SESSIONS_FILE)
-    os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+    directory = HPCProvisioner(parent=kernel_manager).kernel_directory
+    path = os.path.join(directory, SESSIONS_FILE)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     session_manager.database_filepath = path
 
 
-async def adopt_kernel_jobs(kernel_manager: Any, runtime_dir: str) -> list[str]:
-    """Add the still-running kernel jobs of ``runtime_dir``'s attach records to the server's
-    ``kernel_manager``; the kernel ids taken back."""
+async def adopt_kernel_jobs(kernel_manager: Any) -> list[str]:
+    """Add the still-running kernel jobs of the attach records in the kernel directory (the
+    server's ``HPCProvisioner.kernel_directory``) to the server's ``kernel_manager``; the kernel
+    ids taken back."""
     from jupyter_client.provisioning.factory import KernelProvisionerFactory
     from jupyter_server._tz import utcnow
 
     from .provisioner import HPCProvisioner
 
+    directory = HPCProvisioner(parent=kernel_manager).kernel_directory
     adopted: list[str] = []
-    for record_path in sorted(Path(runtime_dir).glob(f"kernel-*{ATTACH_SUFFIX}")):
+    for record_path in sorted(Path(directory).glob(f"kernel-*{ATTACH_SUFFIX}")):
         record = read_json(record_path)
         info = record.get("provisioner") if record else None
         if not isinstance(info, dict) or not isinstance(info.get("kernel_id"), str):

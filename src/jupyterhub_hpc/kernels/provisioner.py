@@ -13,7 +13,8 @@ every kernel job of the server is followed by **one** batched status query per i
 process's :class:`~jupyterhub_hpc.watcher.QueueWatcher` for that scheduler).
 
 In the job, :mod:`.node` binds the kernel's ports on the compute node. The connection file (HMAC
-key, CurveZMQ key pair) is written 0600 in the user's runtime directory and never appears on a
+key, CurveZMQ key pair) is written 0600 in the kernel directory (shared with the compute nodes,
+0700) and never appears on a
 command line; CurveZMQ is **required** by default (``encryption``), refused with a clear message
 for a kernel that does not declare it. Interrupts are messages (the kernelspec's
 ``interrupt_mode: "message"``); other signals go to the kernel process through the job.
@@ -31,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import os
+import re
 import signal
 import sys
 import time
@@ -39,7 +42,7 @@ from typing import Any, cast
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Dict, Enum, Float, List, Unicode
+from traitlets import Dict, Enum, Float, List, Unicode, default
 
 from ..backends import JobScript, SubmitError, backend_class
 from ..client import ClientSettings, SchedulerClient, get_client
@@ -62,6 +65,19 @@ from .files import (
 from .jobs import clean_environment, describe_end, tail
 
 __all__ = ["KERNEL_JOBS", "HPCProvisioner", "KernelJobError"]
+
+
+def default_kernel_directory() -> str:
+    """``~/.local/share/jupyter/hpc-kernels/<server>``: one directory per server of the user (the
+    JupyterHub server name, ``default`` for the unnamed one), so that a restarted server takes back
+    its own kernel jobs only."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
+        name = "default" if not name else "server-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return os.path.join(jupyter_data_dir(), "hpc-kernels", name)
+
 
 #: kernel id -> the provisioner of every kernel job of this server process (what JupyterLab reads)
 KERNEL_JOBS: dict[str, HPCProvisioner] = {}
@@ -143,6 +159,17 @@ class HPCProvisioner(KernelProvisionerBase):
         help="How long the job keeps its allocation after its kernel exited, waiting for a restart.",
     )
     command_timeout = Float(30.0, config=True, help="Timeout of each scheduler command (seconds).")
+    kernel_directory = Unicode(
+        config=True,
+        help="""Where the connection files and the job's files of kernel jobs are written (0700):
+        a directory the compute nodes share with the server, like the home directory (default:
+        ~/.local/share/jupyter/hpc-kernels/<JupyterHub server name, or default>). A restarted
+        server takes kernel jobs back from the directory its own configuration names.""",
+    )
+
+    @default("kernel_directory")
+    def _default_kernel_directory(self) -> str:
+        return default_kernel_directory()
 
     job_id: str = ""
     generation: int = 0
@@ -210,12 +237,13 @@ class HPCProvisioner(KernelProvisionerBase):
 
     @property
     def connection_file(self) -> str:
+        """``kernel-<id>.json`` in :attr:`kernel_directory` (not the server's runtime directory,
+        which may be private to the server's node)."""
         km = self.km
-        if not km.connection_file:
-            from jupyter_core.paths import jupyter_runtime_dir
-
-            km.connection_file = os.path.join(jupyter_runtime_dir(), f"kernel-{self.kernel_id}.json")
-        return str(km.connection_file)
+        wanted = os.path.join(self.kernel_directory, f"kernel-{self.kernel_id}.json")
+        if km.connection_file != wanted:
+            km.connection_file = wanted
+        return wanted
 
     def request(self) -> JobRequest:
         try:
@@ -246,6 +274,7 @@ class HPCProvisioner(KernelProvisionerBase):
             setattr(km, name, 0)
         directory = os.path.dirname(self.connection_file)
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
         info = {**km.get_connection_info(session=False), "key": km.session.key.decode()}
         info["kernel_name"] = km.kernel_name
         write_private(self._path("connection"), info)
@@ -300,7 +329,7 @@ class HPCProvisioner(KernelProvisionerBase):
             check_workdir(directory)
         except ValueError as exc:
             raise KernelJobError(
-                f"the runtime directory {directory!r} cannot be named in a job: {exc}"
+                f"the kernel directory {directory!r} cannot be named in a job: {exc}"
             ) from None
         self.generation = 1
         self.ended = ""
@@ -520,7 +549,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self.job_id = str(provisioner_info.get("job_id", ""))
         self.generation = int(provisioner_info.get("generation", 1))
         if provisioner_info.get("connection_file"):
-            self.km.connection_file = provisioner_info["connection_file"]
+            self.kernel_directory = os.path.dirname(str(provisioner_info["connection_file"]))
         self._submitted = time.monotonic()
         if self.job_id:
             self.watcher.register(self.job_id)

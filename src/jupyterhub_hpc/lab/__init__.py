@@ -42,10 +42,10 @@ def setup_kernel_jobs(serverapp: Any) -> None:
             "jupyterhub-hpc: kernel jobs are not taken back by %s", type(serverapp.kernel_manager)
         )
         return
-    persist_sessions(serverapp.session_manager, serverapp.runtime_dir)
+    persist_sessions(serverapp.session_manager, serverapp.kernel_manager)
     loop = serverapp.io_loop
     if loop.asyncio_loop.is_running():
-        loop.add_callback(adopt_kernel_jobs, serverapp.kernel_manager, serverapp.runtime_dir)
+        loop.add_callback(adopt_kernel_jobs, serverapp.kernel_manager)
     else:
         # before the first request: a session whose kernel is not back yet would be dropped
-        loop.run_sync(lambda: adopt_kernel_jobs(serverapp.kernel_manager, serverapp.runtime_dir), timeout=120)
+        loop.run_sync(lambda: adopt_kernel_jobs(serverapp.kernel_manager), timeout=120)
