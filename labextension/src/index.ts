@@ -6,6 +6,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { Signal } from '@lumino/signaling';
 
 import { ActivityReporter } from './activity';
+import { KernelJobNotices } from './kerneljobs';
 import { CardModel } from './model';
 import { ModuleFailures, ModulesPanel, recordModuleSets } from './modules';
 import { Notices } from './notices';
@@ -98,6 +99,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (notebooks) {
       recordModuleSets(notebooks, specs);
     }
+    // kernels as batch jobs (issue 16): the queued kernel job's reason, then its node and end
+    const kernelJobs = new KernelJobNotices(specs, app.serviceManager.kernels, notebooks);
     palette?.addItem({ command: MODULES, category: 'Software modules' });
     palette?.addItem({ command: OPEN, category: CATEGORY });
     palette?.addItem({ command: STOP, category: CATEGORY });
@@ -128,6 +131,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void app.restored.then(() => {
       notices.start();
       failures.start();
+      kernelJobs.start();
     });
   }
 };

@@ -25,11 +25,14 @@ from jupyterhub_hpc.hubprocess import free_port
 
 from .conftest import LAB_NOTIFICATION_SETTINGS
 
-__all__ = ["KERNEL", "USER", "UserLab", "blocker", "slurm_state"]
+__all__ = ["BROKEN", "KERNEL", "USER", "UserLab", "blocker", "slurm_state"]
 
 USER = "hpcuser2"
 KERNEL = "slurm-queued"
 DISPLAY_NAME = "Python 3 (Slurm debug, queued test)"
+#: a batch kernel whose command fails in the job before it binds its ports
+BROKEN = "slurm-broken"
+BROKEN_OUTPUT = "no such library: libfoo.so.1"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -85,6 +88,18 @@ class UserLab:
             config={"poll_interval": poll_interval},
         )
         install(KERNEL, spec, self.base / "share" / "kernels")
+        broken = kernelspec(
+            "Broken batch kernel",
+            resources={"partition": "debug", "walltime": "00:05:00", "memory": "500M"},
+            config={"poll_interval": poll_interval},
+            kernel_argv=[
+                sys.executable,
+                "-c",
+                f"import sys; print({BROKEN_OUTPUT!r}, file=sys.stderr); sys.exit(3)",
+                "{connection_file}",
+            ],
+        )
+        install(BROKEN, broken, self.base / "share" / "kernels")
         notification = self.base / "settings" / "@jupyterlab" / "apputils-extension"
         notification.mkdir(parents=True)
         (notification / "notification.jupyterlab-settings").write_text(json.dumps(LAB_NOTIFICATION_SETTINGS))
@@ -151,11 +166,11 @@ class UserLab:
         jobs: list[dict[str, Any]] = r.json()["kernels"]
         return jobs
 
-    def write_notebook(self, name: str, source: str) -> None:
+    def write_notebook(self, name: str, source: str, kernel: str = KERNEL) -> None:
         nb = {
             "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
                        "outputs": [], "source": source}],
-            "metadata": {"kernelspec": {"name": KERNEL, "display_name": DISPLAY_NAME, "language": "python"}},
+            "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": "python"}},
             "nbformat": 4, "nbformat_minor": 5,
         }  # fmt: skip
         path = self.root / name
