@@ -31,7 +31,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     state = setup_handlers(serverapp.web_app, serverapp.log)
     setup_activity(serverapp, state.client)
     setup_modules(serverapp, state)
-    setup_kernel_routes(serverapp.web_app, state)
+    backend = serverapp.config.get("HPCProvisioner", {}).get("backend", "slurm")
+    setup_kernel_routes(serverapp.web_app, state, backend=str(backend))
     setup_kernel_jobs(serverapp)
 
 
