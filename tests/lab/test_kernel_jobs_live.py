@@ -6,13 +6,17 @@ a JupyterLab run as a test user with the package's server extension and a batch 
   kernel and the page says "Kernel job N is queued: <Slurm's reason in plain words>; expected start
   ...", N being the job Slurm has pending; the blocker is cancelled, the kernel job starts, the
   notification says where it runs and until when, and the cell prints that very SLURM_JOB_ID.
-  The Lab polls the kernel jobs route while the kernel is starting, and not once after.
+  The Lab polls the kernel jobs route while the kernel is starting, and not once after. Both with
+  jupyter_server's default start (its request waits for the job) and with pending kernels.
+* A batch kernel made in the "New batch kernel…" dialog: a value the job request refuses comes back
+  with its message, the kernelspec is in the launcher at once and its notebook runs in a job.
 * A batch kernel whose command fails in the job: an error notification with the job's end in the
   scheduler's words, its Details the tail of the job's output.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -35,9 +39,11 @@ QUEUED = re.compile(
 ROUTE = "/jupyterhub-hpc/kernels"
 
 
-@pytest.fixture
-def lab() -> Iterator[UserLab]:
-    server = UserLab(poll_interval=2.0)
+@pytest.fixture(params=[False, True], ids=["blocking-start", "pending-kernels"])
+def lab(request: pytest.FixtureRequest) -> Iterator[UserLab]:
+    """jupyter_server's default (the start request waits for the job) and
+    ``MappingKernelManager.use_pending_kernels`` (it answers at once, the kernel is "starting")."""
+    server = UserLab(poll_interval=2.0, pending_kernels=request.param)
     try:
         server.start()
         yield server
@@ -98,12 +104,73 @@ def test_a_failing_batch_kernel_is_explained_in_a_notification(lab: UserLab, pag
     failed = toast(page, re.compile(r"Kernel job \d+ ended: kernel job \d+ \(slurm\)"))
     expect(failed).to_be_visible(timeout=60_000)
     expect(failed).to_contain_text("exited with status 3 before it bound its ports")
-    # JupyterLab's own "Error Starting Kernel" dialog (the start request failed) goes first
+    # JupyterLab's own "Error Starting Kernel" dialog(s) (the start failed) go first
     dialog = page.locator(".jp-Dialog")
-    expect(dialog).to_be_visible(timeout=30_000)
-    page.keyboard.press("Escape")
+    expect(dialog.first).to_contain_text("Error Starting Kernel", timeout=30_000)
+    for _ in range(5):
+        if not dialog.count():
+            break
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
+        page.wait_for_timeout(500)
     expect(dialog).to_have_count(0)
     failed.locator(".jp-toast-button", has_text="Details").click()
     expect(page.locator(".jp-hpc-kernel-job-ended")).to_contain_text(BROKEN_OUTPUT)
     # once: later polls (another batch kernel starting) do not repeat it
     expect(failed).to_have_count(1)
+
+
+@pytest.fixture
+def plain_lab() -> Iterator[UserLab]:
+    server = UserLab(poll_interval=2.0)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_batch_kernel_made_in_the_dialog_is_in_the_launcher_and_runs_as_a_job(
+    plain_lab: UserLab, browser: Browser
+) -> None:
+    lab = plain_lab
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
+        page.keyboard.press("Control+Shift+c")
+        page.locator(".lm-CommandPalette-input").fill("New batch kernel")
+        page.keyboard.press("Enter")
+        form = page.locator(".jp-hpc-batch-kernel-form")
+        form.locator('input[name="display_name"]').fill("My batch kernel")
+        form.locator('input[name="partition"]').fill("debug")
+        form.locator('input[name="memory"]').fill("500M")
+        form.locator('input[name="walltime"]').fill("soon")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        # refused by the job request's rules: the dialog again, with the field's message
+        expect(form.locator(".jp-hpc-batch-kernel-error")).to_contain_text("walltime")
+        expect(form.locator('input[name="partition"]')).to_have_value("debug")
+        assert not (lab.base / "data" / "kernels").exists()
+        form.locator('input[name="walltime"]').fill("00:05:00")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(toast(page, "Batch kernel “My batch kernel” created")).to_be_visible()
+        spec_file = lab.base / "data" / "kernels" / "hpc-batch-my-batch-kernel" / "kernel.json"
+        config = json.loads(spec_file.read_text())["metadata"]["kernel_provisioner"]["config"]
+        assert config["resources"] == {"partition": "debug", "memory": "500M", "walltime": "00:05:00"}
+        # in the launcher at once; a notebook with it runs in a job of the user's
+        card = page.locator(".jp-LauncherCard", has_text="My batch kernel").first
+        expect(card).to_be_visible()
+        card.click()
+        run_first_cell_typed(page, CELL)
+        job = output(page).inner_text().strip().removeprefix("JOB=")
+        assert slurm_state(job) == "RUNNING"
+    finally:
+        context.close()
+
+
+def run_first_cell_typed(page: Page, source: str) -> None:
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell .cm-content").first
+    expect(cell).to_be_visible(timeout=30_000)
+    cell.click()
+    page.keyboard.type(source)
+    run_first_cell(page, until=re.compile(r"JOB=\d+"))
