@@ -2,7 +2,8 @@
 // its job's place in the queue as an in-progress notification ("Kernel job 123 is queued: waiting
 // for free resources; expected start 14:05"), then where it runs and until when, or why it ended.
 // The server extension's GET <base_url>jupyterhub-hpc/kernels is polled every POLL_MS only while
-// such a kernel is starting or its job is queued, never otherwise.
+// such a kernel is starting or its job is queued, and for a few seconds after a batch kernel died
+// (to say why its job ended), never otherwise.
 import { Dialog, ISessionContext, Notification, showDialog } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { INotebookTracker } from '@jupyterlab/notebook';
@@ -29,6 +30,8 @@ const POLL_MS = 2500;
 /** an episode with a starting batch kernel but no job listed ends after this (a refused submit) */
 const NO_JOB_MS = 60000;
 const SUCCESS_MS = 6000;
+/** how long the route is asked why a dead batch kernel's job ended (it may say so a little later) */
+const DEAD_MS = 30000;
 const MAX_MESSAGE = 140;
 const ENDED_KEY = 'jupyterhub-hpc:kernel-jobs-ended';
 const QUEUED = new Set(['PENDING', 'UNKNOWN']);
@@ -68,7 +71,10 @@ export class KernelJobNotices {
   /** jobs whose story is told (running shown, or the toast dismissed) */
   private readonly done = new Set<string>();
   private readonly ended: Set<string>;
+  /** batch kernels seen dead: one poll tells why (their job ended: walltime, scancel, a failure) */
+  private readonly dead = new Set<string>();
   private timer: number | undefined;
+  private deadUntil = 0;
   private polling = false;
   private episodeStart = 0;
   private sawJob = false;
@@ -119,6 +125,10 @@ export class KernelJobNotices {
 
   private watch(context: ISessionContext): void {
     const check = (): void => {
+      const kernel = context.session?.kernel;
+      if (kernel && context.kernelDisplayStatus === 'dead' && this.isBatch(kernel.name)) {
+        this.died(kernel.id);
+      }
       if (this.startsBatch(context)) {
         this.starting.add(context);
         this.wake();
@@ -134,10 +144,19 @@ export class KernelJobNotices {
 
   private onRunning(): void {
     for (const k of this.kernels.running()) {
-      if (this.isBatch(k.name) && (k.execution_state === 'starting' || !k.execution_state)) {
+      if (this.isBatch(k.name) && k.execution_state === 'dead') {
+        this.died(k.id);
+      } else if (this.isBatch(k.name) && (k.execution_state === 'starting' || !k.execution_state)) {
         this.wake();
-        return;
       }
+    }
+  }
+
+  private died(kernelId: string): void {
+    if (!this.dead.has(kernelId)) {
+      this.dead.add(kernelId);
+      this.deadUntil = Date.now() + DEAD_MS;
+      this.wake();
     }
   }
 
@@ -169,6 +188,10 @@ export class KernelJobNotices {
     if (open) {
       return true;
     }
+    const untold = this.jobs.some(j => this.dead.has(j.kernel_id) && !j.ended);
+    if (untold && Date.now() < this.deadUntil) {
+      return true;
+    }
     return this.starting.size > 0 && (this.sawJob || Date.now() - this.episodeStart < NO_JOB_MS);
   }
 
@@ -182,7 +205,8 @@ export class KernelJobNotices {
       this.jobs = await fetchKernelJobs();
       if (this.baseline === null) {
         const mine = new Set([...this.starting].map(c => c.session?.kernel?.id));
-        this.baseline = new Set(this.jobs.filter(j => j.ended && !mine.has(j.kernel_id)).map(j => this.key(j)));
+        const told = (j: IKernelJob): boolean => !mine.has(j.kernel_id) && !this.dead.has(j.kernel_id);
+        this.baseline = new Set(this.jobs.filter(j => j.ended && told(j)).map(j => this.key(j)));
       }
       for (const job of this.jobs) {
         this.show(job);

@@ -10,6 +10,7 @@ a JupyterLab run as a test user with the package's server extension and a batch 
   jupyter_server's default start (its request waits for the job) and with pending kernels.
 * A batch kernel made in the "New batch kernel…" dialog: a value the job request refuses comes back
   with its message, the kernelspec is in the launcher at once and its notebook runs in a job.
+* A running batch kernel whose job the scheduler ends (scancel): an error notification saying so.
 * A batch kernel whose command fails in the job: an error notification with the job's end in the
   scheduler's words, its Details the tail of the job's output.
 """
@@ -174,3 +175,22 @@ def run_first_cell_typed(page: Page, source: str) -> None:
     cell.click()
     page.keyboard.type(source)
     run_first_cell(page, until=re.compile(r"JOB=\d+"))
+
+
+def test_a_running_batch_kernel_whose_job_ends_is_explained(plain_lab: UserLab, browser: Browser) -> None:
+    """The scheduler ends the kernel's job (scancel here, as at its walltime): Lab says why."""
+    lab = plain_lab
+    lab.write_notebook("ends.ipynb", CELL)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"{lab.url}/lab/tree/ends.ipynb?token={lab.token}")
+        run_first_cell(page, until=re.compile(r"JOB=\d+"))
+        job = output(page).inner_text().strip().removeprefix("JOB=")
+        assert slurm_state(job) == "RUNNING"
+        subprocess.run(["scancel", job], check=True)
+        ended = toast(page, re.compile(rf"Kernel job {job} ended: kernel job {job} \(slurm\)"))
+        expect(ended).to_be_visible(timeout=60_000)
+        expect(ended).to_have_count(1)
+    finally:
+        context.close()
