@@ -6,6 +6,8 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { Signal } from '@lumino/signaling';
 
 import { ActivityReporter } from './activity';
+import { newBatchKernel } from './batchkernel';
+import { KernelJobNotices } from './kerneljobs';
 import { CardModel } from './model';
 import { ModuleFailures, ModulesPanel, recordModuleSets } from './modules';
 import { Notices } from './notices';
@@ -15,6 +17,7 @@ import { JobStatusItem } from './status';
 const OPEN = 'jupyterhub-hpc:open-card';
 const STOP = 'jupyterhub-hpc:stop-server';
 const MODULES = 'jupyterhub-hpc:open-modules';
+const NEW_BATCH_KERNEL = 'jupyterhub-hpc:new-batch-kernel';
 const CATEGORY = 'Batch job';
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -98,6 +101,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (notebooks) {
       recordModuleSets(notebooks, specs);
     }
+    // kernels as batch jobs (issue 16): the queued kernel job's reason, then its node and end
+    const kernelJobs = new KernelJobNotices(specs, app.serviceManager.kernels, notebooks);
+    app.commands.addCommand(NEW_BATCH_KERNEL, {
+      label: 'New batch kernel…',
+      caption: 'A kernel that runs as its own batch job with the resources you pick',
+      execute: () => newBatchKernel(() => specs.refreshSpecs())
+    });
+    palette?.addItem({ command: NEW_BATCH_KERNEL, category: 'Kernel' });
     palette?.addItem({ command: MODULES, category: 'Software modules' });
     palette?.addItem({ command: OPEN, category: CATEGORY });
     palette?.addItem({ command: STOP, category: CATEGORY });
@@ -128,6 +139,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void app.restored.then(() => {
       notices.start();
       failures.start();
+      kernelJobs.start();
     });
   }
 };

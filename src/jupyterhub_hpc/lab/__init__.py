@@ -5,7 +5,8 @@ files). Routes under the server's base URL (:mod:`jupyterhub_hpc.lab.handlers`):
 ``jupyterhub-hpc/card``, ``jupyterhub-hpc/stop``, ``jupyterhub-hpc/announcements`` and
 ``jupyterhub-hpc/announcements/<id>/dismiss``, and ``jupyterhub-hpc/activity`` with the use
 reports to the hub (:mod:`jupyterhub_hpc.lab.activity`), ``jupyterhub-hpc/modules`` with the
-per-kernel module sets and the kernel presets (:mod:`jupyterhub_hpc.lab.modules`). At start it
+per-kernel module sets and the kernel presets (:mod:`jupyterhub_hpc.lab.modules`),
+``jupyterhub-hpc/kernels`` with the server's kernel jobs (:mod:`jupyterhub_hpc.lab.kernels`). At start it
 takes back the kernel jobs a previous server process left running (:mod:`jupyterhub_hpc.kernels.adopt`).
 Nothing happens at import time.
 """
@@ -24,11 +25,14 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .activity import setup_activity
     from .handlers import setup_handlers
+    from .kernels import setup_kernel_routes
     from .modules import setup_modules
 
     state = setup_handlers(serverapp.web_app, serverapp.log)
     setup_activity(serverapp, state.client)
     setup_modules(serverapp, state)
+    backend = serverapp.config.get("HPCProvisioner", {}).get("backend", "slurm")
+    setup_kernel_routes(serverapp.web_app, state, backend=str(backend))
     setup_kernel_jobs(serverapp)
 
 

@@ -1,0 +1,140 @@
+"""The kernel jobs of this server (issue 16) for JupyterLab, under ``<base_url>jupyterhub-hpc/kernels``.
+
+``GET kernels``:
+
+The answer is ``{"kernels": [...]}``, one :meth:`~jupyterhub_hpc.kernels.provisioner.HPCProvisioner.describe`
+for each kernel job of this server process (:data:`~jupyterhub_hpc.kernels.provisioner.KERNEL_JOBS`):
+``kernel_id``, ``job_id``, ``backend``, ``state`` (``PENDING``, ``RUNNING``, ...), ``reason`` in plain
+words, ``expected_start`` and ``end_time`` (ISO), ``node``, ``generation`` and ``ended`` (why the job
+ended or its start failed, with the tail of its output; ``''`` while all is well).
+
+It reads the provisioners' cached status only (the server's one batched status query per interval,
+:class:`~jupyterhub_hpc.watcher.QueueWatcher`): polling this route never queries the scheduler.
+A kernel job is listed from its submit on, also while jupyter_server has not added the starting
+kernel to its kernel list yet. The Lab polls it only while a batch kernel is starting (docs/kernels.md).
+
+``POST kernels/specs`` (the Lab's "New batch kernel…" dialog): ``{"display_name", "partition",
+"cpus", "memory", "walltime", "gpus"}`` (all but the name optional) become a batch kernelspec
+through :func:`jupyterhub_hpc.kernels.spec.kernelspec`, i.e. the spawner's typed job request; a
+value outside its rules is a 400 with the field's message, nothing is written. The kernelspec is
+``hpc-batch-<slug>`` in the user's Jupyter data dir (``kernels/``), so it is there in the next
+server too; the answer (201) is ``{"name", "display_name", "resources"}``. The backend is the
+server's ``c.HPCProvisioner.backend`` (default ``slurm``).
+
+Authenticated as every Jupyter Server API handler (XSRF on POST).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from ..kernels.spec import install, kernelspec
+from ..request import RequestError
+from .handlers import _HubRoute
+from .hub import HubReply
+from .modules import DISPLAY_NAME, slugify
+
+__all__ = ["BATCH_PREFIX", "batch_kernelspec", "describe_kernel_jobs", "setup_kernel_routes"]
+
+log = logging.getLogger(__name__)
+
+#: the kernelspec names of the batch kernels users make in the Lab
+BATCH_PREFIX = "hpc-batch-"
+#: the dialog's fields: job request fields a user may choose (the rest is the site's)
+RESOURCE_FIELDS = ("partition", "cpus", "memory", "walltime", "gpus")
+FIELD = re.compile(r"\A[A-Za-z0-9_.:+-]{1,64}\Z")
+
+
+def describe_kernel_jobs(jobs: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``describe()`` of every kernel job in ``jobs`` (default: this process's ``KERNEL_JOBS``), in
+    submit order; a provisioner that cannot describe itself is left out (and logged)."""
+    if jobs is None:
+        from ..kernels.provisioner import KERNEL_JOBS
+
+        jobs = KERNEL_JOBS
+    described = []
+    for kernel_id, provisioner in list(jobs.items()):
+        try:
+            described.append(dict(provisioner.describe()))
+        except Exception as exc:  # one broken entry must not hide the others
+            log.warning("jupyterhub-hpc: kernel %s not described: %s", kernel_id, exc)
+    return described
+
+
+def batch_kernelspec(body: Mapping[str, Any], backend: str = "slurm") -> tuple[str, dict[str, Any]]:
+    """The dialog's request → (kernelspec name, kernelspec); :class:`ValueError` (the message for
+    the user) for a bad display name or a field outside the job request's rules."""
+    display_name = body.get("display_name")
+    if not isinstance(display_name, str) or not DISPLAY_NAME.match(display_name.strip()):
+        raise ValueError("display_name: 1 to 120 printable characters")
+    unknown = sorted(set(body) - {"display_name", *RESOURCE_FIELDS})
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a field of a batch kernel")
+    resources: dict[str, Any] = {}
+    for name in RESOURCE_FIELDS:
+        value = body.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not FIELD.match(str(value)):
+            raise ValueError(f"{name}: not a valid value")
+        resources[name] = value
+    try:
+        spec = kernelspec(display_name.strip(), backend=backend, resources=resources)
+    except RequestError as exc:
+        raise ValueError(str(exc)) from None
+    return BATCH_PREFIX + slugify(display_name), spec
+
+
+class KernelJobsRoute(_HubRoute):
+    @web.authenticated
+    async def get(self) -> None:
+        self._answer(HubReply(200, {"kernels": describe_kernel_jobs()}))
+
+
+class KernelSpecsRoute(_HubRoute):
+    backend: str
+    data_dir: Path
+
+    def initialize(self, state: Any, backend: str = "slurm", data_dir: Path | None = None) -> None:
+        super().initialize(state)
+        self.backend = backend
+        self.data_dir = data_dir or Path(jupyter_data_dir())
+
+    @web.authenticated
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        try:
+            name, spec = batch_kernelspec(body, self.backend)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        install(name, spec, self.data_dir / "kernels")
+        self.log.info("jupyterhub-hpc: batch kernelspec %s written", name)
+        resources = spec["metadata"]["kernel_provisioner"]["config"]["resources"]
+        self._answer(
+            HubReply(201, {"name": name, "display_name": spec["display_name"], "resources": resources})
+        )
+
+
+def setup_kernel_routes(web_app: Any, state: Any, backend: str = "slurm") -> None:
+    """Add ``jupyterhub-hpc/kernels`` and ``jupyterhub-hpc/kernels/specs`` to the server's tornado
+    application (``backend``: the one new batch kernels are made for)."""
+    base = url_path_join(web_app.settings["base_url"], "jupyterhub-hpc")
+    routes = [
+        (url_path_join(base, "kernels"), KernelJobsRoute, {"state": state}),
+        (url_path_join(base, "kernels", "specs"), KernelSpecsRoute, {"state": state, "backend": backend}),
+    ]
+    web_app.add_handlers(".*$", routes)

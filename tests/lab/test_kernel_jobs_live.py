@@ -1,0 +1,196 @@
+"""Kernels as batch jobs in real JupyterLab and headless Debian Chromium (issue 16), on the live Slurm:
+a JupyterLab run as a test user with the package's server extension and a batch kernelspec
+(tests/lab/kernel_jobs_lab.py).
+
+* A blocker job of the same user holds every CPU of the node; the notebook opens with the batch
+  kernel and the page says "Kernel job N is queued: <Slurm's reason in plain words>; expected start
+  ...", N being the job Slurm has pending; the blocker is cancelled, the kernel job starts, the
+  notification says where it runs and until when, and the cell prints that very SLURM_JOB_ID.
+  The Lab polls the kernel jobs route while the kernel is starting, and not once after. Both with
+  jupyter_server's default start (its request waits for the job) and with pending kernels.
+* A batch kernel made in the "New batch kernel…" dialog: a value the job request refuses comes back
+  with its message, the kernelspec is in the launcher at once and its notebook runs in a job.
+* A running batch kernel whose job the scheduler ends (scancel): an error notification saying so.
+* A batch kernel whose command fails in the job: an error notification with the job's end in the
+  scheduler's words, its Details the tail of the job's output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, Request, expect
+
+from .kernel_jobs_lab import BROKEN, BROKEN_OUTPUT, UserLab, blocker, slurm_state
+from .test_lab_contract import toast
+from .test_modules_live import output, run_first_cell
+
+pytestmark = [pytest.mark.slurm, pytest.mark.browser]
+
+CELL = "import os; print('JOB=' + os.environ['SLURM_JOB_ID'])"
+QUEUED = re.compile(
+    r"Kernel job (\d+) is queued: (waiting for free resources|other jobs have priority); "
+    r"expected start (\d\d:\d\d|not known yet)"
+)
+ROUTE = "/jupyterhub-hpc/kernels"
+
+
+@pytest.fixture(params=[False, True], ids=["blocking-start", "pending-kernels"])
+def lab(request: pytest.FixtureRequest) -> Iterator[UserLab]:
+    """jupyter_server's default (the start request waits for the job) and
+    ``MappingKernelManager.use_pending_kernels`` (it answers at once, the kernel is "starting")."""
+    server = UserLab(poll_interval=2.0, pending_kernels=request.param)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, lab: UserLab) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        yield page
+    except Exception:
+        page.screenshot(path=str(lab.log.with_suffix(".png")))
+        raise
+    finally:
+        context.close()
+
+
+def test_a_queued_batch_kernel_says_why_then_where_it_runs(lab: UserLab, page: Page) -> None:
+    polls: list[float] = []
+
+    def seen(request: Request) -> None:
+        if ROUTE in request.url:
+            polls.append(time.monotonic())
+
+    page.on("request", seen)
+    block = blocker(lab.user)
+    lab.write_notebook("queued.ipynb", CELL)
+    try:
+        page.goto(f"{lab.url}/lab/tree/queued.ipynb?token={lab.token}")
+        queued = toast(page, QUEUED)
+        expect(queued).to_be_visible(timeout=60_000)
+        found = QUEUED.search(queued.inner_text())
+        assert found is not None
+        job = found.group(1)
+        assert slurm_state(job) == "PENDING"
+        listed = {k["job_id"]: k for k in lab.kernel_jobs()}
+        assert listed[job]["state"] == "PENDING" and listed[job]["reason"] == found.group(2)
+        assert polls, "the route was not polled while the kernel was queued"
+    finally:
+        subprocess.run(["scancel", block], check=False)
+    running = toast(page, re.compile(rf"Kernel job {job} runs on vm until \d\d:\d\d"))
+    expect(running).to_be_visible(timeout=60_000)
+    run_first_cell(page, until=re.compile(r"JOB=\d+"))
+    expect(output(page)).to_have_text(f"JOB={job}")
+    assert slurm_state(job) == "RUNNING"
+    # the kernel runs: no polling any more
+    settled = len(polls)
+    page.wait_for_timeout(8000)
+    assert len(polls) == settled, f"{len(polls) - settled} polls after the kernel was running"
+
+
+def test_a_failing_batch_kernel_is_explained_in_a_notification(lab: UserLab, page: Page) -> None:
+    lab.write_notebook("broken.ipynb", CELL, kernel=BROKEN)
+    page.goto(f"{lab.url}/lab/tree/broken.ipynb?token={lab.token}")
+    failed = toast(page, re.compile(r"Kernel job \d+ ended: kernel job \d+ \(slurm\)"))
+    expect(failed).to_be_visible(timeout=60_000)
+    expect(failed).to_contain_text("exited with status 3 before it bound its ports")
+    # JupyterLab's own "Error Starting Kernel" dialog(s) (the start failed) go first
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.first).to_contain_text("Error Starting Kernel", timeout=30_000)
+    for _ in range(5):
+        if not dialog.count():
+            break
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
+        page.wait_for_timeout(500)
+    expect(dialog).to_have_count(0)
+    failed.locator(".jp-toast-button", has_text="Details").click()
+    expect(page.locator(".jp-hpc-kernel-job-ended")).to_contain_text(BROKEN_OUTPUT)
+    # once: later polls (another batch kernel starting) do not repeat it
+    expect(failed).to_have_count(1)
+
+
+@pytest.fixture
+def plain_lab() -> Iterator[UserLab]:
+    server = UserLab(poll_interval=2.0)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_batch_kernel_made_in_the_dialog_is_in_the_launcher_and_runs_as_a_job(
+    plain_lab: UserLab, browser: Browser
+) -> None:
+    lab = plain_lab
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
+        page.keyboard.press("Control+Shift+c")
+        page.locator(".lm-CommandPalette-input").fill("New batch kernel")
+        page.keyboard.press("Enter")
+        form = page.locator(".jp-hpc-batch-kernel-form")
+        form.locator('input[name="display_name"]').fill("My batch kernel")
+        form.locator('input[name="partition"]').fill("debug")
+        form.locator('input[name="memory"]').fill("500M")
+        form.locator('input[name="walltime"]').fill("soon")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        # refused by the job request's rules: the dialog again, with the field's message
+        expect(form.locator(".jp-hpc-batch-kernel-error")).to_contain_text("walltime")
+        expect(form.locator('input[name="partition"]')).to_have_value("debug")
+        assert not (lab.base / "data" / "kernels").exists()
+        form.locator('input[name="walltime"]').fill("00:05:00")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(toast(page, "Batch kernel “My batch kernel” created")).to_be_visible()
+        spec_file = lab.base / "data" / "kernels" / "hpc-batch-my-batch-kernel" / "kernel.json"
+        config = json.loads(spec_file.read_text())["metadata"]["kernel_provisioner"]["config"]
+        assert config["resources"] == {"partition": "debug", "memory": "500M", "walltime": "00:05:00"}
+        # in the launcher at once; a notebook with it runs in a job of the user's
+        card = page.locator(".jp-LauncherCard", has_text="My batch kernel").first
+        expect(card).to_be_visible()
+        card.click()
+        run_first_cell_typed(page, CELL)
+        job = output(page).inner_text().strip().removeprefix("JOB=")
+        assert slurm_state(job) == "RUNNING"
+    finally:
+        context.close()
+
+
+def run_first_cell_typed(page: Page, source: str) -> None:
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell .cm-content").first
+    expect(cell).to_be_visible(timeout=30_000)
+    cell.click()
+    page.keyboard.type(source)
+    run_first_cell(page, until=re.compile(r"JOB=\d+"))
+
+
+def test_a_running_batch_kernel_whose_job_ends_is_explained(plain_lab: UserLab, browser: Browser) -> None:
+    """The scheduler ends the kernel's job (scancel here, as at its walltime): Lab says why."""
+    lab = plain_lab
+    lab.write_notebook("ends.ipynb", CELL)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"{lab.url}/lab/tree/ends.ipynb?token={lab.token}")
+        run_first_cell(page, until=re.compile(r"JOB=\d+"))
+        job = output(page).inner_text().strip().removeprefix("JOB=")
+        assert slurm_state(job) == "RUNNING"
+        subprocess.run(["scancel", job], check=True)
+        ended = toast(page, re.compile(rf"Kernel job {job} ended: kernel job {job} \(slurm\)"))
+        expect(ended).to_be_visible(timeout=60_000)
+        expect(ended).to_have_count(1)
+    finally:
+        context.close()
