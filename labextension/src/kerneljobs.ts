@@ -23,6 +23,8 @@ export interface IKernelJob {
   end_time: string | null;
   node: string | null;
   generation: number;
+  /** the kernel has bound its ports (the job is RUNNING a moment before) */
+  ready?: boolean;
   ended: string;
 }
 
@@ -246,7 +248,7 @@ export class KernelJobNotices {
       } else {
         Notification.update({ id, message, type: 'in-progress', autoClose: false });
       }
-    } else if (job.state === 'RUNNING') {
+    } else if (job.state === 'RUNNING' && job.ready !== false) {
       this.done.add(key);
       const message = runningMessage(job);
       if (id === undefined || !Notification.update({ id, message, type: 'success', autoClose: SUCCESS_MS })) {

@@ -82,6 +82,9 @@ def default_kernel_directory() -> str:
 #: kernel id -> the provisioner of every kernel job of this server process (what JupyterLab reads)
 KERNEL_JOBS: dict[str, HPCProvisioner] = {}
 
+#: seconds a failed start stays in KERNEL_JOBS (for JupyterLab's error notification)
+FAILED_KEPT = 600.0
+
 #: node states after which this generation's kernel is gone
 ENDED = ("failed", "exited", "stopped")
 
@@ -222,6 +225,7 @@ class HPCProvisioner(KernelProvisionerBase):
     def describe(self) -> dict[str, Any]:
         """What JupyterLab shows of this kernel job: state, reason, expected start, end, node."""
         status = self.status()
+        node = read_model(self._path("state"), NodeState) if self.job_id else None
         return {
             "kernel_id": self.kernel_id,
             "job_id": self.job_id,
@@ -232,6 +236,8 @@ class HPCProvisioner(KernelProvisionerBase):
             "end_time": status.end_time.isoformat() if status.end_time else None,
             "node": status.host,
             "generation": self.generation,
+            #: this generation's kernel has bound its ports (RUNNING comes a moment before)
+            "ready": node is not None and node.generation == self.generation and node.state == "ready",
             "ended": self.ended,
         }
 
@@ -419,7 +425,14 @@ class HPCProvisioner(KernelProvisionerBase):
             status = JobStatus(job_id=self.job_id, state=JobState.NOT_FOUND)
         self.ended = describe_end(self.client.backend.name, status, why, self._output())
         self._end_logged = True
+        # a failed start is never cleaned up by jupyter_client: JupyterLab may still ask why for a
+        # while, then the entry goes
+        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
         raise KernelJobError(self.ended)
+
+    def _forget_failed(self) -> None:
+        if KERNEL_JOBS.get(self.kernel_id) is self:
+            del KERNEL_JOBS[self.kernel_id]
 
     async def _cancel(self) -> None:
         try:
