@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hub import Hub  # noqa: E402
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,16 @@ def browser() -> Iterator[Browser]:
 
     with chromium() as shared:
         yield shared
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context of its own (no cookies of another test)."""
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def slurm_jobs(user: str) -> dict[str, str]:

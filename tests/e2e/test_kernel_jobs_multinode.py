@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from browser import log_in
 from conftest import nonroot_hubs
@@ -79,15 +79,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory, kernels_dir: Path) -> Iterator
             yield hub
         finally:
             slurm("scancel", f"--user={USER}")
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_a_kernel_preset_runs_as_its_own_job_on_another_node(hub: Hub, page: Page) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 import module_systems
 from browser import log_in
@@ -98,15 +98,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             for user in USERS:
                 for job in set(CLUSTER.jobs(user)) - before[user]:
                     CLUSTER.run("scancel", job, check=False)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def body(options: dict[str, Any]) -> dict[str, Any]:

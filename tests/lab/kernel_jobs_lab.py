@@ -167,14 +167,10 @@ class UserLab:
         return jobs
 
     def write_notebook(self, name: str, source: str, kernel: str = KERNEL) -> None:
-        nb = {
-            "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
-                       "outputs": [], "source": source}],
-            "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": "python"}},
-            "nbformat": 4, "nbformat_minor": 5,
-        }  # fmt: skip
+        from .test_modules_live import notebook
+
         path = self.root / name
-        path.write_text(json.dumps(nb))
+        notebook(path, kernel, source)
         shutil.chown(path, self.user, self.user)
 
     def stop(self) -> None:

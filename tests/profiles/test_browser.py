@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from browser import log_in
 from hub import Hub
@@ -33,15 +33,6 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
     finally:
         cancel(stop_all(hub, [USER]))
         hub.kill_all()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_pick_a_gpu_profile_see_the_limit_and_start_on_slurm(hub: Hub, page: Page) -> None:
