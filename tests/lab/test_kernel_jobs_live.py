@@ -152,7 +152,15 @@ def test_a_batch_kernel_made_in_the_dialog_is_in_the_launcher_and_runs_as_a_job(
         expect(form.locator(".jp-hpc-batch-kernel-error")).to_contain_text("walltime")
         expect(form.locator('input[name="partition"]')).to_have_value("debug")
         assert not (lab.base / "data" / "kernels").exists()
+        # refused by the live partitions (asked as the user): node vm has 8 CPUs
         form.locator('input[name="walltime"]').fill("00:05:00")
+        form.locator('input[name="cpus"]').fill("64")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(form.locator(".jp-hpc-batch-kernel-error")).to_contain_text(
+            "cpus: 64 CPUs: nodes of partition debug have at most"
+        )
+        assert not (lab.base / "data" / "kernels").exists()
+        form.locator('input[name="cpus"]').fill("")
         page.locator(".jp-Dialog .jp-mod-accept").click()
         expect(toast(page, "Batch kernel “My batch kernel” created")).to_be_visible()
         spec_file = lab.base / "data" / "kernels" / "hpc-batch-my-batch-kernel" / "kernel.json"

@@ -51,3 +51,63 @@ def test_bad_values_are_refused_with_the_field(body: dict[str, object], message:
     with pytest.raises(ValueError, match=message) as caught:
         batch_kernelspec(body)
     assert str(caught.value).startswith(message.split(":")[0])
+
+
+class _Client:
+    def __init__(self, limits: object) -> None:
+        self._limits = limits
+
+    async def limits(self, timeout: float | None = None) -> object:
+        if isinstance(self._limits, Exception):
+            raise self._limits
+        return self._limits
+
+
+class _Provisioner:
+    """What :func:`check_live_limits` uses of a provisioner: its scheduler client."""
+
+    def __init__(self, limits: object) -> None:
+        self.client = _Client(limits)
+
+
+def test_the_dialogs_values_are_checked_against_the_live_partitions() -> None:
+    import asyncio
+    import logging
+
+    from jupyterhub_hpc.backends.limits import ClusterLimits, PartitionInfo
+    from jupyterhub_hpc.commands import CommandError
+    from jupyterhub_hpc.lab.kernels import check_live_limits
+
+    parts = {
+        "debug": PartitionInfo(
+            "debug", default=True, max_walltime=3600, cpus_per_node=8, memory_per_node=4096
+        ),
+        "down": PartitionInfo("down", up=False),
+        "gpu": PartitionInfo("gpu", cpus_per_node=8, gpus_per_node={"": 2}),
+    }
+    live = ClusterLimits(partitions=parts, live=True)
+    log = logging.getLogger("test")
+
+    def check(resources: dict[str, object], limits: object = live) -> str:
+        try:
+            asyncio.run(check_live_limits(resources, _Provisioner(limits), log))
+        except ValueError as exc:
+            return str(exc)
+        return "ok"
+
+    assert check({"partition": "debug", "cpus": 8, "walltime": "01:00:00"}) == "ok"
+    assert check({"cpus": 2, "walltime": "00:30:00"}) == "ok"  # the default partition
+    # no walltime asked: the job request's 8 h, which the partition's limit refuses
+    assert check({"cpus": 2}) == "walltime: 08:00:00 is more than the debug partition's limit of 01:00:00"
+    assert check({"partition": "nosuch"}).startswith("partition: there is no partition 'nosuch'")
+    assert check({"partition": "down"}) == "partition: partition down is not accepting jobs now"
+    assert (
+        check({"partition": "debug", "cpus": 9, "walltime": "00:30:00"})
+        == "cpus: 9 CPUs: nodes of partition debug have at most 8"
+    )
+    assert check({"partition": "debug", "walltime": "02:00:00"}).startswith("walltime: 02:00:00 is more than")
+    assert check({"partition": "debug", "memory": "8G", "walltime": "1"}).startswith("memory: 8192 MiB")
+    assert check({"partition": "gpu", "gpus": 3}) == "gpus: 3 GPUs: nodes of partition gpu have at most 2"
+    # no live answer: nothing is refused here, the scheduler decides at submit
+    assert check({"partition": "nosuch"}, CommandError("sinfo: not found")) == "ok"
+    assert check({"partition": "nosuch"}, ClusterLimits()) == "ok"

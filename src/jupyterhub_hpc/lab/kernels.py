@@ -37,8 +37,11 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from ..backends.base import QueryError
+from ..commands import CommandError
 from ..kernels.spec import install, kernelspec
-from ..request import RequestError
+from ..profiles.validate import check_partition_fit
+from ..request import JobRequest, RequestError
 from .handlers import _HubRoute
 from .hub import HubReply
 from .modules import DISPLAY_NAME, slugify
@@ -94,6 +97,34 @@ def batch_kernelspec(body: Mapping[str, Any], backend: str = "slurm") -> tuple[s
     return BATCH_PREFIX + slugify(display_name), spec
 
 
+async def check_live_limits(resources: Mapping[str, Any], provisioner: Any, log: logging.Logger) -> None:
+    """:class:`ValueError` (the message for the user) when ``resources`` do not fit the scheduler's
+    partitions as they are now: the partition exists and takes jobs, and the request fits one of
+    its nodes (the spawn form's rule). Asked as the user, through the provisioner's scheduler
+    client; when the scheduler has no such query or does not answer, the submit decides."""
+    request = JobRequest.from_mapping(resources)
+    try:
+        limits = await provisioner.client.limits(timeout=15)
+    except (CommandError, QueryError, OSError) as exc:
+        log.warning("jupyterhub-hpc: no live limits for a batch kernel (%s); not checked", exc)
+        return
+    if not limits.live or not limits.partitions:
+        return
+    name = request.partition or limits.default_partition()
+    part = limits.partition(name)
+    if part is None:
+        raise ValueError(
+            f"partition: there is no partition {name!r} (available: {', '.join(limits.partitions)})"
+        )
+    if not part.up:
+        raise ValueError(f"partition: partition {part.name} is not accepting jobs now")
+
+    def fail(field: str, reason: str) -> None:
+        raise ValueError(f"{field}: {reason}")
+
+    check_partition_fit(request, part, fail)
+
+
 class KernelJobsRoute(_HubRoute):
     @web.authenticated
     async def get(self) -> None:
@@ -109,6 +140,14 @@ class KernelSpecsRoute(_HubRoute):
         self.backend = backend
         self.data_dir = data_dir or Path(jupyter_data_dir())
 
+    def _provisioner(self) -> Any:
+        """A provisioner with the site's ``HPCProvisioner`` configuration (its scheduler client)."""
+        from ..kernels.provisioner import HPCProvisioner
+
+        serverapp = self.settings.get("serverapp")
+        parent = getattr(serverapp, "kernel_manager", None)
+        return HPCProvisioner(parent=parent, backend=self.backend)
+
     @web.authenticated
     async def post(self) -> None:
         try:
@@ -119,11 +158,12 @@ class KernelSpecsRoute(_HubRoute):
             raise web.HTTPError(400, "the body must be a JSON object")
         try:
             name, spec = batch_kernelspec(body, self.backend)
+            resources = spec["metadata"]["kernel_provisioner"]["config"]["resources"]
+            await check_live_limits(resources, self._provisioner(), self.log)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
         install(name, spec, self.data_dir / "kernels")
         self.log.info("jupyterhub-hpc: batch kernelspec %s written", name)
-        resources = spec["metadata"]["kernel_provisioner"]["config"]["resources"]
         self._answer(
             HubReply(201, {"name": name, "display_name": spec["display_name"], "resources": resources})
         )

@@ -11,7 +11,7 @@ options: what no longer exists falls back to the default, with a notice.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -428,6 +428,21 @@ def _check_job(
     if cap is not None and ctx.maintenance_policy != "off" and request.walltime > cap.seconds:
         _fit_maintenance(res, source, cap, ctx)
         request = res.job_request()
+    check_partition_fit(request, part, fail, gpu_type_asked="gpu_type" in source)
+    assoc = limits.for_user(ctx.user)
+    if assoc is not None:
+        if request.account and request.account not in assoc.accounts:
+            fail("account", f"you have no association with account {request.account!r}")
+        if request.qos and request.qos not in assoc.qos:
+            fail("qos", f"QoS {request.qos!r} is not available to you")
+
+
+def check_partition_fit(
+    request: JobRequest, part: PartitionInfo, fail: Callable[[str, str], None], gpu_type_asked: bool = True
+) -> None:
+    """Call ``fail(field, reason)`` for the first field of ``request`` that does not fit a node of
+    partition ``part`` (walltime, CPUs, tasks, memory, nodes, GPUs): the spawn form's rule, and the
+    JupyterLab batch-kernel dialog's."""
     if part.max_walltime is not None and request.walltime > part.max_walltime:
         fail(
             "walltime",
@@ -457,14 +472,8 @@ def _check_job(
         most = part.max_gpus(request.gpu_type)
         if request.gpus > most:
             fail("gpus", f"{request.gpus} GPUs: nodes of partition {part.name} have at most {most}")
-    elif request.gpu_type and "gpu_type" in source:
+    elif request.gpu_type and gpu_type_asked:
         fail("gpu_type", "a GPU type needs at least one GPU")
-    assoc = limits.for_user(ctx.user)
-    if assoc is not None:
-        if request.account and request.account not in assoc.accounts:
-            fail("account", f"you have no association with account {request.account!r}")
-        if request.qos and request.qos not in assoc.qos:
-            fail("qos", f"QoS {request.qos!r} is not available to you")
 
 
 def reconcile(
