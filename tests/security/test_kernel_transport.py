@@ -89,7 +89,8 @@ def run(*argv: str) -> str:
 
 def free_subnet() -> tuple[str, str]:
     """(host, namespace) addresses of a /30 in 10.0.0.0/8 that no interface or route here uses."""
-    used = run("ip", "-4", "-o", "addr", "show") + run("ip", "-4", "route", "show", "table", "all")
+    ip = tool("ip")
+    used = run(ip, "-4", "-o", "addr", "show") + run(ip, "-4", "route", "show", "table", "all")
     for _ in range(200):
         b, c, d = secrets.randbelow(56) + 200, secrets.randbelow(256), secrets.randbelow(64) * 4
         prefix = f"10.{b}.{c}."
@@ -106,28 +107,28 @@ def netns() -> Iterator[Netns]:
     ns = Netns(name=f"jhhpc-ktx-{os.getpid()}-{tag}", host_if=f"kt{tag}h", host_ip=host_ip, node_ip=node_ip)
     node_if = f"kt{tag}n"
     try:
-        run("ip", "netns", "add", ns.name)
-        run("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", node_if)
-        run("ip", "link", "set", node_if, "netns", ns.name)
-        run("ip", "addr", "add", f"{host_ip}/30", "dev", ns.host_if)
-        run("ip", "link", "set", ns.host_if, "up")
-        inside = ("ip", "netns", "exec", ns.name)
-        run(*inside, "ip", "addr", "add", f"{node_ip}/30", "dev", node_if)
-        run(*inside, "ip", "link", "set", node_if, "up")
-        run(*inside, "ip", "link", "set", "lo", "up")
+        run(tool("ip"), "netns", "add", ns.name)
+        run(tool("ip"), "link", "add", ns.host_if, "type", "veth", "peer", "name", node_if)
+        run(tool("ip"), "link", "set", node_if, "netns", ns.name)
+        run(tool("ip"), "addr", "add", f"{host_ip}/30", "dev", ns.host_if)
+        run(tool("ip"), "link", "set", ns.host_if, "up")
+        inside = (tool("ip"), "netns", "exec", ns.name)
+        run(*inside, tool("ip"), "addr", "add", f"{node_ip}/30", "dev", node_if)
+        run(*inside, tool("ip"), "link", "set", node_if, "up")
+        run(*inside, tool("ip"), "link", "set", "lo", "up")
         # no IPv6 chatter (router solicitations) on the pair: what is captured is the kernel's traffic
         for where in ((), inside):
             name = ns.host_if if not where else node_if
-            run(*where, "sysctl", "-q", "-w", f"net.ipv6.conf.{name}.disable_ipv6=1")
+            run(*where, tool("sysctl"), "-q", "-w", f"net.ipv6.conf.{name}.disable_ipv6=1")
         yield ns
     finally:
-        pids = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True).stdout
+        pids = subprocess.run([tool("ip"), "netns", "pids", ns.name], capture_output=True, text=True).stdout
         for pid in pids.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "link", "del", ns.host_if], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
-        assert ns.name not in run("ip", "netns", "list"), f"netns {ns.name} left behind"
+        subprocess.run([tool("ip"), "link", "del", ns.host_if], capture_output=True, check=False)
+        subprocess.run([tool("ip"), "netns", "del", ns.name], capture_output=True, check=False)
+        assert ns.name not in run(tool("ip"), "netns", "list"), f"netns {ns.name} left behind"
 
 
 @pytest.fixture
@@ -136,12 +137,11 @@ def kernels() -> Iterator[tuple[Path, Path]]:
     user = pwd.getpwnam(USER)
     specs = Path(tempfile.mkdtemp(prefix="kernel-transport-"))
     os.chmod(specs, 0o755)
-    config = {"kernel_directory": "", "poll_interval": 3}
     directory = Path(user.pw_dir, ".local/share/jupyter/hpc-kernels", f"transport-{secrets.token_hex(4)}")
     for name, encryption in (("curve", "required"), ("plain", "disabled")):
         spec = kernelspec(
             f"Transport test ({name})",
-            config={**config, "kernel_directory": str(directory), "encryption": encryption},
+            config={"kernel_directory": str(directory), "encryption": encryption},
         )
         install(name, spec, specs / "kernels")
     run("chmod", "-R", "a+rX", str(specs))
@@ -359,14 +359,11 @@ def cell_on_the_wire(
     with capture(ns, pcap):
         assert run_cell(kernel.info, code) == output_marker + "\n"
     os.chmod(pcap, 0o600)
-    packets = pcap_packets(pcap)
-    return (
-        pcap.read_bytes(),
-        packets,
-        tcp_ports(pcap, ns.node_ip),
-        code_marker.encode(),
-        output_marker.encode(),
-    )
+    try:
+        ports = tcp_ports(pcap, ns.node_ip)
+        return pcap.read_bytes(), pcap_packets(pcap), ports, code_marker.encode(), output_marker.encode()
+    finally:
+        pcap.unlink()
 
 
 def test_curve_kernel_on_another_address_shows_nothing_on_the_wire(
