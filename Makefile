@@ -24,7 +24,8 @@ PYTEST_ARGS ?=
 # the second JupyterHub of the test matrix: same Python, same package, JupyterHub 5.3.x
 VENV_JH53 ?= /opt/jupyterhub-hpc/venv-jh53
 JH53_REQUIREMENTS ?= "jupyterhub>=5.3,<5.4" "$(CURDIR)[test]"
-APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates postgresql
+APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates postgresql \
+  tcpdump iproute2 util-linux
 
 .PHONY: all system-deps labextension venv venv-jh53 services test demo lint bench bench-ours
 
