@@ -38,6 +38,7 @@ import re
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -50,6 +51,7 @@ from ..request import JobRequest, RequestError, check_workdir, walltime_text
 from ..states import JobState, JobStatus
 from ..watcher import QueueWatcher, WatcherSettings, get_watcher
 from .files import (
+    PORT_NAMES,
     NodeRequest,
     NodeState,
     forget,
@@ -87,6 +89,11 @@ FAILED_KEPT = 600.0
 
 #: node states after which this generation's kernel is gone
 ENDED = ("failed", "exited", "stopped")
+
+
+def _gone(status: JobStatus) -> bool:
+    """The scheduler confirmed the job ended, or no longer knows it."""
+    return status.state.is_final or status.state is JobState.NOT_FOUND
 
 
 class KernelJobError(RuntimeError):
@@ -186,13 +193,21 @@ class HPCProvisioner(KernelProvisionerBase):
     _signal_seq = 0
 
     # -- the scheduler ---------------------------------------------------------------
+    _client: SchedulerClient | None = None
+
     @property
     def client(self) -> SchedulerClient:
-        backend = backend_class(self.backend)(cluster=self.cluster, commands=dict(self.scheduler_commands))
-        settings = ClientSettings(
-            environment=tuple(sorted(self.scheduler_environment.items())), timeout=self.command_timeout
-        )
-        return get_client(backend, settings)
+        """The process's scheduler client for this configuration (looked up once: ``poll()`` and
+        the start loop ask for it often)."""
+        if self._client is None:
+            backend = backend_class(self.backend)(
+                cluster=self.cluster, commands=dict(self.scheduler_commands)
+            )
+            settings = ClientSettings(
+                environment=tuple(sorted(self.scheduler_environment.items())), timeout=self.command_timeout
+            )
+            self._client = get_client(backend, settings)
+        return self._client
 
     @property
     def watcher(self) -> QueueWatcher:
@@ -203,16 +218,18 @@ class HPCProvisioner(KernelProvisionerBase):
         return self.watcher.cached(self.job_id)
 
     def _job_ended(self) -> bool:
-        state = self.status().state
-        return state.is_final or state is JobState.NOT_FOUND
+        return _gone(self.status())
+
+    def _node(self) -> NodeState | None:
+        """What the job says of the kernel of this generation; None before it said anything."""
+        node = read_model(self.state_file, NodeState) if self.job_id else None
+        return node if node is not None and node.generation == self.generation else None
 
     def _allocation_gone(self) -> bool:
         """The job ended, or is ending: its supervisor said the scheduler stopped it (the
         watcher's cache may not know yet)."""
-        if self._job_ended():
-            return True
-        node = read_model(self._path("state"), NodeState)
-        return node is not None and node.generation == self.generation and node.state == "stopped"
+        node = self._node()
+        return self._job_ended() or (node is not None and node.state == "stopped")
 
     @property
     def km(self) -> Any:
@@ -225,7 +242,7 @@ class HPCProvisioner(KernelProvisionerBase):
     def describe(self) -> dict[str, Any]:
         """What JupyterLab shows of this kernel job: state, reason, expected start, end, node."""
         status = self.status()
-        node = read_model(self._path("state"), NodeState) if self.job_id else None
+        node = self._node()
         return {
             "kernel_id": self.kernel_id,
             "job_id": self.job_id,
@@ -237,7 +254,7 @@ class HPCProvisioner(KernelProvisionerBase):
             "node": status.host,
             "generation": self.generation,
             #: this generation's kernel has bound its ports (RUNNING comes a moment before)
-            "ready": node is not None and node.generation == self.generation and node.state == "ready",
+            "ready": node is not None and node.state == "ready",
             "ended": self.ended,
         }
 
@@ -276,24 +293,26 @@ class HPCProvisioner(KernelProvisionerBase):
 
             km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
         km.ip = "0.0.0.0"
-        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+        for name in PORT_NAMES:
             setattr(km, name, 0)
         directory = os.path.dirname(self.connection_file)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         info = {**km.get_connection_info(session=False), "key": km.session.key.decode()}
         info["kernel_name"] = km.kernel_name
-        write_private(self._path("connection"), info)
+        write_private(Path(self.connection_file), info)
         kwargs.pop("extra_arguments", None)
         self._cwd = kwargs.pop("cwd", None) or os.getcwd()
         cmd = km.format_kernel_cmd()
         return await super().pre_launch(cmd=cmd, **kwargs)
 
-    def _path(self, which: str) -> Any:
-        from pathlib import Path
+    @property
+    def state_file(self) -> Path:
+        return state_path(self.connection_file)
 
-        cf = self.connection_file
-        return {"connection": Path(cf), "state": state_path(cf), "request": request_path(cf)}[which]
+    @property
+    def request_file(self) -> Path:
+        return request_path(self.connection_file)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         if self.job_id and not self._allocation_gone():
@@ -320,9 +339,9 @@ class HPCProvisioner(KernelProvisionerBase):
         return self.connection_info
 
     def _write_request(self, **changes: Any) -> None:
-        current = read_model(self._path("request"), NodeRequest) or NodeRequest()
+        current = read_model(self.request_file, NodeRequest) or NodeRequest()
         values = {**current.model_dump(), "generation": self.generation, **changes}
-        write_private(self._path("request"), NodeRequest.model_validate(values))
+        write_private(self.request_file, NodeRequest.model_validate(values))
 
     async def _submit(self, cmd: list[str], env: dict[str, str] | None) -> None:
         if self.job_id:  # a restart the user asked for after the job ended: a new job
@@ -341,7 +360,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self.ended = ""
         self._end_logged = False
         self._signal_seq = 0
-        for stale in (self._path("state"), self._path("request")):
+        for stale in (self.state_file, self.request_file):
             stale.unlink(missing_ok=True)
         self._write_request()
         node = [self.node_python, "-m", "jupyterhub_hpc.kernels.node", "--connection-file", cf]
@@ -388,9 +407,9 @@ class HPCProvisioner(KernelProvisionerBase):
         started_running: float | None = None
         with self.watcher.hurry():
             while True:
-                node = read_model(self._path("state"), NodeState)
-                if node is not None and node.generation == self.generation:
-                    info = read_json(self._path("connection"))
+                node = self._node()
+                if node is not None:
+                    info = read_json(Path(self.connection_file))
                     if node.state == "ready" and ports_bound(info):
                         assert info is not None
                         connection = {**info, "key": str(info["key"]).encode()}
@@ -404,7 +423,7 @@ class HPCProvisioner(KernelProvisionerBase):
                             node.message or f"the kernel exited with status {node.returncode}"
                         )
                 status = self.status()
-                if status.state.is_final or status.state is JobState.NOT_FOUND:
+                if _gone(status):
                     await self._give_up("")
                 now = time.monotonic()
                 if status.state is JobState.RUNNING or node is not None:
@@ -419,7 +438,7 @@ class HPCProvisioner(KernelProvisionerBase):
 
     async def _give_up(self, why: str) -> None:
         status = self.status()
-        if not (status.state.is_final or status.state is JobState.NOT_FOUND):
+        if not _gone(status):
             self._write_request(stop=True)
             await self._cancel()
             status = JobStatus(job_id=self.job_id, state=JobState.NOT_FOUND)
@@ -448,15 +467,14 @@ class HPCProvisioner(KernelProvisionerBase):
     async def poll(self) -> int | None:
         if not self.job_id:
             return 0
-        node = read_model(self._path("state"), NodeState)
-        kernel_gone = node is not None and node.generation == self.generation and node.state in ENDED
-        if self._job_ended() or (kernel_gone and node is not None and node.state == "stopped"):
+        node = self._node()
+        if self._allocation_gone():
             self._note_end()
             if node is not None and node.returncode not in (None, 0):
                 return node.returncode
             code = self.status().exit_code
             return code if code not in (None, 0) else 1
-        if kernel_gone and node is not None:
+        if node is not None and node.state in ENDED:
             return node.returncode if node.returncode is not None else 1
         return None
 
@@ -466,7 +484,7 @@ class HPCProvisioner(KernelProvisionerBase):
         if self._end_logged:
             return
         status = self.status()
-        final = status.state.is_final or status.state is JobState.NOT_FOUND
+        final = _gone(status)
         why = "" if final else "the scheduler is ending the job"
         self.ended = describe_end(self.client.backend.name, status, why, self._output())
         if final:
@@ -483,16 +501,14 @@ class HPCProvisioner(KernelProvisionerBase):
     async def send_signal(self, signum: int) -> None:
         if signum == 0 or not self.job_id:
             return
-        node = read_model(self._path("state"), NodeState)
+        node = read_model(self.state_file, NodeState)
         if node is None:
             # still queued: there is no kernel process to signal; ending it ends the job
             if signum in (signal.SIGKILL, signal.SIGTERM):
                 await self._cancel()
             return
         self._signal_seq = (
-            max(
-                self._signal_seq, (read_model(self._path("request"), NodeRequest) or NodeRequest()).signal_seq
-            )
+            max(self._signal_seq, (read_model(self.request_file, NodeRequest) or NodeRequest()).signal_seq)
             + 1
         )
         self._write_request(signal_seq=self._signal_seq, signum=int(signum))
@@ -521,9 +537,9 @@ class HPCProvisioner(KernelProvisionerBase):
         # the connection file (it holds the keys) and the job's files: jupyter_client removes only
         # the connection files it wrote itself
         for path in (
-            self._path("connection"),
-            self._path("state"),
-            self._path("request"),
+            Path(self.connection_file),
+            self.state_file,
+            self.request_file,
             log_path(self.connection_file, self.job_id),
         ):
             path.unlink(missing_ok=True)
