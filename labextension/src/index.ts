@@ -8,6 +8,7 @@ import { Signal } from '@lumino/signaling';
 import { ActivityReporter } from './activity';
 import { newBatchKernel } from './batchkernel';
 import { KernelJobNotices } from './kerneljobs';
+import { KernelJobStatusItem } from './kernelstatus';
 import { CardModel } from './model';
 import { ModuleFailures, ModulesPanel, recordModuleSets } from './modules';
 import { Notices } from './notices';
@@ -129,6 +130,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         rank: 1000,
         isActive: () => item.active,
         activeStateChanged: activeChanged
+      });
+    }
+    if (statusBar && notebooks) {
+      // the batch kernel of the notebook in front: its job's node and time left (issue 16)
+      const kernelItem = new KernelJobStatusItem(notebooks, specs, model);
+      statusBar.registerStatusItem('@jupyterhub-hpc/labextension:kernel-status', {
+        item: kernelItem,
+        align: 'left',
+        rank: 1001,
+        isActive: () => kernelItem.active,
+        activeStateChanged: kernelItem.activeStateChanged
       });
     }
     void labShell; // ILabShell is optional: the panel also works in other shells (Notebook 7)

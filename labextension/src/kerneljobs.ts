@@ -1,6 +1,7 @@
 // Kernels as batch jobs (issue 16, docs/kernels.md): while a kernel of a batch kernelspec starts,
 // its job's place in the queue as an in-progress notification ("Kernel job 123 is queued: waiting
-// for free resources; expected start 14:05"), then where it runs and until when, or why it ended.
+// for free resources; expected start 14:05", with a "Cancel job" button), then where it runs and
+// until when, or why it ended.
 // The server extension's GET <base_url>jupyterhub-hpc/kernels is polled every POLL_MS only while
 // such a kernel is starting or its job is queued, and for a few seconds after a batch kernel died
 // (to say why its job ended), never otherwise.
@@ -38,6 +39,8 @@ const MAX_MESSAGE = 140;
 const ENDED_KEY = 'jupyterhub-hpc:kernel-jobs-ended';
 const QUEUED = new Set(['PENDING', 'UNKNOWN']);
 const STARTING = new Set(['starting', 'initializing', 'restarting', 'unknown']);
+/** a kernel's statuses after which its job may have ended (asked then, not guessed) */
+const GONE = new Set(['dead', 'restarting', 'autorestarting', 'disconnected']);
 
 function clip(text: string): string {
   const flat = text.replace(/\s+/g, ' ').trim();
@@ -53,6 +56,22 @@ export async function fetchKernelJobs(): Promise<IKernelJob[]> {
   }
   const body = await response.json();
   return Array.isArray(body.kernels) ? body.kernels : [];
+}
+
+/** Give up a kernel's start while its job waits (DELETE <base_url>jupyterhub-hpc/kernels/<id>). */
+export async function cancelKernelJob(kernelId: string): Promise<void> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', 'kernels', encodeURIComponent(kernelId));
+  const response = await ServerConnection.makeRequest(url, { method: 'DELETE' }, settings);
+  if (!response.ok) {
+    let message = response.statusText;
+    try {
+      message = (await response.json()).message ?? message;
+    } catch {
+      // not JSON: keep the status text
+    }
+    throw new ApiError(response.status, message);
+  }
 }
 
 export function queuedMessage(job: IKernelJob): string {
@@ -83,6 +102,8 @@ export class KernelJobNotices {
   private settled = new Set<string>();
   private baseline: Set<string> | null = null;
   private jobs: IKernelJob[] = [];
+  /** the batch kernels the server listed last */
+  private batchKernels = new Set<string>();
 
   constructor(
     private readonly specs: KernelSpec.IManager,
@@ -128,8 +149,8 @@ export class KernelJobNotices {
   private watch(context: ISessionContext): void {
     const check = (): void => {
       const kernel = context.session?.kernel;
-      if (kernel && context.kernelDisplayStatus === 'dead' && this.isBatch(kernel.name)) {
-        this.died(kernel.id);
+      if (kernel && GONE.has(context.kernelDisplayStatus) && this.isBatch(kernel.name)) {
+        this.died(kernel.id); // perhaps its job ended: the route says so if it did
       }
       if (this.startsBatch(context)) {
         this.starting.add(context);
@@ -145,21 +166,33 @@ export class KernelJobNotices {
   }
 
   private onRunning(): void {
+    const now = new Set<string>();
     for (const k of this.kernels.running()) {
-      if (this.isBatch(k.name) && k.execution_state === 'dead') {
+      if (!this.isBatch(k.name)) {
+        continue;
+      }
+      now.add(k.id);
+      if (k.execution_state === 'dead') {
         this.died(k.id);
-      } else if (this.isBatch(k.name) && (k.execution_state === 'starting' || !k.execution_state)) {
+      } else if (k.execution_state === 'starting' || !k.execution_state) {
         this.wake();
       }
     }
+    // a batch kernel the server dropped (its job ended and the restarter gave up)
+    for (const id of this.batchKernels) {
+      if (!now.has(id)) {
+        this.died(id);
+      }
+    }
+    this.batchKernels = now;
   }
 
+  /** Ask the route for a while whether the job of this batch kernel ended (it may say so a little
+   * later: the server notices at its next status query). */
   private died(kernelId: string): void {
-    if (!this.dead.has(kernelId)) {
-      this.dead.add(kernelId);
-      this.deadUntil = Date.now() + DEAD_MS;
-      this.wake();
-    }
+    this.dead.add(kernelId);
+    this.deadUntil = Date.now() + DEAD_MS;
+    this.wake();
   }
 
   /** Start polling (an episode) unless it runs already. */
@@ -240,13 +273,14 @@ export class KernelJobNotices {
     const id = this.toasts.get(key);
     if (QUEUED.has(job.state)) {
       const message = queuedMessage(job);
+      const actions = [{ label: 'Cancel job', caption: 'Cancel this kernel job and give up its start', callback: () => void this.cancel(job) }];
       if (id === undefined) {
-        const options = { autoClose: false as const, data: { source: 'jupyterhub-hpc', kind: 'kernel-job', job: job.job_id } };
+        const options = { autoClose: false as const, actions, data: { source: 'jupyterhub-hpc', kind: 'kernel-job', job: job.job_id } };
         this.toasts.set(key, Notification.emit(message, 'in-progress', options));
       } else if (!Notification.manager.notifications.some(n => n.id === id)) {
         this.done.add(key); // the user closed it: no more news of this job but its end
       } else {
-        Notification.update({ id, message, type: 'in-progress', autoClose: false });
+        Notification.update({ id, message, type: 'in-progress', autoClose: false, actions });
       }
     } else if (job.state === 'RUNNING' && job.ready !== false) {
       this.done.add(key);
@@ -254,6 +288,26 @@ export class KernelJobNotices {
       if (id === undefined || !Notification.update({ id, message, type: 'success', autoClose: SUCCESS_MS })) {
         Notification.success(message, { autoClose: SUCCESS_MS });
       }
+    }
+  }
+
+  /** The queued notification's "Cancel job": the start is given up, the job cancelled. */
+  private async cancel(job: IKernelJob): Promise<void> {
+    const key = this.key(job);
+    this.done.add(key);
+    // its end is the user's own doing: no error notification for it
+    this.ended.add(key);
+    window.sessionStorage.setItem(ENDED_KEY, JSON.stringify([...this.ended].slice(-200)));
+    try {
+      await cancelKernelJob(job.kernel_id);
+      Notification.info(`Kernel job ${job.job_id} cancelled`, {
+        autoClose: SUCCESS_MS,
+        data: { source: 'jupyterhub-hpc', kind: 'kernel-job-cancelled', job: job.job_id }
+      });
+    } catch (error) {
+      this.ended.delete(key);
+      const why = error instanceof Error ? error.message : String(error);
+      Notification.warning(clip(`Kernel job ${job.job_id} was not cancelled: ${why}`), { autoClose: false });
     }
   }
 

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from browser import log_in
 from conftest import nonroot_hubs
 from e2e.test_kernel_jobs_live import UserServer, kernel_cell
 from hub import Hub
+from lab.test_lab_contract import toast
 from lab.test_modules_live import notebook, output, run_first_cell
 from multinode_slurm import SLURM_CONF, slurm
 
@@ -62,6 +64,12 @@ def kernels_dir() -> Iterator[Path]:
         config={"scheduler_environment": {"SLURM_CONF": SLURM_CONF}, "poll_interval": 3},
     )
     install("slurm-gpu", spec, base / "kernels")
+    one_minute = kernelspec(
+        "Python 3 (Slurm, 1 minute)",
+        resources={"partition": "debug", "walltime": "00:01:00", "memory": "300M"},
+        config={"scheduler_environment": {"SLURM_CONF": SLURM_CONF}, "poll_interval": 3},
+    )
+    install("slurm-1min", one_minute, base / "kernels")
     subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
     yield base
     shutil.rmtree(base, ignore_errors=True)
@@ -102,6 +110,13 @@ def test_a_kernel_preset_runs_as_its_own_job_on_another_node(hub: Hub, page: Pag
     _, kernel_job, kernel_node = output(page).inner_text().split()
     assert kernel_job != server_job and jobs(USER).get(kernel_job) == "RUNNING"
     assert kernel_node == "gpu1" != server_node.group(1)
+    # the status bar counts down to the kernel job's end (its 10-minute walltime)
+    item = page.locator("#jupyterhub-hpc-kernel-status")
+    countdown = re.compile(rf"^Kernel job {kernel_job} · gpu1 · \d+:\d\d left$")
+    expect(item).to_have_text(countdown, timeout=20_000)
+    assert abs(int(item.get_attribute("data-remaining") or "0") - seconds_to_end(kernel_job)) <= 5
+    interrupt_and_restart(page, kernel_job)
+    assert jobs(USER).get(kernel_job) == "RUNNING"
     # the kernel shut down from JupyterLab's menu: its job leaves the queue, the server's stays
     page.get_by_role("menuitem", name="Kernel").click()
     page.get_by_role("menuitem", name=re.compile(r"^Shut Down Kernel")).click()
@@ -115,6 +130,95 @@ def test_a_kernel_preset_runs_as_its_own_job_on_another_node(hub: Hub, page: Pag
     assert server_job in jobs(USER)
     hub.stop_server(USER)
     path.unlink(missing_ok=True)
+
+
+def test_a_kernel_job_killed_at_its_walltime_is_explained_in_lab(hub: Hub, page: Page) -> None:
+    """A notebook's kernel job reaches its 1-minute walltime: the status bar counted down to it,
+    the Lab says the job ended at its walltime in Slurm's words, and nothing is resubmitted."""
+    hub.ensure_user(USER)
+    if not hub.user_model(USER)["servers"]:
+        assert hub.spawn(USER).status_code in (201, 202)
+        hub.wait_ready(USER)
+    server_job = str(hub.user_model(USER)["servers"][""]["state"]["job_id"])
+    path = Path(os.path.expanduser(f"~{USER}")) / "walltime.ipynb"
+    notebook(path, "slurm-1min", CELL)
+    shutil.chown(path, USER, USER)
+    try:
+        log_in(page, hub.url, USER, hub.password)
+        page.goto(f"{hub.url}/user/{USER}/lab/tree/walltime.ipynb")
+        run_first_cell(page, until=re.compile(r"KERNEL \d+ \S+"))
+        _, job, node = output(page).inner_text().split()
+        item = page.locator("#jupyterhub-hpc-kernel-status")
+        expect(item).to_have_text(re.compile(rf"^Kernel job {job} · {node} · 0:\d\d left$"), timeout=20_000)
+        expect(item).to_have_class(re.compile(r"jp-hpc-status-critical"))
+        # Slurm ends the job at its limit (it looks every ~30 s)
+        ended = toast(page, re.compile(rf"Kernel job {job} ended: kernel job {job} \(slurm\) TIMEOUT"))
+        expect(ended).to_be_visible(timeout=180_000)
+        expect(ended).to_contain_text("killed at its walltime")
+        dismiss_dialogs(page)  # JupyterLab's own "kernel died" dialog, if it shows one
+        ended.locator(".jp-toast-button", has_text="Details").click()
+        expect(page.locator(".jp-hpc-kernel-job-ended")).to_contain_text("TimeLimit")
+        expect(item).to_have_count(0, timeout=10_000)
+        # the restarter's attempts submit nothing: only the server's job is queued
+        page.wait_for_timeout(15_000)
+        assert jobs(USER) == {server_job: "RUNNING"}
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def dismiss_dialogs(page: Page) -> None:
+    dialog = page.locator(".jp-Dialog")
+    for _ in range(5):
+        page.wait_for_timeout(1000)
+        if not dialog.count():
+            return
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+
+def seconds_to_end(job: str) -> float:
+    """Seconds until Slurm's EndTime of ``job`` (local time, as scontrol prints it)."""
+    found = re.search(r"\bEndTime=(\S+)", slurm("scontrol", "show", "job", job))
+    assert found
+    return datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S").timestamp() - time.time()
+
+
+def type_into_first_cell(page: Page, source: str) -> None:
+    editor = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(source)
+
+
+def kernel_menu(page: Page, item: re.Pattern[str]) -> None:
+    page.get_by_role("menuitem", name="Kernel").click()
+    page.get_by_role("menuitem", name=item).click()
+
+
+def interrupt_and_restart(page: Page, job: str) -> None:
+    """Interrupt a running cell and restart the kernel from JupyterLab's Kernel menu: the interrupt
+    keeps the kernel's state, the restart is a new kernel process in the same job."""
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    indicator = notebook.locator(".jp-Notebook-ExecutionIndicator")
+    type_into_first_cell(page, "state = 'kept'; import time; time.sleep(120)")
+    notebook.locator(".jp-CodeCell .jp-InputPrompt").first.click()
+    notebook.locator('[data-command="notebook:run-cell-and-select-next"]').click()
+    expect(indicator).to_have_attribute("data-status", "busy", timeout=20_000)
+    page.wait_for_timeout(1000)
+    clicked = time.monotonic()
+    kernel_menu(page, re.compile(r"^Interrupt Kernel"))
+    expect(output(page)).to_contain_text("KeyboardInterrupt", timeout=10_000)
+    interrupted = time.monotonic() - clicked
+    assert interrupted < 5, f"the interrupt took {interrupted:.1f} s"
+    type_into_first_cell(page, "import os; print('STATE', state, os.environ['SLURM_JOB_ID'])")
+    run_first_cell(page, until=re.compile(r"STATE kept \d+"))
+    assert output(page).inner_text().split() == ["STATE", "kept", job]
+    kernel_menu(page, re.compile(r"^Restart Kernel…"))
+    page.locator(".jp-Dialog").get_by_role("button", name="Restart", exact=True).click()
+    expect(indicator).to_have_attribute("data-status", "idle", timeout=60_000)
+    type_into_first_cell(page, "import os; print('AFTER', 'state' in globals(), os.environ['SLURM_JOB_ID'])")
+    run_first_cell(page, until=re.compile(r"AFTER \S+ \d+"))
+    # a new kernel (the variable is gone) in the same allocation
+    assert output(page).inner_text().split() == ["AFTER", "False", job]
 
 
 def test_a_kernel_job_killed_at_its_walltime_is_explained_and_not_resubmitted(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
@@ -93,10 +94,54 @@ def test_a_queued_batch_kernel_says_why_then_where_it_runs(lab: UserLab, page: P
     run_first_cell(page, until=re.compile(r"JOB=\d+"))
     expect(output(page)).to_have_text(f"JOB={job}")
     assert slurm_state(job) == "RUNNING"
-    # the kernel runs: no polling any more
+    # the status bar counts down to the kernel job's scheduler end (a 5-minute walltime: under the
+    # hub's default 300 s warning, so "critical"), as it does for the server's own job
+    item = page.locator("#jupyterhub-hpc-kernel-status")
+    expect(item).to_have_text(re.compile(rf"^Kernel job {job} · vm · [45]:\d\d left$"), timeout=20_000)
+    first = int(item.get_attribute("data-remaining") or "0")
+    assert abs(first - seconds_to_end(job)) <= 5, (first, seconds_to_end(job))
+    expect(item).to_have_class(re.compile(r"jp-hpc-status-critical"))
+    page.wait_for_timeout(2500)
+    assert int(item.get_attribute("data-remaining") or "0") < first  # it ticks
+    # the kernel runs: no polling any more (the status item asks once a minute)
     settled = len(polls)
     page.wait_for_timeout(8000)
     assert len(polls) == settled, f"{len(polls) - settled} polls after the kernel was running"
+
+
+def seconds_to_end(job: str) -> float:
+    """Seconds until Slurm's EndTime of ``job`` (local time, as scontrol prints it)."""
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True)
+    found = re.search(r"\bEndTime=(\S+)", shown.stdout)
+    assert found, shown.stdout
+    return datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S").timestamp() - time.time()
+
+
+def test_a_queued_batch_kernel_is_cancelled_from_its_notification(lab: UserLab, page: Page) -> None:
+    block = blocker(lab.user)
+    lab.write_notebook("cancelled.ipynb", CELL)
+    try:
+        page.goto(f"{lab.url}/lab/tree/cancelled.ipynb?token={lab.token}")
+        queued = toast(page, QUEUED)
+        expect(queued).to_be_visible(timeout=60_000)
+        found = QUEUED.search(queued.inner_text())
+        assert found is not None
+        job = found.group(1)
+        assert slurm_state(job) == "PENDING"
+        queued.locator(".jp-toast-button", has_text="Cancel job").click()
+        expect(toast(page, f"Kernel job {job} cancelled")).to_be_visible(timeout=10_000)
+        deadline = time.monotonic() + 3
+        while slurm_state(job):
+            assert time.monotonic() < deadline, f"the kernel job {job} is still in the queue"
+            time.sleep(0.2)
+        assert slurm_state(block) == "RUNNING"
+        (listed,) = [k for k in lab.kernel_jobs() if k["job_id"] == job]
+        assert "cancelled at the user's request" in listed["ended"]
+        # the user's own doing: no "ended" error notification for it
+        page.wait_for_timeout(6000)
+        expect(toast(page, re.compile(rf"Kernel job {job} ended"))).to_have_count(0)
+    finally:
+        subprocess.run(["scancel", block], check=False)
 
 
 def test_a_failing_batch_kernel_is_explained_in_a_notification(lab: UserLab, page: Page) -> None:

@@ -77,3 +77,39 @@ def test_the_route_lists_a_queued_kernel_job_then_its_running_job(lab: UserLab) 
     assert lab.api("DELETE", f"/api/kernels/{kernel_id}", timeout=30).status_code == 204
     assert lab.kernel_jobs() == []
     wait_for(lambda: slurm_state(queued["job_id"]) == "", 5, "the kernel job is still in the queue")
+
+
+def test_a_queued_kernel_job_is_cancelled_through_the_route(lab: UserLab) -> None:
+    """``DELETE jupyterhub-hpc/kernels/<id>`` on a kernel whose job waits: the job leaves the queue
+    within 3 s, the start fails and the route says why; a kernel that is not a kernel job is a 404."""
+    assert lab.api("DELETE", "/jupyterhub-hpc/kernels/0123abcd", token=False).status_code == 403
+    assert lab.api("DELETE", "/jupyterhub-hpc/kernels/0123abcd").status_code == 404
+    block = blocker(lab.user)
+    started: dict[str, requests.Response] = {}
+
+    def start() -> None:
+        started["reply"] = lab.api("POST", "/api/kernels", json={"name": KERNEL}, timeout=180)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    try:
+        queued = wait_for(
+            lambda: [k for k in lab.kernel_jobs() if k["state"] == "PENDING"], 30, "no queued kernel job"
+        )[0]
+        job = queued["job_id"]
+        cancelled = lab.api("DELETE", f"/jupyterhub-hpc/kernels/{queued['kernel_id']}")
+        assert cancelled.status_code == 202, cancelled.text
+        assert cancelled.json() == {"kernel_id": queued["kernel_id"], "job_id": job}
+        wait_for(lambda: slurm_state(job) == "", 3, f"the kernel job {job} is still in the queue")
+        thread.join(30)
+        reply = started["reply"]
+        assert reply.status_code == 500, reply.text  # the start failed (jupyter_server says no more)
+        assert slurm_state(block) == "RUNNING"  # only the kernel's job went
+        (listed,) = [k for k in lab.kernel_jobs() if k["job_id"] == job]
+        assert "cancelled at the user's request while it was queued" in listed["ended"], listed
+        # its start has ended: nothing more to cancel
+        again = lab.api("DELETE", f"/jupyterhub-hpc/kernels/{queued['kernel_id']}")
+        assert again.status_code == 409, again.text
+        assert lab.api("GET", "/api/kernels").json() == []
+    finally:
+        subprocess.run(["scancel", block], check=False)

@@ -38,6 +38,7 @@ import re
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,7 +85,8 @@ def default_kernel_directory() -> str:
 #: kernel id -> the provisioner of every kernel job of this server process (what JupyterLab reads)
 KERNEL_JOBS: dict[str, HPCProvisioner] = {}
 
-#: seconds a failed start stays in KERNEL_JOBS (for JupyterLab's error notification)
+#: seconds a failed start, or a kernel whose job ended by itself, stays in KERNEL_JOBS (for
+#: JupyterLab's error notification)
 FAILED_KEPT = 600.0
 
 #: node states after which this generation's kernel is gone
@@ -94,6 +96,12 @@ ENDED = ("failed", "exited", "stopped")
 def _gone(status: JobStatus) -> bool:
     """The scheduler confirmed the job ended, or no longer knows it."""
     return status.state.is_final or status.state is JobState.NOT_FOUND
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with the UTC offset (the schedulers' times are the node's local time), so that
+    the browser counts down to the right moment in any time zone."""
+    return when.astimezone().isoformat() if when else None
 
 
 class KernelJobError(RuntimeError):
@@ -190,6 +198,8 @@ class HPCProvisioner(KernelProvisionerBase):
     _submitted = 0.0
     _start_seconds = 0.0
     _end_logged = False
+    #: why the start is given up at the user's request (:meth:`cancel_queued`); "" otherwise
+    _cancelled = ""
     _signal_seq = 0
 
     # -- the scheduler ---------------------------------------------------------------
@@ -249,8 +259,8 @@ class HPCProvisioner(KernelProvisionerBase):
             "backend": self.backend,
             "state": status.state.value,
             "reason": self.client.backend.describe_reason(status.reason),
-            "expected_start": status.expected_start.isoformat() if status.expected_start else None,
-            "end_time": status.end_time.isoformat() if status.end_time else None,
+            "expected_start": _iso(status.expected_start),
+            "end_time": _iso(status.end_time),
             "node": status.host,
             "generation": self.generation,
             #: this generation's kernel has bound its ports (RUNNING comes a moment before)
@@ -359,6 +369,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self.generation = 1
         self.ended = ""
         self._end_logged = False
+        self._cancelled = ""
         self._signal_seq = 0
         for stale in (self.state_file, self.request_file):
             stale.unlink(missing_ok=True)
@@ -407,6 +418,8 @@ class HPCProvisioner(KernelProvisionerBase):
         started_running: float | None = None
         with self.watcher.hurry():
             while True:
+                if self._cancelled:
+                    await self._give_up(self._cancelled)
                 node = self._node()
                 if node is not None:
                     info = read_json(Path(self.connection_file))
@@ -448,6 +461,18 @@ class HPCProvisioner(KernelProvisionerBase):
         # while, then the entry goes
         asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
         raise KernelJobError(self.ended)
+
+    def cancel_queued(self, why: str = "cancelled at the user's request while it was queued") -> bool:
+        """Give up this kernel's start while its job has not bound a kernel yet (JupyterLab's
+        "Cancel job" on a queued kernel): the start fails with ``why`` and the job is cancelled,
+        as for ``queue_timeout``. False once the kernel is ready, the start has already failed,
+        or nothing was submitted: a running kernel is shut down instead."""
+        node = self._node()
+        if not self.job_id or self.ended or (node is not None and node.state == "ready"):
+            return False
+        self._cancelled = why
+        self.log.info("kernel %s: job %s %s", self.kernel_id, self.job_id, why)
+        return True
 
     def _forget_failed(self) -> None:
         if KERNEL_JOBS.get(self.kernel_id) is self:
@@ -532,7 +557,11 @@ class HPCProvisioner(KernelProvisionerBase):
         if not self._job_ended():
             await self._cancel()
         self.watcher.unregister(self.job_id)
-        KERNEL_JOBS.pop(self.kernel_id, None)
+        if self.ended and KERNEL_JOBS.get(self.kernel_id) is self:
+            # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a while
+            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
+        else:
+            KERNEL_JOBS.pop(self.kernel_id, None)
         forget(self.connection_file)
         # the connection file (it holds the keys) and the job's files: jupyter_client removes only
         # the connection files it wrote itself

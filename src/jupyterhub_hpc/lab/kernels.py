@@ -13,6 +13,12 @@ It reads the provisioners' cached status only (the server's one batched status q
 A kernel job is listed from its submit on, also while jupyter_server has not added the starting
 kernel to its kernel list yet. The Lab polls it only while a batch kernel is starting (docs/kernels.md).
 
+``DELETE kernels/<kernel id>`` (the queued notification's "Cancel job"): gives up the start of a
+kernel whose job has not bound a kernel yet (queued, or starting on its node) and cancels the job
+(:meth:`~jupyterhub_hpc.kernels.provisioner.HPCProvisioner.cancel_queued`); 202 with
+``{"kernel_id", "job_id"}``, 404 for a kernel that is not a kernel job of this server, 409 once the
+kernel runs (shut it down as any kernel) or its start has ended.
+
 ``POST kernels/specs`` (the Lab's "New batch kernel…" dialog): ``{"display_name", "partition",
 "cpus", "memory", "walltime", "gpus"}`` (all but the name optional) become a batch kernelspec
 through :func:`jupyterhub_hpc.kernels.spec.kernelspec`, i.e. the spawner's typed job request; a
@@ -131,6 +137,19 @@ class KernelJobsRoute(_HubRoute):
         self._answer(HubReply(200, {"kernels": describe_kernel_jobs()}))
 
 
+class KernelJobRoute(_HubRoute):
+    @web.authenticated
+    async def delete(self, kernel_id: str) -> None:
+        from ..kernels.provisioner import KERNEL_JOBS
+
+        provisioner = KERNEL_JOBS.get(kernel_id)
+        if provisioner is None:
+            raise web.HTTPError(404, "not a kernel job of this server")
+        if not provisioner.cancel_queued():
+            raise web.HTTPError(409, "the kernel is not waiting for its job: shut it down instead")
+        self._answer(HubReply(202, {"kernel_id": kernel_id, "job_id": provisioner.job_id}))
+
+
 class KernelSpecsRoute(_HubRoute):
     backend: str
     data_dir: Path
@@ -170,11 +189,12 @@ class KernelSpecsRoute(_HubRoute):
 
 
 def setup_kernel_routes(web_app: Any, state: Any, backend: str = "slurm") -> None:
-    """Add ``jupyterhub-hpc/kernels`` and ``jupyterhub-hpc/kernels/specs`` to the server's tornado
+    """Add ``jupyterhub-hpc/kernels``, ``kernels/<kernel id>`` and ``kernels/specs`` to the server's tornado
     application (``backend``: the one new batch kernels are made for)."""
     base = url_path_join(web_app.settings["base_url"], "jupyterhub-hpc")
     routes = [
         (url_path_join(base, "kernels"), KernelJobsRoute, {"state": state}),
         (url_path_join(base, "kernels", "specs"), KernelSpecsRoute, {"state": state, "backend": backend}),
+        (url_path_join(base, "kernels", r"([0-9a-f-]{1,64})"), KernelJobRoute, {"state": state}),
     ]
     web_app.add_handlers(".*$", routes)
