@@ -180,6 +180,8 @@ class HPCProvisioner(KernelProvisionerBase):
     _end_logged = False
     #: why the start is given up at the user's request (:meth:`cancel_queued`); "" otherwise
     _cancelled = ""
+    #: the kernel is being shut down (not restarted): its job's end is no news
+    _stop_asked = False
     _signal_seq = 0
 
     # -- the scheduler ---------------------------------------------------------------
@@ -443,7 +445,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self._end_logged = True
         # a failed start is never cleaned up by jupyter_client: JupyterLab may still ask why for a
         # while, then the entry goes
-        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
+        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
         raise KernelJobError(self.ended)
 
     def cancel_queued(self, why: str = "cancelled at the user's request while it was queued") -> bool:
@@ -458,10 +460,16 @@ class HPCProvisioner(KernelProvisionerBase):
         self.log.info("kernel %s: job %s %s", self.kernel_id, self.job_id, why)
         return True
 
-    def _forget_failed(self) -> None:
+    def _forget_failed(self, job_id: str) -> None:
+        """The end of a failed start or of a kernel whose job ended by itself: out of the list
+        (unless a later start submitted another job meanwhile)."""
+        if job_id != self.job_id:
+            return
         if KERNEL_JOBS.get(self.kernel_id) is self:
             del KERNEL_JOBS[self.kernel_id]
-            self.watcher.unregister(self.job_id)
+        self.watcher.unregister(self.job_id)
+        if self.ended:
+            log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
 
     async def _cancel(self) -> None:
         try:
@@ -533,6 +541,7 @@ class HPCProvisioner(KernelProvisionerBase):
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         self._restart_asked = restart
+        self._stop_asked = not restart
         if not restart and self.job_id:
             self._write_request(stop=True)
 
@@ -541,23 +550,18 @@ class HPCProvisioner(KernelProvisionerBase):
             return
         if not self._job_ended():
             await self._cancel()
-        if self.ended and KERNEL_JOBS.get(self.kernel_id) is self:
-            # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a
-            # while, and the scheduler may not have confirmed the end yet (the watcher goes on)
-            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
-        else:
-            self.watcher.unregister(self.job_id)
-            KERNEL_JOBS.pop(self.kernel_id, None)
         forget(self.connection_file)
         # the connection file (it holds the keys) and the job's files: jupyter_client removes only
         # the connection files it wrote itself
-        for path in (
-            Path(self.connection_file),
-            self.state_file,
-            self.request_file,
-            log_path(self.connection_file, self.job_id),
-        ):
+        for path in (Path(self.connection_file), self.state_file, self.request_file):
             path.unlink(missing_ok=True)
+        if self.ended and not self._stop_asked and KERNEL_JOBS.get(self.kernel_id) is self:
+            # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a
+            # while, and the scheduler may not have confirmed the end yet (the watcher goes on)
+            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
+            return
+        self._forget_failed(self.job_id)
+        log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
         self.job_id = ""
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
