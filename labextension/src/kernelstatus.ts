@@ -14,6 +14,10 @@ import { CardModel } from './model';
 import { formatRemaining } from './time';
 
 const REFRESH_MS = 60000;
+/** past its end time, the route is asked again this often (the job is ending) */
+const ENDING_MS = 5000;
+/** the statuses of a kernel that runs */
+const LIVE = new Set(['idle', 'busy']);
 /** the hub's default warnings (jobcard.py) when there is no card (a Lab outside a hub) */
 const DEFAULT_WARN_SECONDS = [900, 300];
 
@@ -23,6 +27,7 @@ export class KernelJobStatusItem extends Widget {
   private refreshTimer: number | undefined;
   private tickTimer: number | undefined;
   private asked = 0;
+  private askedAt = 0;
   private readonly activeSignal = new Signal<this, void>(this);
 
   constructor(
@@ -66,17 +71,19 @@ export class KernelJobStatusItem extends Widget {
   private kernelMoved(): void {
     const kernel = this.context?.session?.kernel;
     const status = this.context?.kernelDisplayStatus;
-    if (!kernel || !this.isBatch(kernel.name) || status === 'dead') {
-      this.present(null);
+    if (!kernel || !this.isBatch(kernel.name) || !status || !LIVE.has(status)) {
+      this.present(null); // dead, restarting, disconnected: shown again once it is back
       return;
     }
-    if (status === 'idle' || status === 'busy') {
-      void this.ask(kernel.id);
+    if (this.job?.kernel_id === kernel.id) {
+      return; // known: every cell run is a status change, the refresh timer keeps it current
     }
+    void this.ask(kernel.id);
   }
 
   private async ask(kernelId: string): Promise<void> {
     const asked = ++this.asked;
+    this.askedAt = Date.now();
     window.clearTimeout(this.refreshTimer);
     let job: IKernelJob | null = null;
     try {
@@ -126,6 +133,9 @@ export class KernelJobStatusItem extends Widget {
       this.node.textContent = `Kernel job ${job.job_id}${where}`;
       delete this.node.dataset.remaining;
       return;
+    }
+    if (remaining <= 0 && Date.now() - this.askedAt > ENDING_MS) {
+      void this.ask(job.kernel_id); // past its end: is the job gone?
     }
     this.node.dataset.remaining = String(Math.floor(remaining));
     this.node.textContent = `Kernel job ${job.job_id}${where} · ${formatRemaining(remaining)} left`;

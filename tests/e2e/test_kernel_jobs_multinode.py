@@ -158,12 +158,13 @@ def test_a_kernel_job_killed_at_its_walltime_is_explained_in_lab(hub: Hub, page:
         dismiss_dialogs(page)  # JupyterLab's own "kernel died" dialog, if it shows one
         ended.locator(".jp-toast-button", has_text="Details").click()
         expect(page.locator(".jp-hpc-kernel-job-ended")).to_contain_text("TimeLimit")
-        expect(item).to_have_count(0, timeout=10_000)
+        expect(item).to_be_hidden(timeout=10_000)
         # the restarter's attempts submit nothing: only the server's job is queued
         page.wait_for_timeout(15_000)
         assert jobs(USER) == {server_job: "RUNNING"}
     finally:
         path.unlink(missing_ok=True)
+        hub.stop_server(USER)
 
 
 def dismiss_dialogs(page: Page) -> None:
@@ -213,7 +214,7 @@ def interrupt_and_restart(page: Page, job: str) -> None:
     run_first_cell(page, until=re.compile(r"STATE kept \d+"))
     assert output(page).inner_text().split() == ["STATE", "kept", job]
     kernel_menu(page, re.compile(r"^Restart Kernel…"))
-    page.locator(".jp-Dialog").get_by_role("button", name="Restart", exact=True).click()
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
     expect(indicator).to_have_attribute("data-status", "idle", timeout=60_000)
     type_into_first_cell(page, "import os; print('AFTER', 'state' in globals(), os.environ['SLURM_JOB_ID'])")
     run_first_cell(page, until=re.compile(r"AFTER \S+ \d+"))

@@ -19,8 +19,10 @@ reader never sees half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -34,6 +36,7 @@ __all__ = [
     "NodeRequest",
     "NodeState",
     "attach_path",
+    "default_kernel_directory",
     "forget",
     "log_path",
     "ports_bound",
@@ -145,3 +148,15 @@ def remember(connection_file: str, kernel_name: str, cwd: str, provisioner_info:
 
 def forget(connection_file: str) -> None:
     attach_path(connection_file).unlink(missing_ok=True)
+
+
+def default_kernel_directory() -> str:
+    """``~/.local/share/jupyter/hpc-kernels/<server>``: one directory per server of the user (the
+    JupyterHub server name, ``default`` for the unnamed one), so that a restarted server takes back
+    its own kernel jobs only."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
+        name = "default" if not name else "server-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return os.path.join(jupyter_data_dir(), "hpc-kernels", name)

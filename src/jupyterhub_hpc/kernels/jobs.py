@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from ..backends.base import EXIT_MARKER
 from ..states import JobState, JobStatus
 
-__all__ = ["SECRET_NAMES", "clean_environment", "describe_end", "tail"]
+__all__ = ["SECRET_NAMES", "clean_environment", "describe_end", "iso_time", "tail"]
 
 #: variables a kernel job never gets: the server's credentials
 SECRET_NAMES = frozenset(
@@ -52,3 +53,9 @@ def describe_end(backend: str, status: JobStatus, why: str, output: str) -> str:
     if output.strip():
         text += f"\n--- last lines of its output ---\n{output.strip()}"
     return text
+
+
+def iso_time(when: datetime | None) -> str | None:
+    """ISO 8601 with the UTC offset (the schedulers' times are the node's local time), so that
+    the browser counts down to the right moment in any time zone."""
+    return when.astimezone().isoformat() if when else None

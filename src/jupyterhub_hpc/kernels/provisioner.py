@@ -32,13 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import hashlib
 import os
-import re
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +52,7 @@ from .files import (
     PORT_NAMES,
     NodeRequest,
     NodeState,
+    default_kernel_directory,
     forget,
     log_path,
     ports_bound,
@@ -65,21 +63,9 @@ from .files import (
     state_path,
     write_private,
 )
-from .jobs import clean_environment, describe_end, tail
+from .jobs import clean_environment, describe_end, iso_time, tail
 
 __all__ = ["KERNEL_JOBS", "HPCProvisioner", "KernelJobError"]
-
-
-def default_kernel_directory() -> str:
-    """``~/.local/share/jupyter/hpc-kernels/<server>``: one directory per server of the user (the
-    JupyterHub server name, ``default`` for the unnamed one), so that a restarted server takes back
-    its own kernel jobs only."""
-    from jupyter_core.paths import jupyter_data_dir
-
-    name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
-        name = "default" if not name else "server-" + hashlib.sha256(name.encode()).hexdigest()[:16]
-    return os.path.join(jupyter_data_dir(), "hpc-kernels", name)
 
 
 #: kernel id -> the provisioner of every kernel job of this server process (what JupyterLab reads)
@@ -96,12 +82,6 @@ ENDED = ("failed", "exited", "stopped")
 def _gone(status: JobStatus) -> bool:
     """The scheduler confirmed the job ended, or no longer knows it."""
     return status.state.is_final or status.state is JobState.NOT_FOUND
-
-
-def _iso(when: datetime | None) -> str | None:
-    """ISO 8601 with the UTC offset (the schedulers' times are the node's local time), so that
-    the browser counts down to the right moment in any time zone."""
-    return when.astimezone().isoformat() if when else None
 
 
 class KernelJobError(RuntimeError):
@@ -200,6 +180,8 @@ class HPCProvisioner(KernelProvisionerBase):
     _end_logged = False
     #: why the start is given up at the user's request (:meth:`cancel_queued`); "" otherwise
     _cancelled = ""
+    #: the kernel is being shut down (not restarted): its job's end is no news
+    _stop_asked = False
     _signal_seq = 0
 
     # -- the scheduler ---------------------------------------------------------------
@@ -251,6 +233,8 @@ class HPCProvisioner(KernelProvisionerBase):
 
     def describe(self) -> dict[str, Any]:
         """What JupyterLab shows of this kernel job: state, reason, expected start, end, node."""
+        if self.ended and not self._end_logged:
+            self._note_end()  # the scheduler may have confirmed the end since
         status = self.status()
         node = self._node()
         return {
@@ -259,13 +243,15 @@ class HPCProvisioner(KernelProvisionerBase):
             "backend": self.backend,
             "state": status.state.value,
             "reason": self.client.backend.describe_reason(status.reason),
-            "expected_start": _iso(status.expected_start),
-            "end_time": _iso(status.end_time),
+            "expected_start": iso_time(status.expected_start),
+            "end_time": iso_time(status.end_time),
             "node": status.host,
             "generation": self.generation,
             #: this generation's kernel has bound its ports (RUNNING comes a moment before)
             "ready": node is not None and node.state == "ready",
-            "ended": self.ended,
+            #: why the job ended, once the scheduler confirmed it (its state and exit code are
+            #: known then); "" while all is well or the end is not confirmed yet
+            "ended": self.ended if self._end_logged else "",
         }
 
     @property
@@ -459,7 +445,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self._end_logged = True
         # a failed start is never cleaned up by jupyter_client: JupyterLab may still ask why for a
         # while, then the entry goes
-        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
+        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
         raise KernelJobError(self.ended)
 
     def cancel_queued(self, why: str = "cancelled at the user's request while it was queued") -> bool:
@@ -474,9 +460,16 @@ class HPCProvisioner(KernelProvisionerBase):
         self.log.info("kernel %s: job %s %s", self.kernel_id, self.job_id, why)
         return True
 
-    def _forget_failed(self) -> None:
+    def _forget_failed(self, job_id: str) -> None:
+        """The end of a failed start or of a kernel whose job ended by itself: out of the list
+        (unless a later start submitted another job meanwhile)."""
+        if job_id != self.job_id:
+            return
         if KERNEL_JOBS.get(self.kernel_id) is self:
             del KERNEL_JOBS[self.kernel_id]
+        self.watcher.unregister(self.job_id)
+        if self.ended:
+            log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
 
     async def _cancel(self) -> None:
         try:
@@ -548,6 +541,7 @@ class HPCProvisioner(KernelProvisionerBase):
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         self._restart_asked = restart
+        self._stop_asked = not restart
         if not restart and self.job_id:
             self._write_request(stop=True)
 
@@ -556,22 +550,18 @@ class HPCProvisioner(KernelProvisionerBase):
             return
         if not self._job_ended():
             await self._cancel()
-        self.watcher.unregister(self.job_id)
-        if self.ended and KERNEL_JOBS.get(self.kernel_id) is self:
-            # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a while
-            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed)
-        else:
-            KERNEL_JOBS.pop(self.kernel_id, None)
         forget(self.connection_file)
         # the connection file (it holds the keys) and the job's files: jupyter_client removes only
         # the connection files it wrote itself
-        for path in (
-            Path(self.connection_file),
-            self.state_file,
-            self.request_file,
-            log_path(self.connection_file, self.job_id),
-        ):
+        for path in (Path(self.connection_file), self.state_file, self.request_file):
             path.unlink(missing_ok=True)
+        if self.ended and not self._stop_asked and KERNEL_JOBS.get(self.kernel_id) is self:
+            # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a
+            # while, and the scheduler may not have confirmed the end yet (the watcher goes on)
+            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
+            return
+        self._forget_failed(self.job_id)
+        log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
         self.job_id = ""
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
