@@ -97,6 +97,6 @@ def test_values_outside_the_profile_are_refused_and_nothing_is_written(
     before = set(kernels_dir.glob("hpc-batch-*")) if kernels_dir.exists() else set()
     reply = server(hub, "POST", "specs", json={"display_name": f"Refused {field}", **body})
     assert reply.status_code == 400, reply.text
-    assert field in reply.json()["message"], reply.text
+    assert reply.json()["error"].startswith(f"{field}: "), reply.text
     after = set(kernels_dir.glob("hpc-batch-*")) if kernels_dir.exists() else set()
     assert after == before
