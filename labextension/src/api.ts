@@ -75,7 +75,8 @@ export class ApiError extends Error {
 
 const settings = ServerConnection.makeSettings();
 
-async function request(path: string, init: RequestInit = {}, query = ''): Promise<Response> {
+/** A request to the server extension's routes (<base_url>jupyterhub-hpc/<path>); ApiError for non-2xx. */
+export async function request(path: string, init: RequestInit = {}, query = ''): Promise<Response> {
   // makeRequest adds the XSRF header and the server's token/cookie auth
   const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', path) + query;
   const response = await ServerConnection.makeRequest(url, init, settings);
@@ -94,7 +95,7 @@ async function request(path: string, init: RequestInit = {}, query = ''): Promis
 
 // Polls are not the user's activity: jupyter_server then leaves its last_activity alone, so
 // an idle server (issue 14, idle policy) is still idle with a Lab tab open.
-const POLL = '?no_track_activity=1';
+export const POLL = '?no_track_activity=1';
 
 export async function fetchCard(): Promise<ICard> {
   return (await request('card', {}, POLL)).json();

@@ -6,12 +6,11 @@
 // such a kernel is starting or its job is queued, and for a few seconds after a batch kernel died
 // (to say why its job ended), never otherwise.
 import { Dialog, ISessionContext, Notification, showDialog } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
 import { INotebookTracker } from '@jupyterlab/notebook';
-import { Kernel, KernelSpec, ServerConnection } from '@jupyterlab/services';
+import { Kernel, KernelSpec } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
-import { ApiError } from './api';
+import { POLL, request } from './api';
 import { formatClock } from './time';
 
 export interface IKernelJob {
@@ -48,30 +47,20 @@ function clip(text: string): string {
 }
 
 export async function fetchKernelJobs(): Promise<IKernelJob[]> {
-  const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', 'kernels') + '?no_track_activity=1';
-  const response = await ServerConnection.makeRequest(url, {}, settings);
-  if (!response.ok) {
-    throw new ApiError(response.status, response.statusText);
-  }
-  const body = await response.json();
+  const body = await (await request('kernels', {}, POLL)).json();
   return Array.isArray(body.kernels) ? body.kernels : [];
 }
 
 /** Give up a kernel's start while its job waits (DELETE <base_url>jupyterhub-hpc/kernels/<id>). */
 export async function cancelKernelJob(kernelId: string): Promise<void> {
-  const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', 'kernels', encodeURIComponent(kernelId));
-  const response = await ServerConnection.makeRequest(url, { method: 'DELETE' }, settings);
-  if (!response.ok) {
-    let message = response.statusText;
-    try {
-      message = (await response.json()).message ?? message;
-    } catch {
-      // not JSON: keep the status text
-    }
-    throw new ApiError(response.status, message);
-  }
+  await request(`kernels/${encodeURIComponent(kernelId)}`, { method: 'DELETE' });
+}
+
+/** Whether the kernelspec ``name`` is a batch kernel's (its metadata says so). */
+export function isBatchKernel(specs: KernelSpec.IManager, name: string | undefined): boolean {
+  const spec = name ? specs.specs?.kernelspecs[name] : undefined;
+  const meta = spec?.metadata?.['jupyterhub_hpc'] as { batch?: boolean } | undefined;
+  return meta?.batch === true;
 }
 
 export function queuedMessage(job: IKernelJob): string {
@@ -127,9 +116,7 @@ export class KernelJobNotices {
   }
 
   private isBatch(name: string | undefined): boolean {
-    const spec = name ? this.specs.specs?.kernelspecs[name] : undefined;
-    const meta = spec?.metadata?.['jupyterhub_hpc'] as { batch?: boolean } | undefined;
-    return meta?.batch === true;
+    return isBatchKernel(this.specs, name);
   }
 
   private startsBatch(context: ISessionContext): boolean {
@@ -260,8 +247,7 @@ export class KernelJobNotices {
     const key = this.key(job);
     if (job.ended) {
       if (!this.ended.has(key) && !this.baseline?.has(key)) {
-        this.ended.add(key);
-        window.sessionStorage.setItem(ENDED_KEY, JSON.stringify([...this.ended].slice(-200)));
+        this.markEnded(key);
         this.failed(job);
       }
       return;
@@ -291,13 +277,17 @@ export class KernelJobNotices {
     }
   }
 
+  /** The job's end is told (or needs no telling), also after a reload of this tab. */
+  private markEnded(key: string): void {
+    this.ended.add(key);
+    window.sessionStorage.setItem(ENDED_KEY, JSON.stringify([...this.ended].slice(-200)));
+  }
+
   /** The queued notification's "Cancel job": the start is given up, the job cancelled. */
   private async cancel(job: IKernelJob): Promise<void> {
     const key = this.key(job);
     this.done.add(key);
-    // its end is the user's own doing: no error notification for it
-    this.ended.add(key);
-    window.sessionStorage.setItem(ENDED_KEY, JSON.stringify([...this.ended].slice(-200)));
+    this.markEnded(key); // its end is the user's own doing: no error notification for it
     try {
       await cancelKernelJob(job.kernel_id);
       Notification.info(`Kernel job ${job.job_id} cancelled`, {

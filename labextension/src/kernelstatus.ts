@@ -9,9 +9,9 @@ import { KernelSpec } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { IKernelJob, fetchKernelJobs } from './kerneljobs';
+import { IKernelJob, fetchKernelJobs, isBatchKernel } from './kerneljobs';
 import { CardModel } from './model';
-import { formatRemaining } from './time';
+import { formatRemaining, warningLevel } from './time';
 
 const REFRESH_MS = 60000;
 /** past its end time, the route is asked again this often (the job is ending) */
@@ -53,12 +53,6 @@ export class KernelJobStatusItem extends Widget {
     return this.activeSignal;
   }
 
-  private isBatch(name: string | undefined): boolean {
-    const spec = name ? this.specs.specs?.kernelspecs[name] : undefined;
-    const meta = spec?.metadata?.['jupyterhub_hpc'] as { batch?: boolean } | undefined;
-    return meta?.batch === true;
-  }
-
   private follow(): void {
     this.context?.statusChanged.disconnect(this.kernelMoved, this);
     this.context?.kernelChanged.disconnect(this.kernelMoved, this);
@@ -71,7 +65,7 @@ export class KernelJobStatusItem extends Widget {
   private kernelMoved(): void {
     const kernel = this.context?.session?.kernel;
     const status = this.context?.kernelDisplayStatus;
-    if (!kernel || !this.isBatch(kernel.name) || !status || !LIVE.has(status)) {
+    if (!kernel || !isBatchKernel(this.specs, kernel.name) || !status || !LIVE.has(status)) {
       this.present(null); // dead, restarting, disconnected: shown again once it is back
       return;
     }
@@ -139,13 +133,9 @@ export class KernelJobStatusItem extends Widget {
     }
     this.node.dataset.remaining = String(Math.floor(remaining));
     this.node.textContent = `Kernel job ${job.job_id}${where} · ${formatRemaining(remaining)} left`;
-    const thresholds = this.model.card?.walltime.warn_seconds ?? DEFAULT_WARN_SECONDS;
-    if (thresholds.length) {
-      if (remaining <= Math.min(...thresholds)) {
-        this.addClass('jp-hpc-status-critical');
-      } else if (remaining <= Math.max(...thresholds)) {
-        this.addClass('jp-hpc-status-warn');
-      }
+    const level = warningLevel(remaining, this.model.card?.walltime.warn_seconds ?? DEFAULT_WARN_SECONDS);
+    if (level) {
+      this.addClass(`jp-hpc-status-${level}`);
     }
   }
 

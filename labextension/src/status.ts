@@ -2,7 +2,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { CardModel } from './model';
-import { formatClock, formatRemaining } from './time';
+import { formatClock, formatRemaining, warningLevel } from './time';
 
 export class JobStatusItem extends Widget {
   constructor(
@@ -60,13 +60,9 @@ export class JobStatusItem extends Widget {
     }
     this.node.dataset.remaining = String(Math.floor(remaining));
     this.node.textContent = `Job ${job.id}${where} · ${formatRemaining(remaining)} left`;
-    const thresholds = card.walltime.warn_seconds;
-    if (thresholds.length) {
-      if (remaining <= Math.min(...thresholds)) {
-        this.addClass('jp-hpc-status-critical');
-      } else if (remaining <= Math.max(...thresholds)) {
-        this.addClass('jp-hpc-status-warn');
-      }
+    const level = warningLevel(remaining, card.walltime.warn_seconds);
+    if (level) {
+      this.addClass(`jp-hpc-status-${level}`);
     }
   }
 }

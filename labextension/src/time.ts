@@ -35,6 +35,18 @@ export function formatRemaining(seconds: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
 }
 
+/** How close ``remaining`` seconds are to the end, by the walltime warnings: within the smallest
+ * threshold 'critical', within the largest 'warn', else null (no thresholds: null). */
+export function warningLevel(remaining: number, thresholds: readonly number[]): 'critical' | 'warn' | null {
+  if (!thresholds.length) {
+    return null;
+  }
+  if (remaining <= Math.min(...thresholds)) {
+    return 'critical';
+  }
+  return remaining <= Math.max(...thresholds) ? 'warn' : null;
+}
+
 /** HH:MM in the browser's time zone. */
 export function formatClock(iso: string | null): string {
   if (!iso) {

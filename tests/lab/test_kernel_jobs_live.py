@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
@@ -66,6 +67,19 @@ def page(browser: Browser, lab: UserLab) -> Iterator[Page]:
         context.close()
 
 
+def open_queued(lab: UserLab, page: Page, name: str) -> tuple[Any, re.Match[str]]:
+    """Open a notebook with the batch kernel while a blocker fills the node: its queued
+    notification, and that notification's text matched by QUEUED (the job Slurm has pending)."""
+    lab.write_notebook(name, CELL)
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
+    queued = toast(page, QUEUED)
+    expect(queued).to_be_visible(timeout=60_000)
+    found = QUEUED.search(queued.inner_text())
+    assert found is not None
+    assert slurm_state(found.group(1)) == "PENDING"
+    return queued, found
+
+
 def test_a_queued_batch_kernel_says_why_then_where_it_runs(lab: UserLab, page: Page) -> None:
     polls: list[float] = []
 
@@ -75,15 +89,9 @@ def test_a_queued_batch_kernel_says_why_then_where_it_runs(lab: UserLab, page: P
 
     page.on("request", seen)
     block = blocker(lab.user)
-    lab.write_notebook("queued.ipynb", CELL)
     try:
-        page.goto(f"{lab.url}/lab/tree/queued.ipynb?token={lab.token}")
-        queued = toast(page, QUEUED)
-        expect(queued).to_be_visible(timeout=60_000)
-        found = QUEUED.search(queued.inner_text())
-        assert found is not None
+        _, found = open_queued(lab, page, "queued.ipynb")
         job = found.group(1)
-        assert slurm_state(job) == "PENDING"
         listed = {k["job_id"]: k for k in lab.kernel_jobs()}
         assert listed[job]["state"] == "PENDING" and listed[job]["reason"] == found.group(2)
         assert polls, "the route was not polled while the kernel was queued"
@@ -119,15 +127,9 @@ def seconds_to_end(job: str) -> float:
 
 def test_a_queued_batch_kernel_is_cancelled_from_its_notification(lab: UserLab, page: Page) -> None:
     block = blocker(lab.user)
-    lab.write_notebook("cancelled.ipynb", CELL)
     try:
-        page.goto(f"{lab.url}/lab/tree/cancelled.ipynb?token={lab.token}")
-        queued = toast(page, QUEUED)
-        expect(queued).to_be_visible(timeout=60_000)
-        found = QUEUED.search(queued.inner_text())
-        assert found is not None
+        queued, found = open_queued(lab, page, "cancelled.ipynb")
         job = found.group(1)
-        assert slurm_state(job) == "PENDING"
         queued.locator(".jp-toast-button", has_text="Cancel job").click()
         expect(toast(page, f"Kernel job {job} cancelled")).to_be_visible(timeout=10_000)
         deadline = time.monotonic() + 3

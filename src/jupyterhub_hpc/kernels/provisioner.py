@@ -233,8 +233,8 @@ class HPCProvisioner(KernelProvisionerBase):
 
     def describe(self) -> dict[str, Any]:
         """What JupyterLab shows of this kernel job: state, reason, expected start, end, node."""
-        if self.ended and not self._end_logged:
-            self._note_end()  # the scheduler may have confirmed the end since
+        if self.ended:
+            self._note_end()  # the scheduler may have confirmed the end since (once only)
         status = self.status()
         node = self._node()
         return {
@@ -445,7 +445,7 @@ class HPCProvisioner(KernelProvisionerBase):
         self._end_logged = True
         # a failed start is never cleaned up by jupyter_client: JupyterLab may still ask why for a
         # while, then the entry goes
-        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
+        asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_job, self.job_id)
         raise KernelJobError(self.ended)
 
     def cancel_queued(self, why: str = "cancelled at the user's request while it was queued") -> bool:
@@ -460,16 +460,15 @@ class HPCProvisioner(KernelProvisionerBase):
         self.log.info("kernel %s: job %s %s", self.kernel_id, self.job_id, why)
         return True
 
-    def _forget_failed(self, job_id: str) -> None:
-        """The end of a failed start or of a kernel whose job ended by itself: out of the list
-        (unless a later start submitted another job meanwhile)."""
+    def _forget_job(self, job_id: str) -> None:
+        """The job out of the list, the watcher and the kernel directory (its output), unless a
+        later start submitted another job meanwhile."""
         if job_id != self.job_id:
             return
         if KERNEL_JOBS.get(self.kernel_id) is self:
             del KERNEL_JOBS[self.kernel_id]
         self.watcher.unregister(self.job_id)
-        if self.ended:
-            log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
+        log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
 
     async def _cancel(self) -> None:
         try:
@@ -558,10 +557,9 @@ class HPCProvisioner(KernelProvisionerBase):
         if self.ended and not self._stop_asked and KERNEL_JOBS.get(self.kernel_id) is self:
             # the job ended by itself (walltime, scancel): JupyterLab may still ask why for a
             # while, and the scheduler may not have confirmed the end yet (the watcher goes on)
-            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_failed, self.job_id)
+            asyncio.get_running_loop().call_later(FAILED_KEPT, self._forget_job, self.job_id)
             return
-        self._forget_failed(self.job_id)
-        log_path(self.connection_file, self.job_id).unlink(missing_ok=True)
+        self._forget_job(self.job_id)
         self.job_id = ""
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
