@@ -5,11 +5,9 @@
 // the dialog opens again with the values kept. The new kernelspec is written into the user's
 // Jupyter data dir; the kernelspecs are refreshed so that it is in the launcher at once.
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
-import { ApiError } from './api';
+import { request } from './api';
 
 export interface IBatchKernelRequest {
   display_name: string;
@@ -43,17 +41,11 @@ export interface IKernelProfile {
 }
 
 export async function fetchKernelProfiles(): Promise<IKernelProfile[]> {
-  const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', 'kernels', 'profiles');
   try {
-    const response = await ServerConnection.makeRequest(url, {}, settings);
-    if (!response.ok) {
-      return [];
-    }
-    const body = await response.json();
+    const body = await (await request('kernels/profiles')).json();
     return Array.isArray(body.profiles) ? body.profiles : [];
   } catch {
-    return []; // no such route (another server): the dialog without profiles
+    return []; // no hub with profiles (404), or another server: the dialog without profiles
   }
 }
 
@@ -86,28 +78,15 @@ const FIELDS: [keyof IBatchKernelRequest, string, string][] = [
   ['gpus', 'GPUs', 'e.g. 1']
 ];
 
-export async function createBatchKernel(request: IBatchKernelRequest): Promise<{ name: string; display_name: string }> {
-  const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'jupyterhub-hpc', 'kernels', 'specs');
+export async function createBatchKernel(request_: IBatchKernelRequest): Promise<{ name: string; display_name: string }> {
   const body: { [key: string]: string } = {};
-  for (const [key, value] of Object.entries(request)) {
+  for (const [key, value] of Object.entries(request_)) {
     if (typeof value === 'string' && value.trim()) {
       body[key] = value.trim();
     }
   }
   const init = { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } };
-  const response = await ServerConnection.makeRequest(url, init, settings);
-  if (!response.ok) {
-    let message = response.statusText;
-    try {
-      const answer = await response.json();
-      message = answer.error ?? answer.message ?? message;
-    } catch {
-      // not JSON: keep the status text
-    }
-    throw new ApiError(response.status, message);
-  }
-  return response.json();
+  return (await request('kernels/specs', init)).json();
 }
 
 class BatchKernelForm extends Widget {

@@ -4,12 +4,14 @@ hub, with its own token, which profiles a batch kernel may use, and has the hub 
 values (``POST /user/<name>/jupyterhub-hpc/kernels/specs`` with a ``profile``): a kernel within
 the profile is written with the profile's fixed fields filled in; a value over the profile's limit,
 a field the profile does not offer and a profile the user cannot see are 400s, and nothing is
-written."""
+written. In headless Chromium, the "New batch kernel…" dialog of that server offers the profiles
+and says per field what the chosen one allows."""
 
 from __future__ import annotations
 
 import json
 import pwd
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +19,15 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import Page, expect
 
+from browser import log_in
 from hub import Hub
 
 from .conftest import SITE_PROFILES
 from .hubs import FAST, cancel, make_hub, stop_all, wait_ready
 
-pytestmark = [pytest.mark.slurm, pytest.mark.hub]
+pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
 USER = "hpcuser1"
 
@@ -100,3 +104,53 @@ def test_values_outside_the_profile_are_refused_and_nothing_is_written(
     assert reply.json()["error"].startswith(f"{field}: "), reply.text
     after = set(kernels_dir.glob("hpc-batch-*")) if kernels_dir.exists() else set()
     assert after == before
+
+
+def test_the_dialog_offers_the_profiles_and_the_hub_checks_the_kernel(
+    hub: Hub, kernels_dir: Path, page: Page
+) -> None:
+    log_in(page, hub.url, USER, hub.password)
+    page.goto(f"{hub.url}/user/{USER}/lab")
+    expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
+    page.keyboard.press("Control+Shift+c")
+    page.locator(".lm-CommandPalette-input").fill("New batch kernel")
+    page.keyboard.press("Enter")
+    form = page.locator(".jp-hpc-batch-kernel-form")
+    field = {name: form.locator(f'input[name="{name}"]') for name in ("partition", "cpus", "memory", "gpus")}
+    select = form.locator('select[name="profile"]')
+    # the profiles this user sees (not the staff one), the site's default chosen
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
+    visible = [p for p in SITE_PROFILES if not p.get("allowed_groups") and not p.get("allowed_users")]
+    assert [o.removesuffix(" (not available now)") for o in options] == [p["display_name"] for p in visible]
+    expect(select).to_have_value("cpu")
+    # per field what the profile allows; what it sets or does not offer is locked
+    expect(field["partition"]).to_be_disabled()
+    expect(field["partition"]).to_have_value("debug")
+    expect(field["cpus"]).to_be_enabled()
+    expect(field["cpus"]).to_have_attribute("placeholder", "1–4")
+    expect(field["memory"]).to_have_attribute("placeholder", re.compile(r"256M.2G \(default 400M\)"))
+    expect(field["gpus"]).to_be_disabled()
+    expect(field["gpus"]).to_have_attribute("placeholder", "not offered by this profile")
+    # another profile: its own partition, no CPU field
+    select.select_option("bigmem")
+    expect(field["partition"]).to_have_value("short")
+    expect(field["cpus"]).to_be_disabled()
+    select.select_option("cpu")
+    form.locator('input[name="display_name"]').fill("Profile kernel")
+    field["cpus"].fill("8")
+    form.locator('input[name="walltime"]').fill("00:05:00")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    # over the profile's limit: refused by the hub, the dialog again with the values kept
+    expect(form.locator(".jp-hpc-batch-kernel-error")).to_contain_text("cpus: ")
+    expect(form.locator('select[name="profile"]')).to_have_value("cpu")
+    expect(form.locator('input[name="walltime"]')).to_have_value("00:05:00")
+    assert not list(kernels_dir.glob("hpc-batch-profile-kernel*"))
+    form.locator('input[name="cpus"]').fill("2")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    created = page.locator(".Toastify__toast", has_text="Batch kernel “Profile kernel” created")
+    expect(created).to_be_visible(timeout=30_000)
+    spec = json.loads((kernels_dir / "hpc-batch-profile-kernel" / "kernel.json").read_text())
+    resources = spec["metadata"]["kernel_provisioner"]["config"]["resources"]
+    assert resources["partition"] == "debug" and str(resources["cpus"]) == "2", resources
+    assert spec["metadata"]["jupyterhub_hpc"]["profile"] == "cpu"
+    expect(page.locator(".jp-LauncherCard", has_text="Profile kernel").first).to_be_visible()
