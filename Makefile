@@ -132,8 +132,9 @@ services: system-deps
 #   mostly waiting),
 # - the unit tests (no scheduler, no test users, no fixed ports; ~4 min of one core, which the
 #   waiting runs leave free),
-# - the live Slurm end-to-end suite with JupyterHub 5.3, then (once the first run is done with
-#   Slurm 24.11) the same suite on Slurm 24.11.
+# - the live Slurm end-to-end suite with JupyterHub 5.3, then the same suite with JupyterHub 6 (both
+#   on Slurm 22.05, one after the other; they fit in the first run's ~11 min), then (once the first
+#   run is done with Slurm 24.11) the same suite on Slurm 24.11.
 # Then everything else with JupyterHub 6.
 MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_kernel_jobs_multinode.py tests/e2e/test_maintenance_live.py \
   tests/e2e/test_maintenance_announcements_live.py
@@ -151,6 +152,8 @@ test: system-deps venv venv-jh53 services
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 $(UNIT_TESTS) > "$$unit_log" 2>&1 & unit=$$!; \
 	echo "== JupyterHub 5.3 ($(VENV_JH53)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): tests/e2e/test_slurm_e2e.py"; \
+	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 tests/e2e/test_slurm_e2e.py || rc=$$?; \
 	wait $$multi || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
 	cat "$$multi_log"; rm -f "$$multi_log"; \
@@ -165,7 +168,8 @@ test: system-deps venv venv-jh53 services
 	cat "$$unit_log"; rm -f "$$unit_log"; \
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
 	"$(VENV)/bin/python" -m pytest -v --durations=15 tests \
-	  $(addprefix --ignore=,$(MULTINODE_TESTS) $(SLURM24_TESTS) $(NO_SCHEDULER_TESTS) $(UNIT_TESTS)) \
+	  $(addprefix --ignore=,tests/e2e/test_slurm_e2e.py $(MULTINODE_TESTS) $(SLURM24_TESTS) $(NO_SCHEDULER_TESTS) \
+	    $(UNIT_TESTS)) \
 	  $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 

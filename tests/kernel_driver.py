@@ -1,8 +1,9 @@
 """Drive kernels of ``hpc-provisioner`` with jupyter_client, as the user who runs this script.
 
 Run by the live tests as a test user (``runuser -u hpcuser1 -- python tests/kernel_driver.py
-SCENARIO KERNELS_DIR NAME OUT``); it prints nothing and writes what it saw to OUT as JSON, so the
-test asserts on the scheduler's queue and on these facts. Scenarios:
+SCENARIO KERNELS_DIR NAME OUT``); it prints nothing on stdout and writes what it saw to OUT as JSON, so the
+test asserts on the scheduler's queue and on these facts. Each step is also written to stderr with
+its time, so a test that times out can say where the driver was. Scenarios:
 
 - ``contract``: start, run a cell, interrupt ``time.sleep(60)`` by message, restart (the
   allocation kept), shut down;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -30,6 +32,13 @@ PROBE = (
     "print(os.environ.get('SLURM_JOB_ID') or os.environ.get('JOB_ID') or os.environ.get('OAR_JOB_ID'),"
     " socket.gethostname(), os.getuid())"
 )
+
+BEGAN = time.monotonic()
+
+
+def step(what: str) -> None:
+    """Say on stderr (unbuffered, so a killed driver's last step is known) what the driver does now."""
+    print(f"[{time.monotonic() - BEGAN:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 async def run_cell(km: AsyncKernelManager, code: str, timeout: float = 60) -> dict[str, Any]:
@@ -79,20 +88,28 @@ def job_id(km: AsyncKernelManager) -> str:
 async def contract(name: str) -> dict[str, Any]:
     km = AsyncKernelManager(kernel_name=name)
     began = time.monotonic()
+    step("start_kernel")
     await km.start_kernel()
     facts: dict[str, Any] = {"job": job_id(km), "ready_seconds": time.monotonic() - began}
+    step(f"kernel job {facts['job']} ready; the probe cell")
     info = json.loads(Path(km.connection_file).read_text())
     facts["connection_file"] = km.connection_file
     facts["mode"] = oct(os.stat(km.connection_file).st_mode & 0o777)
     facts["ports"] = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
     facts["curve"] = bool(info.get("curve_publickey"))
     facts["cell"] = await run_cell(km, PROBE + "\nx = 41")
+    step("interrupt time.sleep(60)")
     facts["interrupt"] = await interrupt_sleep(km)
+    step("a cell after the interrupt")
     facts["after_interrupt"] = await run_cell(km, "print(x + 1)")
+    step("restart_kernel")
     await km.restart_kernel()
     facts["job_after_restart"] = job_id(km)
+    step("a cell after the restart")
     facts["after_restart"] = await run_cell(km, "print('x' in globals())\n" + PROBE)
+    step("shutdown_kernel")
     await km.shutdown_kernel()
+    step("shut down")
     facts["shutdown_at"] = time.time()
     return facts
 
@@ -135,6 +152,8 @@ async def fail(name: str) -> dict[str, Any]:
 
 def main() -> None:
     scenario, kernels_dir, name, out = sys.argv[1:5]
+    # the provisioner's own log (submission, queue states, the end) beside the steps
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     os.environ["JUPYTER_PATH"] = kernels_dir
     info_file = Path(out).with_suffix(".info.json")
     runs = {

@@ -183,8 +183,7 @@ class QueueWatcher:
         self.register(job_id)
         seen = self._seen[job_id]
         if not seen.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(seen.wait(), self.settings.timeout + 5)
+            await _woken(seen, self.settings.timeout + 5)
         return self.cached(job_id)
 
     def snapshot(self) -> WatcherSnapshot:
@@ -220,8 +219,7 @@ class QueueWatcher:
         self._ensure_running()
         assert self._updated is not None
         event = self._updated
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await _woken(event, timeout)
 
     # -- the loop ------------------------------------------------------------------
     def _ensure_running(self) -> None:
@@ -249,8 +247,7 @@ class QueueWatcher:
             delay = self._delay()
             wait = max(0.0, last + delay - time.monotonic())
             if wait:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await _woken(self._wake, wait)
             self._wake.clear()
             # after a wake-up, respect the fast interval (or the back-off) as a floor
             floor = self.settings.fast_interval if not self.failures else self._delay()
@@ -341,6 +338,17 @@ class QueueWatcher:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+
+async def _woken(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` have passed. Not ``wait_for``: on Python 3.11 it
+    returns the event instead of raising when a cancellation comes in the step that sets it, and
+    a loop cancelled once (``asyncio.run`` at exit, :meth:`QueueWatcher.stop`) would run on."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
 
 
 _WATCHERS: dict[tuple[object, ...], QueueWatcher] = {}

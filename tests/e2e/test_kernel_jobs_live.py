@@ -80,9 +80,37 @@ def kernels() -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def scheduler_state(user: str) -> str:
+    """What both schedulers hold for ``user`` now: said when a driver times out."""
+    commands = [
+        (["squeue", "-u", user, "-o", "%i %T %r %N %e"], {}),
+        (["qstat", "-f", "-u", user, "-explain", "aAcE"], SGE_ENV),
+        (["qstat", "-j", "*"], SGE_ENV),
+    ]
+    said = []
+    for argv, env in commands:
+        run = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, **env})
+        said.append(f"$ {' '.join(argv)}\n{run.stdout[-2000:]}{run.stderr[-500:]}")
+    return "\n".join(said)
+
+
 def drive(base: Path, scenario: str, kernel: str, user: str = USER, tag: str = "") -> dict[str, Any]:
     out = base / "out" / f"{kernel}-{tag or scenario}.json"
-    result = subprocess.run(
+    try:
+        result = run_driver(base, scenario, kernel, user, out)
+    except subprocess.TimeoutExpired as exc:
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        state = scheduler_state(user)
+        pytest.fail(f"the driver took over {exc.timeout:.0f} s; it said:\n{said[-4000:]}\n{state}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts: dict[str, Any] = json.loads(out.read_text())
+    return facts
+
+
+def run_driver(
+    base: Path, scenario: str, kernel: str, user: str, out: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             "runuser",
             "-u",
@@ -100,9 +128,6 @@ def drive(base: Path, scenario: str, kernel: str, user: str = USER, tag: str = "
         timeout=180,
         cwd="/tmp",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    facts: dict[str, Any] = json.loads(out.read_text())
-    return facts
 
 
 def sge_jobs(user: str) -> list[str]:

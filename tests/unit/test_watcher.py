@@ -542,3 +542,24 @@ def test_get_watcher_is_shared_per_scheduler(tmp_path: Path) -> None:
     remote = ClientSettings(ssh=SSHSettings(host="login1"))
     over_ssh = get_watcher(get_client(SlurmBackend(commands=commands), remote))
     assert over_ssh is not first and over_ssh.client.remote
+
+
+# -- cancellation ---------------------------------------------------------------------------------------
+
+
+async def test_a_cancelled_loop_ends_even_when_woken_in_the_same_step(
+    fake: FakeSlurm, make_watcher: Callable[..., QueueWatcher]
+) -> None:
+    """``asyncio.run`` cancels what is left once, at exit: Python 3.11's ``wait_for`` returned the
+    wake-up instead of the cancellation when both came in one step, and the loop ran on (a kernel
+    driver hung at exit, seen live on Grid Engine)."""
+    fake.set_job("1", "RUNNING")
+    watcher = make_watcher(interval=30.0, fast_interval=30.0)
+    await watcher.status("1")
+    await asyncio.sleep(0.05)  # the loop waits for its interval, or a wake-up
+    task = watcher._task
+    assert task is not None and not task.done()
+    watcher.refresh_soon()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert task in done and task.cancelled()
