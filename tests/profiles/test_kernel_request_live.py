@@ -119,18 +119,20 @@ def test_the_dialog_offers_the_profiles_and_the_hub_checks_the_kernel(
     field = {name: form.locator(f'input[name="{name}"]') for name in ("partition", "cpus", "memory", "gpus")}
     select = form.locator('select[name="profile"]')
     # the profiles this user sees (not the staff one), the site's default chosen
-    options = [o.strip() for o in select.locator("option").all_inner_texts()]
     visible = [p for p in SITE_PROFILES if not p.get("allowed_groups") and not p.get("allowed_users")]
+    expect(select.locator("option")).to_have_count(len(visible))
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
     assert [o.removesuffix(" (not available now)") for o in options] == [p["display_name"] for p in visible]
     expect(select).to_have_value("cpu")
     # per field what the profile allows; what it sets or does not offer is locked
     expect(field["partition"]).to_be_disabled()
     expect(field["partition"]).to_have_value("debug")
     expect(field["cpus"]).to_be_enabled()
-    expect(field["cpus"]).to_have_attribute("placeholder", "1–4")
+    expect(field["cpus"]).to_have_attribute("placeholder", "1\u20134 (default 1)")  # an en dash
     expect(field["memory"]).to_have_attribute("placeholder", re.compile(r"256M.2G \(default 400M\)"))
     expect(field["gpus"]).to_be_disabled()
-    expect(field["gpus"]).to_have_attribute("placeholder", "not offered by this profile")
+    expect(field["gpus"]).to_have_value("0")
+    expect(field["gpus"]).to_have_attribute("placeholder", "set by the profile")
     # another profile: its own partition, no CPU field
     select.select_option("bigmem")
     expect(field["partition"]).to_have_value("short")
