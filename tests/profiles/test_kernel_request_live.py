@@ -21,7 +21,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from browser import log_in
+from browser import log_in, run_command
 from hub import Hub
 
 from .conftest import SITE_PROFILES
@@ -112,9 +112,7 @@ def test_the_dialog_offers_the_profiles_and_the_hub_checks_the_kernel(
     log_in(page, hub.url, USER, hub.password)
     page.goto(f"{hub.url}/user/{USER}/lab")
     expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
-    page.keyboard.press("Control+Shift+c")
-    page.locator(".lm-CommandPalette-input").fill("New batch kernel")
-    page.keyboard.press("Enter")
+    run_command(page, "New batch kernel")
     form = page.locator(".jp-hpc-batch-kernel-form")
     field = {name: form.locator(f'input[name="{name}"]') for name in ("partition", "cpus", "memory", "gpus")}
     select = form.locator('select[name="profile"]')

@@ -31,6 +31,7 @@ from ..request import (
     walltime_text,
 )
 from .model import CHOICE_TYPES, UNLISTED_KEY, UNLISTED_SUFFIX, Option, Profile, ProfileList
+from .schema import profile_heading
 from .validate import (
     Context,
     Resolution,
@@ -148,12 +149,7 @@ def kernel_profiles(profiles: ProfileList, ctx: Context) -> list[dict[str, Any]]
                 fields[name] = {"fixed": show(name, job[name])}
         entries.append(
             {
-                "slug": profile.slug,
-                "display_name": profile.display_name,
-                "description": profile.description,
-                "default": default is not None and profile.slug == default.slug,
-                "backend": target.backend,
-                "cluster": target.cluster,
+                **profile_heading(profile, default, target),
                 "unavailable": problem,
                 "fields": fields,
             }

@@ -19,19 +19,8 @@ from jupyterhub_hpc.profiles.model import parse_profile_list
 from jupyterhub_hpc.profiles.validate import Context, resolve
 from jupyterhub_hpc.request import RequestError
 
-BASE = {
-    "job_name": "jupyterhub",
-    "partition": None,
-    "account": None,
-    "qos": None,
-    "reservation": None,
-    "constraint": None,
-    "cpus": 1,
-    "memory": "1G",
-    "walltime": "08:00:00",
-    "gpus": 0,
-    "gpu_type": None,
-}
+from .conftest import BASE
+
 PROFILES = parse_profile_list(
     [
         {
