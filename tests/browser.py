@@ -41,3 +41,10 @@ def log_in(page: Page, hub_url: str, user: str, password: str) -> None:
     page.fill("#password_input", password)
     page.click("#login_submit")
     page.wait_for_url(LOGGED_IN)
+
+
+def run_command(page: Page, label: str) -> None:
+    """Run JupyterLab's command ``label`` from its command palette, as a user would."""
+    page.keyboard.press("Control+Shift+c")
+    page.locator(".lm-CommandPalette-input").fill(label)
+    page.keyboard.press("Enter")

@@ -84,7 +84,7 @@ export async function request(path: string, init: RequestInit = {}, query = ''):
     let message = response.statusText;
     try {
       const body = await response.json();
-      message = body.message ?? message;
+      message = body.error ?? body.message ?? message; // ours say `error`, jupyter_server's `message`
     } catch {
       // not JSON: keep the status text
     }

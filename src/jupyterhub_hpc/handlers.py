@@ -17,6 +17,15 @@ scheduler command, to a token or cookie with ``read:servers`` or ``access:server
 on that server (the server's own token has the latter). ``GET /hub/api/hpc/modules/<user>/<server
 name>`` answers with that server's software modules and catalogue, with the same access.
 
+``GET /hub/api/hpc/kernel-request/<user>/<server name>`` (same access; the profile API's rate
+limit) lists the profiles the user sees on that server's spawner as a batch kernel may use them
+(:func:`~jupyterhub_hpc.profiles.kernelrequest.kernel_profiles`: per kernel field its fixed value,
+choices or bounds after live limits); ``POST`` there with ``{"profile": slug or null, "resources":
+{field: value}}`` checks a batch kernel's resources with the spawner's own validation of that
+profile: 200 ``{"profile", "backend", "cluster", "resources"}`` (the resolved job's fields), 400
+``{"field", "message"}`` for a field the profile does not offer, a value outside it, or a profile
+the user cannot see; 404 when the spawner has no profiles. Nothing is started or remembered.
+
 ``POST /hub/api/hpc/use`` with ``{"last_use": "<ISO 8601>"}`` is the server's report of when it
 was last used (:mod:`jupyterhub_hpc.idle`): authenticated with the API token of that very
 running server, bounded (:data:`USE_BODY_LIMIT` bytes), never more than a small skew in the
@@ -37,16 +46,22 @@ from tornado import web
 
 from .httpbody import JSONBodyHandler
 from .jobcard import spawner_card
+from .profiles.kernelrequest import KernelRequestError, kernel_profiles, kernel_resources, kernel_user_options
+from .profiles.mixin import ProfileOptionsError, ProfilesMixin
+from .profiles.model import ProfileList
+from .ratelimit import check_caller_rate
 from .spawner import HPCSpawner, PortReportTooEarly
 
 __all__ = [
     "CARD_ROUTE",
+    "KERNEL_REQUEST_ROUTE",
     "MODULES_ROUTE",
     "PORT_ROUTE",
     "USE_ROUTE",
     "IdleUseHandler",
     "JobCardHandler",
     "JobPortHandler",
+    "KernelRequestHandler",
     "ModulesHandler",
     "api_handlers",
     "hub_template_paths",
@@ -58,6 +73,9 @@ hub_template_paths: list[str] = [str(Path(__file__).parent / "hubtemplates")]
 PORT_ROUTE = r"/api/hpc/port"
 CARD_ROUTE = r"/api/hpc/card/([^/]+)/([^/]*)"
 MODULES_ROUTE = r"/api/hpc/modules/([^/]+)/([^/]*)"
+KERNEL_REQUEST_ROUTE = r"/api/hpc/kernel-request/([^/]+)/([^/]*)"
+#: bytes of a kernel request (``{"profile": ..., "resources": {five fields}}`` is about 150)
+KERNEL_REQUEST_BODY_LIMIT = 4096
 #: either scope on the server grants its card
 CARD_SCOPES = ("read:servers", "access:servers")
 #: bytes of a port report (``{"port": 20001}`` is 15)
@@ -170,7 +188,8 @@ class JobCardHandler(APIHandler):
             has_scope(f"{scope}!server={target}", self.parsed_scopes, db=self.db) for scope in CARD_SCOPES
         )
 
-    async def get(self, user_name: str, server_name: str) -> None:
+    def server_spawner(self, user_name: str, server_name: str) -> Any:
+        """The spawner of ``user_name``'s server ``server_name``, once the caller may see it."""
         if self.current_user is None:
             raise web.HTTPError(403, "Missing or invalid credentials.")
         if not self._allowed(user_name, server_name):
@@ -180,10 +199,16 @@ class JobCardHandler(APIHandler):
             raise web.HTTPError(404, f"no such user: {user_name}")
         if server_name and server_name not in user.orm_user.orm_spawners:
             raise web.HTTPError(404, f"{user_name} has no server named {server_name}")
-        card = spawner_card(user.spawners[server_name])
+        return user.spawners[server_name]
+
+    def write_json(self, status: int, body: Any) -> None:
+        self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(card))
+        self.finish(json.dumps(body))
+
+    async def get(self, user_name: str, server_name: str) -> None:
+        self.write_json(200, spawner_card(self.server_spawner(user_name, server_name)))
 
 
 class ModulesHandler(JobCardHandler):
@@ -193,22 +218,68 @@ class ModulesHandler(JobCardHandler):
     the job card; 404 when the server has no module system."""
 
     async def get(self, user_name: str, server_name: str) -> None:
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        if not self._allowed(user_name, server_name):
-            raise web.HTTPError(403, "requires read:servers or access:servers on this server")
-        user = self.find_user(user_name)
-        if user is None:
-            raise web.HTTPError(404, f"no such user: {user_name}")
-        if server_name and server_name not in user.orm_user.orm_spawners:
-            raise web.HTTPError(404, f"{user_name} has no server named {server_name}")
-        spawner = user.spawners[server_name]
+        spawner = self.server_spawner(user_name, server_name)
         document = await spawner.modules_document() if isinstance(spawner, HPCSpawner) else None
         if document is None:
             raise web.HTTPError(404, "this server has no module system")
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(document))
+        self.write_json(200, document)
+
+
+class KernelRequestHandler(JSONBodyHandler, JobCardHandler):
+    """``GET``/``POST /hub/api/hpc/kernel-request/<user>/<server name>``: what a batch kernel of
+    that server may ask within the profiles its spawner offers the user, and the check of one
+    request (:mod:`jupyterhub_hpc.profiles.kernelrequest`); the same access as the job card,
+    the profile API's rate limit; 404 when the spawner has no profiles."""
+
+    body_limit = KERNEL_REQUEST_BODY_LIMIT
+    body_depth = 3
+
+    async def _profiles(self, user_name: str, server_name: str) -> tuple[ProfilesMixin, ProfileList]:
+        spawner = self.server_spawner(user_name, server_name)
+        if not isinstance(spawner, ProfilesMixin):
+            raise web.HTTPError(404, "this hub's spawner has no profiles")
+        check_caller_rate(self.current_user, spawner.profile_api_rate_limit, spawner.profile_api_rate_window)
+        profiles = await spawner.load_profiles()
+        if profiles is None:
+            raise web.HTTPError(404, "no profiles are configured")
+        return spawner, profiles
+
+    async def get(self, user_name: str, server_name: str) -> None:
+        spawner, profiles = await self._profiles(user_name, server_name)
+        ctx = await spawner.profile_context(profiles)
+        self.write_json(200, {"user": ctx.user, "profiles": kernel_profiles(profiles, ctx)})
+
+    async def post(self, user_name: str, server_name: str) -> None:
+        body: Any = self.json_object()
+        slug, resources = body.get("profile"), body.get("resources", {})
+        if set(body) - {"profile", "resources"} or not isinstance(resources, dict):
+            raise web.HTTPError(400, 'the body must be {"profile": <slug or null>, "resources": {...}}')
+        if slug is not None and not isinstance(slug, str):
+            raise web.HTTPError(400, "profile must be a slug or null")
+        spawner, profiles = await self._profiles(user_name, server_name)
+        try:
+            ctx = await spawner.profile_context(profiles)
+            options = kernel_user_options(profiles, ctx, slug, resources)
+            resolution = await spawner.resolve_profile(options, remembered=False)
+        except KernelRequestError as exc:
+            self.write_json(400, {"status": 400, "field": exc.field, "message": str(exc)})
+            return
+        except ProfileOptionsError as exc:
+            field = next((f for f, v in resources.items() if options.get(exc.field) == v), exc.field)
+            message = f"{field}: {exc.detail} (profile {options['profile']}, option {exc.field})"
+            self.write_json(400, {"status": 400, "field": field, "option": exc.field, "message": message})
+            return
+        if resolution is None:
+            raise web.HTTPError(404, "no profiles are configured")
+        self.write_json(
+            200,
+            {
+                "profile": resolution.profile.slug,
+                "backend": resolution.backend,
+                "cluster": resolution.cluster,
+                "resources": kernel_resources(resolution),
+            },
+        )
 
 
 #: ``c.JupyterHub.extra_handlers = api_handlers``
@@ -217,4 +288,5 @@ api_handlers: list[tuple[str, type[APIHandler]]] = [
     (CARD_ROUTE, JobCardHandler),
     (MODULES_ROUTE, ModulesHandler),
     (USE_ROUTE, IdleUseHandler),
+    (KERNEL_REQUEST_ROUTE, KernelRequestHandler),
 ]

@@ -13,8 +13,11 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["RateLimiter", "get_rate_limiter"]
+from tornado import web
+
+__all__ = ["RateLimiter", "check_caller_rate", "get_rate_limiter"]
 
 
 class RateLimiter:
@@ -55,3 +58,15 @@ _LIMITER = RateLimiter()
 def get_rate_limiter() -> RateLimiter:
     """The hub process's limiter (shared by all spawners and handlers)."""
     return _LIMITER
+
+
+def check_caller_rate(caller: Any, limit: int, window: float, what: str = "profile API") -> None:
+    """HTTP 429 with ``Retry-After`` when ``caller`` (a user or a service) is over ``limit``
+    requests per ``window`` seconds, counted with every other endpoint that uses the same limit."""
+    key = f"{getattr(caller, 'kind', 'user')}:{caller.name}"
+    wait = get_rate_limiter().acquire(key, limit, window)
+    if wait:
+        error = web.HTTPError(429, "too many %s requests, retry in %d s", what, wait)
+        # JupyterHub's write_error sets the headers an HTTPError carries
+        error.headers = {"Retry-After": str(wait)}  # type: ignore[attr-defined]
+        raise error

@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 
+from browser import run_command
+
 from .kernel_jobs_lab import BROKEN, BROKEN_OUTPUT, UserLab, blocker, slurm_state
 from .test_lab_contract import toast
 from .test_modules_live import output, run_first_cell
@@ -186,9 +188,7 @@ def test_a_batch_kernel_made_in_the_dialog_is_in_the_launcher_and_runs_as_a_job(
     try:
         page.goto(f"{lab.url}/lab?token={lab.token}")
         expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
-        page.keyboard.press("Control+Shift+c")
-        page.locator(".lm-CommandPalette-input").fill("New batch kernel")
-        page.keyboard.press("Enter")
+        run_command(page, "New batch kernel")
         form = page.locator(".jp-hpc-batch-kernel-form")
         form.locator('input[name="display_name"]').fill("My batch kernel")
         form.locator('input[name="partition"]').fill("debug")

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from browser import run_command
 from jupyterhub_hpc.modules import ModuleSystem
 
 from .conftest import Lab
@@ -136,9 +137,7 @@ def shot(page: Page, locator: Any, name: str) -> None:
 
 
 def open_panel(page: Page) -> Any:
-    page.keyboard.press("Control+Shift+c")
-    page.locator(".lm-CommandPalette-input").fill("Software modules")
-    page.keyboard.press("Enter")
+    run_command(page, "Software modules")
     panel = page.locator("#jupyterhub-hpc-modules")
     expect(panel).to_be_visible()
     return panel

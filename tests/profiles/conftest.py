@@ -20,6 +20,21 @@ def data(name: str) -> str:
     return (DATA / name).read_text()
 
 
+#: what SlurmSpawner passes as the admin's base (its traits' defaults)
+BASE: dict[str, Any] = {
+    "job_name": "jupyterhub",
+    "partition": None,
+    "account": None,
+    "qos": None,
+    "reservation": None,
+    "constraint": None,
+    "cpus": 1,
+    "memory": "1G",
+    "walltime": "08:00:00",
+    "gpus": 0,
+    "gpu_type": None,
+}
+
 #: the three-profile site of docs/profiles.md, sized for the test machine (8 CPUs, 8000 MB, 2 GPUs)
 SITE_PROFILES: list[dict[str, Any]] = [
     {

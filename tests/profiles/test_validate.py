@@ -17,7 +17,7 @@ from jupyterhub_hpc.profiles.schema import MEMORY_PATTERN, WALLTIME_PATTERN
 from jupyterhub_hpc.profiles.validate import Context, reconcile, resolve
 from jupyterhub_hpc.request import RequestError, parse_memory_mib, parse_walltime_seconds
 
-from .conftest import SITE_PROFILES, data
+from .conftest import BASE, SITE_PROFILES, data
 
 #: pydantic's and Python's own words, which a refusal must never show
 INTERNALS = re.compile(
@@ -26,20 +26,6 @@ INTERNALS = re.compile(
     re.IGNORECASE,
 )
 
-#: what SlurmSpawner passes as the admin's base (its traits' defaults)
-BASE = {
-    "job_name": "jupyterhub",
-    "partition": None,
-    "account": None,
-    "qos": None,
-    "reservation": None,
-    "constraint": None,
-    "cpus": 1,
-    "memory": "1G",
-    "walltime": "08:00:00",
-    "gpus": 0,
-    "gpu_type": None,
-}
 LIMITS = ClusterLimits(partitions=parse_sinfo_nodes(data("sinfo-node-idle.txt")), live=True, fetched_at=1.0)
 PROFILES = parse_profile_list(SITE_PROFILES)
 

@@ -65,6 +65,12 @@ class HubSettings:
         return f"{self.api_url}/hpc/card/{quote(self.user, safe='')}/{quote(self.server_name, safe='')}"
 
     @property
+    def kernel_request_url(self) -> str:
+        """The hub's check of a batch kernel against this server's profiles."""
+        user, server = quote(self.user, safe=""), quote(self.server_name, safe="")
+        return f"{self.api_url}/hpc/kernel-request/{user}/{server}"
+
+    @property
     def server_url(self) -> str:
         """This server in the hub's REST API (``DELETE`` stops it)."""
         user = quote(self.user, safe="")

@@ -19,13 +19,23 @@ kernel whose job has not bound a kernel yet (queued, or starting on its node) an
 ``{"kernel_id", "job_id"}``, 404 for a kernel that is not a kernel job of this server, 409 once the
 kernel runs (shut it down as any kernel) or its start has ended.
 
-``POST kernels/specs`` (the Lab's "New batch kernel…" dialog): ``{"display_name", "partition",
-"cpus", "memory", "walltime", "gpus"}`` (all but the name optional) become a batch kernelspec
-through :func:`jupyterhub_hpc.kernels.spec.kernelspec`, i.e. the spawner's typed job request; a
-value outside its rules is a 400 with the field's message, nothing is written. The kernelspec is
-``hpc-batch-<slug>`` in the user's Jupyter data dir (``kernels/``), so it is there in the next
-server too; the answer (201) is ``{"name", "display_name", "resources"}``. The backend is the
-server's ``c.HPCProvisioner.backend`` (default ``slurm``).
+``GET kernels/profiles``: the profiles the hub's spawner offers this user, as a batch kernel may use
+them (the hub's ``GET /hub/api/hpc/kernel-request/<user>/<server>``, asked with the server's
+token: per field its fixed value, choices or bounds); ``{"profiles": []}`` outside a hub or when
+the hub's spawner has no profiles.
+
+``POST kernels/specs`` (the Lab's "New batch kernel…" dialog): ``{"display_name", "profile",
+"partition", "cpus", "memory", "walltime", "gpus"}`` (all but the name optional) become a batch
+kernelspec through :func:`jupyterhub_hpc.kernels.spec.kernelspec`, i.e. the spawner's typed job
+request; a value outside its rules is a 400 with the field's message, nothing is written. Inside
+a hub whose spawner has profiles, the resources are first checked by the hub against the profile
+(``profile``, or the default one): the hub's resolved fields become the kernel's resources (a
+profile's fixed partition filled in), the hub's refusal is our 400 with its message, and a hub
+that cannot be asked is a 503; nothing is written then either. Then the live limits are checked
+(:func:`check_live_limits`). The kernelspec is ``hpc-batch-<slug>`` in the user's Jupyter data dir
+(``kernels/``), so it is there in the next server too; the answer (201) is ``{"name",
+"display_name", "resources"}``. The backend is the server's ``c.HPCProvisioner.backend`` (default
+``slurm``).
 
 Authenticated as every Jupyter Server API handler (XSRF on POST).
 """
@@ -150,6 +160,52 @@ class KernelJobRoute(_HubRoute):
         self._answer(HubReply(202, {"kernel_id": kernel_id, "job_id": provisioner.job_id}))
 
 
+class KernelProfilesRoute(_HubRoute):
+    @web.authenticated
+    async def get(self) -> None:
+        client = self.state.client
+        if client is None:
+            self._answer(HubReply(200, {"profiles": []}))
+            return
+        reply = await client.request("GET", client.settings.kernel_request_url)
+        if reply.status == 404:
+            reply = HubReply(200, {"profiles": []})
+        elif reply.ok and not (isinstance(reply.body, dict) and isinstance(reply.body.get("profiles"), list)):
+            reply = HubReply(502, {"error": "the hub's answer has no profiles list"})
+        elif reply.ok:
+            reply = HubReply(200, {"profiles": reply.body["profiles"]})
+        self._answer(reply)
+
+
+async def hub_checked(
+    client: Any, profile: str | None, resources: Mapping[str, Any], backend: str
+) -> tuple[str | None, dict[str, Any]] | None:
+    """The hub's check of ``resources`` within ``profile``: (the profile's slug, its resources),
+    or None when the hub's spawner has no profiles; :class:`web.HTTPError` for a refusal (400)
+    or a hub that cannot be asked (503)."""
+    body = {"profile": profile, "resources": dict(resources)}
+    reply = await client.request("POST", client.settings.kernel_request_url, body=body)
+    answer = reply.body if isinstance(reply.body, dict) else {}
+    if reply.status == 404:
+        if profile is not None:
+            raise web.HTTPError(400, "profile: this hub offers no profiles")
+        return None
+    if reply.status in (400, 429):
+        raise web.HTTPError(reply.status, str(answer.get("message") or answer.get("error") or "refused"))
+    if not reply.ok or not isinstance(answer.get("resources"), dict):
+        why = answer.get("error") or answer.get("message") or f"HTTP {reply.status}"
+        raise web.HTTPError(
+            503, f"the hub could not check this kernel against your profiles ({why}); nothing was written"
+        )
+    if answer.get("backend") not in (None, backend):
+        raise web.HTTPError(
+            400,
+            f"profile: {answer.get('profile')} submits to {answer['backend']}; "
+            f"batch kernels of this server run on {backend}",
+        )
+    return answer.get("profile"), dict(answer["resources"])
+
+
 class KernelSpecsRoute(_HubRoute):
     backend: str
     data_dir: Path
@@ -175,11 +231,23 @@ class KernelSpecsRoute(_HubRoute):
             raise web.HTTPError(400, "the body is not JSON") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "the body must be a JSON object")
+        profile = body.pop("profile", None)
+        if profile is not None and not (isinstance(profile, str) and FIELD.match(profile)):
+            raise web.HTTPError(400, "profile: not a profile's slug")
         try:
             name, spec = batch_kernelspec(body, self.backend)
             resources = spec["metadata"]["kernel_provisioner"]["config"]["resources"]
+            checked = None
+            if self.state.client is not None:
+                checked = await hub_checked(self.state.client, profile, resources, self.backend)
+            elif profile is not None:
+                raise ValueError("profile: profiles are the hub's; this server runs outside a hub")
+            if checked is not None:
+                slug, resources = checked
+                spec = kernelspec(spec["display_name"], backend=self.backend, resources=resources)
+                spec["metadata"]["jupyterhub_hpc"]["profile"] = slug
             await check_live_limits(resources, self._provisioner(), self.log)
-        except ValueError as exc:
+        except ValueError as exc:  # a RequestError too
             raise web.HTTPError(400, str(exc)) from None
         install(name, spec, self.data_dir / "kernels")
         self.log.info("jupyterhub-hpc: batch kernelspec %s written", name)
@@ -189,12 +257,13 @@ class KernelSpecsRoute(_HubRoute):
 
 
 def setup_kernel_routes(web_app: Any, state: Any, backend: str = "slurm") -> None:
-    """Add ``jupyterhub-hpc/kernels``, ``kernels/<kernel id>`` and ``kernels/specs`` to the server's tornado
-    application (``backend``: the one new batch kernels are made for)."""
+    """Add ``jupyterhub-hpc/kernels``, ``kernels/<kernel id>``, ``kernels/specs`` and ``kernels/profiles``
+    to the server's tornado application (``backend``: the one new batch kernels are made for)."""
     base = url_path_join(web_app.settings["base_url"], "jupyterhub-hpc")
     routes = [
         (url_path_join(base, "kernels"), KernelJobsRoute, {"state": state}),
         (url_path_join(base, "kernels", "specs"), KernelSpecsRoute, {"state": state, "backend": backend}),
+        (url_path_join(base, "kernels", "profiles"), KernelProfilesRoute, {"state": state}),
         (url_path_join(base, "kernels", r"([0-9a-f-]{1,64})"), KernelJobRoute, {"state": state}),
     ]
     web_app.add_handlers(".*$", routes)

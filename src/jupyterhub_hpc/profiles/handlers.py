@@ -31,7 +31,7 @@ from tornado import web
 
 from ..handlers import api_handlers
 from ..httpbody import JSONBodyHandler
-from ..ratelimit import get_rate_limiter
+from ..ratelimit import check_caller_rate
 from ..request import walltime_text
 from .mixin import ProfileOptionsError, ProfilesMixin
 
@@ -83,15 +83,7 @@ class _ProfilesBase(JSONBodyHandler):
 
     def check_rate(self, caller: Any, spawner: ProfilesMixin) -> None:
         """HTTP 429 with ``Retry-After`` when ``caller`` is over the spawner's rate limit."""
-        key = f"{getattr(caller, 'kind', 'user')}:{caller.name}"
-        wait = get_rate_limiter().acquire(
-            key, spawner.profile_api_rate_limit, spawner.profile_api_rate_window
-        )
-        if wait:
-            error = web.HTTPError(429, "too many profile API requests, retry in %d s", wait)
-            # JupyterHub's write_error sets the headers an HTTPError carries
-            error.headers = {"Retry-After": str(wait)}  # type: ignore[attr-defined]
-            raise error
+        check_caller_rate(caller, spawner.profile_api_rate_limit, spawner.profile_api_rate_window)
 
     def write_json(self, status: int, body: Any) -> None:
         self.set_status(status)

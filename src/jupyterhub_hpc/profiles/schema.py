@@ -12,10 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..request import RequestError, format_walltime
+from .context import Target
 from .limits import ClusterLimits
 from .model import CHOICE_TYPES, UNLISTED_SUFFIX, Option, Profile, ProfileList
 from .modules import modules_schema
-from .validate import Context, effective_bounds, option_choices, profile_target, resolve, visible_options
+from .validate import (
+    Context,
+    effective_bounds,
+    option_choices,
+    profile_target,
+    resolve,
+    visible_options,
+)
 
 __all__ = ["profiles_document"]
 
@@ -114,6 +122,19 @@ def profile_schema(
     }
 
 
+def profile_heading(profile: Profile, default: Profile | None, target: Target) -> dict[str, Any]:
+    """What every listing of a profile starts with: its slug, names, whether it is the site's
+    ``default`` and where it submits (``target``: :func:`~.validate.profile_target`)."""
+    return {
+        "slug": profile.slug,
+        "display_name": profile.display_name,
+        "description": profile.description,
+        "default": default is not None and profile.slug == default.slug,
+        "backend": target.backend,
+        "cluster": target.cluster,
+    }
+
+
 def profiles_document(
     profiles: ProfileList,
     ctx: Context,
@@ -144,12 +165,7 @@ def profiles_document(
         schemas.append(schema)
         entries.append(
             {
-                "slug": profile.slug,
-                "display_name": profile.display_name,
-                "description": profile.description,
-                "default": default is not None and profile.slug == default.slug,
-                "backend": target.backend,
-                "cluster": target.cluster,
+                **profile_heading(profile, default, target),
                 "limits_key": target.key if limits is not None else None,
                 "defaults": defaults_json,
                 "default_job": job or None,
