@@ -40,13 +40,13 @@ JUPYTER = ContainerImage(
 def command(
     image: ContainerImage, settings: RuntimeSettings, who: UserIdentity = ALICE
 ) -> tuple[list[str], dict[str, str]]:
-    made = container_command(image, settings, who, SERVER, list(ENV), ENV)
+    made = container_command(image, settings, who, SERVER, init=[INIT], env_names=list(ENV), environment=ENV)
     assert not any("s3cret-token" in arg for arg in made.argv), made.argv
     return made.argv, made.env
 
 
 def test_charliecloud_runs_the_directory_as_the_user_with_the_site_environment() -> None:
-    argv, env = command(DEB, RuntimeSettings(runtime="charliecloud", site_env=SITE, init=INIT))
+    argv, env = command(DEB, RuntimeSettings(runtime="charliecloud", site_env=SITE))
     assert argv == [
         "ch-run",
         "--bind=/home/alice:/home/alice",
@@ -82,7 +82,7 @@ def test_podman_maps_the_real_user_onto_jovyan_keeps_groups_and_drops_privileges
         "--volume=/data:/d",
         "--env=JUPYTERHUB_API_TOKEN",
         "--env=JUPYTERHUB_USER",
-        "--entrypoint=jupyterhub-hpc-init",
+        f"--entrypoint={INIT}",
     ):
         assert flag in argv, flag
     assert argv[argv.index("localhost/scipy-notebook:2026-11") :] == [
@@ -113,7 +113,7 @@ def test_apptainer_passes_values_through_its_own_environment() -> None:
         "--home=/home/alice",
         "--bind=/scratch:/scratch:ro",
         "/srv/images/pytorch.sif",
-        "jupyterhub-hpc-init",
+        INIT,
         "--",
         *SERVER,
     ]
@@ -135,7 +135,7 @@ def test_what_a_runtime_cannot_start_is_refused_with_why(
     image: ContainerImage, runtime: str, message: str
 ) -> None:
     with pytest.raises(ContainerPlanError, match=message):
-        container_command(image, RuntimeSettings(runtime=runtime), ALICE, SERVER, [], {})  # type: ignore[arg-type]
+        container_command(image, RuntimeSettings(runtime=runtime), ALICE, SERVER, init=[INIT])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -159,4 +159,6 @@ def test_bind_paths_and_variable_names_are_checked() -> None:
         with pytest.raises(ValueError):
             Bind(source=bad)
     with pytest.raises(ContainerPlanError, match="not an environment variable name"):
-        container_command(JUPYTER, RuntimeSettings(runtime="podman"), ALICE, SERVER, ["A=B"], {})
+        container_command(
+            JUPYTER, RuntimeSettings(runtime="podman"), ALICE, SERVER, init=[INIT], env_names=["A=B"]
+        )

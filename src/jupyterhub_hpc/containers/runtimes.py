@@ -41,13 +41,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..identity import UserIdentity
 
 __all__ = [
+    "CONTAINER_ENV",
+    "Bind",
     "ContainerCommand",
     "ContainerImage",
     "ContainerPlanError",
+    "ContainerSpec",
     "RuntimeSettings",
     "container_command",
 ]
 
+#: the job's environment variable with the :class:`ContainerSpec` of its server (JSON, no secret)
+CONTAINER_ENV = "JUPYTERHUB_HPC_CONTAINER"
 Runtime = Literal["charliecloud", "podman", "apptainer"]
 ImageKind = Literal["directory", "squashfs", "sif", "podman"]
 #: which image kinds each runtime can start
@@ -117,18 +122,28 @@ class ContainerImage(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """A cluster's runtime: which one, its program, podman's OCI runtime, and what every
-    container of this cluster gets bound (``binds``; the site environment ``site_env``, bound
+class RuntimeSettings(BaseModel):
+    """A cluster's runtime: which one, its program, podman's OCI runtime, what every container
+    of this cluster gets bound (``binds``), and the site environment ``site_env`` (bound
     read-only at the same path when an image has no JupyterHub)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     runtime: Runtime
     program: str = ""
     oci_runtime: Literal["crun", "runc", ""] = ""
     binds: tuple[Bind, ...] = ()
     site_env: str = ""
-    init: str = "jupyterhub-hpc-init"
+
+    @field_validator("program", "site_env")
+    @classmethod
+    def _paths(cls, value: str) -> str:
+        return _absolute(value, "program or site environment") if value else value
+
+    @property
+    def init(self) -> list[str]:
+        """The init's argv inside the container: the site environment's, else the image's own."""
+        return [f"{self.site_env}/bin/jupyterhub-hpc-init" if self.site_env else "jupyterhub-hpc-init"]
 
     @property
     def executable(self) -> str:
@@ -136,6 +151,23 @@ class RuntimeSettings:
             self.program
             or {"charliecloud": "ch-run", "podman": "podman", "apptainer": "apptainer"}[self.runtime]
         )
+
+
+class ContainerSpec(BaseModel):
+    """What a job's server runs in: the image the user chose and the cluster's runtime; travels
+    to the job's launcher in :data:`CONTAINER_ENV`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: ContainerImage
+    runtime: RuntimeSettings
+
+    def to_env(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_env(cls, text: str) -> ContainerSpec:
+        return cls.model_validate_json(text)
 
 
 @dataclass(frozen=True)
@@ -147,16 +179,32 @@ class ContainerCommand:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    binds: list[Bind]
+    inner: list[str]
+    env_names: list[str]
+    environment: dict[str, str]
+    pidfile: str
+
+
 def container_command(
     image: ContainerImage,
     settings: RuntimeSettings,
     identity: UserIdentity,
     command: Sequence[str],
-    env_names: Sequence[str],
+    *,
+    init: Sequence[str],
+    env_names: Sequence[str] = (),
     environment: Mapping[str, str] | None = None,
+    binds: Sequence[Bind] = (),
+    pidfile: str = "",
 ) -> ContainerCommand:
-    """The argv that starts ``command`` (the server) in ``image`` as ``identity``, with the
-    variables ``env_names`` passed in (their values stay out of the argv). Raises
+    """The argv that starts ``command`` (the server) in ``image`` as ``identity`` behind the
+    init (``init``: its argv, e.g. ``["python3", "/…/jupyterhub-hpc-init.py"]``), with the
+    variables ``env_names`` passed in (their values, from ``environment``, stay out of the
+    argv), this job's ``binds`` besides the cluster's, and podman's ``pidfile`` (the container
+    process's pid, so the launcher can prove the server's socket is its own). Raises
     :class:`ContainerPlanError` for an image this runtime cannot start, or groups it would lose."""
     if image.kind not in RUNTIME_KINDS[settings.runtime]:
         raise ContainerPlanError(
@@ -167,52 +215,36 @@ def container_command(
     for name in env_names:
         if not ENV_NAME.fullmatch(name):
             raise ContainerPlanError(f"{name!r} is not an environment variable name")
-    binds = list(settings.binds)
+    all_binds = [*settings.binds, *binds]
     if not image.has_jupyterhub:
         if not settings.site_env:
             raise ContainerPlanError(
                 f"image {image.name} has no JupyterHub and this cluster binds no site environment "
                 "(set the runtime's site_env, or list the image with has_jupyterhub)"
             )
-        binds.append(Bind(source=settings.site_env))
-    inner = [
-        settings.init,
-        *([f"--image-user={image.image_user}"] if image.image_user else []),
-        "--",
-        *command,
-    ]
+        all_binds.append(Bind(source=settings.site_env))
+    inner = [*init, *([f"--image-user={image.image_user}"] if image.image_user else []), "--", *command]
+    plan = _Plan(all_binds, inner, list(env_names), dict(environment or {}), pidfile)
     builder = {"charliecloud": _charliecloud, "podman": _podman, "apptainer": _apptainer}[settings.runtime]
-    return builder(image, settings, identity, binds, inner, list(env_names), dict(environment or {}))
+    return builder(image, settings, identity, plan)
 
 
 def _charliecloud(
-    image: ContainerImage,
-    settings: RuntimeSettings,
-    identity: UserIdentity,
-    binds: list[Bind],
-    inner: list[str],
-    env_names: list[str],
-    environment: dict[str, str],
+    image: ContainerImage, settings: RuntimeSettings, identity: UserIdentity, plan: _Plan
 ) -> ContainerCommand:
     argv = [settings.executable]
     # the home at its own path (ch-run's --home is /home/$USER only)
     argv.append(f"--bind={identity.home}:{identity.home}")
-    for bind in binds:
+    for bind in plan.binds:
         # ch-run 0.31 has no read-only binds: what the user may not write stays theirs to not write
         argv.append(f"--bind={bind.source}:{bind.destination}")
-    argv += [f"--cd={identity.home}", image.location, "--", *inner]
+    argv += [f"--cd={identity.home}", image.location, "--", *plan.inner]
     # ch-run passes its environment through: the names need nothing more
     return ContainerCommand(argv=argv)
 
 
 def _podman(
-    image: ContainerImage,
-    settings: RuntimeSettings,
-    identity: UserIdentity,
-    binds: list[Bind],
-    inner: list[str],
-    env_names: list[str],
-    environment: dict[str, str],
+    image: ContainerImage, settings: RuntimeSettings, identity: UserIdentity, plan: _Plan
 ) -> ContainerCommand:
     if settings.oci_runtime == "runc" and identity.groups:
         raise ContainerPlanError(
@@ -236,27 +268,25 @@ def _podman(
         f"--volume={identity.home}:{identity.home}",
         f"--workdir={identity.home}",
     ]
-    for bind in binds:
+    if plan.pidfile:
+        argv.append(f"--pidfile={plan.pidfile}")
+    for bind in plan.binds:
         argv.append(f"--volume={bind.source}:{bind.destination}{'' if bind.writable else ':ro'}")
-    argv += [f"--env={name}" for name in env_names]
+    argv += [f"--env={name}" for name in plan.env_names]
     # the init is the entrypoint (the image's own, e.g. tini + start.sh, is not run)
-    argv += [f"--entrypoint={inner[0]}", image.location, *inner[1:]]
+    argv += [f"--entrypoint={plan.inner[0]}", image.location, *plan.inner[1:]]
     return ContainerCommand(argv=argv)
 
 
 def _apptainer(
-    image: ContainerImage,
-    settings: RuntimeSettings,
-    identity: UserIdentity,
-    binds: list[Bind],
-    inner: list[str],
-    env_names: list[str],
-    environment: dict[str, str],
+    image: ContainerImage, settings: RuntimeSettings, identity: UserIdentity, plan: _Plan
 ) -> ContainerCommand:
     argv = [settings.executable, "exec", "--containall", "--no-privs", f"--home={identity.home}"]
-    for bind in binds:
+    for bind in plan.binds:
         argv.append(f"--bind={bind.source}:{bind.destination}:{'rw' if bind.writable else 'ro'}")
-    argv += [image.location, *inner]
+    argv += [image.location, *plan.inner]
     # --containall cleans the environment; APPTAINERENV_<NAME> puts a value back in
-    env = {f"APPTAINERENV_{name}": environment[name] for name in env_names if name in environment}
+    env = {
+        f"APPTAINERENV_{name}": plan.environment[name] for name in plan.env_names if name in plan.environment
+    }
     return ContainerCommand(argv=argv, env=env)

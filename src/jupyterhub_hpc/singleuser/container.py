@@ -1,0 +1,145 @@
+"""The job's server in a container (issue 17), the launcher's side.
+
+When the spawner chose a container image, the job's environment holds its
+:class:`~jupyterhub_hpc.containers.runtimes.ContainerSpec` (``JUPYTERHUB_HPC_CONTAINER``) and the
+user's identity (``JUPYTERHUB_HPC_IDENTITY``). The launcher then stays outside the container (it
+picks the port, proves the listener and reports it, as always) and starts only the server command
+inside, through :func:`~jupyterhub_hpc.containers.runtimes.container_command`:
+
+* the job's private directory is bound at its own path, so the server's runtime files and
+  kernel sockets stay where only the user can reach them;
+* every variable of the server's environment is passed in by name (podman ``--env NAME``,
+  Apptainer ``APPTAINERENV_NAME``), never by value in the argv, except those that describe the
+  container's own system (``PATH``, ``HOME``, ``LD_*``, ...);
+* podman writes the container process's pid into the private directory (``--pidfile``): its
+  process is not a descendant of the launcher (conmon starts it), so the listener proof takes it
+  as one more root of the server's process tree;
+* podman runs with its own ``XDG_RUNTIME_DIR`` inside the private directory, so the pause process
+  that rootless podman leaves behind is this job's alone, and :meth:`ContainerLaunch.cleanup`
+  ends it when the server has ended (measured: without this it outlives the Slurm job).
+
+Imported by the launcher only when a container is asked for (it needs pydantic, which the
+site environment has as a JupyterHub dependency); without one, the launcher stays standard
+library only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+
+from ..containers.runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
+from ..identity import IDENTITY_ENV, IdentityError, UserIdentity
+from .private import PrivateDir
+
+__all__ = ["ContainerLaunch", "container_launch"]
+
+#: the container's own: never passed in from the job's environment
+KEEP_OUT = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "TERM",
+        "TMPDIR",
+        "XDG_RUNTIME_DIR",
+    }
+)
+KEEP_OUT_PREFIXES = ("LD_", "BASH_FUNC_", "SLURM_SPANK_")
+
+
+class ContainerLaunch:
+    """One job's container: the argv of each server attempt, its process, its cleanup."""
+
+    def __init__(self, spec: ContainerSpec, identity: UserIdentity, private: PrivateDir) -> None:
+        if identity.uid != os.getuid():
+            raise ContainerPlanError(
+                f"the job runs as uid {os.getuid()}, the hub resolved {identity.describe()}: "
+                "the node's and the hub's user databases disagree"
+            )
+        self.spec = spec
+        self.identity = identity
+        self.private = private
+        self.pidfile = ""
+        self.podman_runtime = ""
+        if spec.runtime.runtime == "podman":
+            self.pidfile = os.path.join(private.path, "container.pid")
+            self.podman_runtime = private.subdir("podman")
+
+    def command(self, command: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        """(argv, environment) of one server attempt; ``env`` is the server's environment."""
+        names = sorted(k for k in env if k not in KEEP_OUT and not k.startswith(KEEP_OUT_PREFIXES))
+        made = container_command(
+            self.spec.image,
+            self.spec.runtime,
+            self.identity,
+            command,
+            init=self.spec.runtime.init,
+            env_names=names,
+            environment=env,
+            binds=[Bind(source=self.private.path, writable=True)],
+            pidfile=self.pidfile,
+        )
+        environment = {**env, **made.env}
+        if self.podman_runtime:
+            environment["XDG_RUNTIME_DIR"] = self.podman_runtime
+            if self.pidfile and os.path.exists(self.pidfile):
+                os.unlink(self.pidfile)  # an earlier attempt's
+        return made.argv, environment
+
+    def server_pids(self) -> set[int]:
+        """The container's own process (podman), to be counted as the server's."""
+        if not self.pidfile:
+            return set()
+        try:
+            with open(self.pidfile, encoding="ascii") as handle:
+                return {int(handle.read().strip())}
+        except (OSError, ValueError):
+            return set()
+
+    def cleanup(self) -> list[str]:
+        """End what the runtime left running for this job (podman's pause process); what was done."""
+        done: list[str] = []
+        if not self.podman_runtime:
+            return done
+        pause = os.path.join(self.podman_runtime, "libpod", "tmp", "pause.pid")
+        try:
+            with open(pause, encoding="ascii") as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            return done
+        if _owned_by_me(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                done.append(f"ended podman's pause process {pid}")
+            except ProcessLookupError:
+                pass
+        return done
+
+
+def _owned_by_me(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def container_launch(env: Mapping[str, str], private: PrivateDir) -> ContainerLaunch | None:
+    """The job's container, or None when its server runs without one; SystemExit with the reason
+    when the job's description of it cannot be used."""
+    text = env.get(CONTAINER_ENV)
+    if not text:
+        return None
+    try:
+        spec = ContainerSpec.from_env(text)
+        identity = UserIdentity.from_env(env.get(IDENTITY_ENV, ""))
+        return ContainerLaunch(spec, identity, private)
+    except (ValueError, IdentityError) as exc:  # pydantic's ValidationError is a ValueError
+        raise SystemExit(f"jupyterhub-hpc-singleuser: cannot start the container: {exc}") from None
