@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 import stat
 from collections.abc import Iterable, Sequence
 
@@ -64,13 +65,12 @@ def sudoers_grants(text: str) -> list[str]:
         stripped = line.strip()
         if not stripped or (stripped.startswith("#") and not stripped.startswith("#include")):
             continue
-        first = stripped.split()[0]
-        if first.startswith(_NOT_RULES):
+        if stripped.startswith(_NOT_RULES):
             continue
-        who = [name.strip() for name in first.split(",")]
-        if all(name in ("root", "#0") for name in who):
+        users = re.sub(r"\s*,\s*", ",", stripped).split()[0]  # "alice, bob host = ...": the user list
+        if all(name in ("root", "#0") for name in users.split(",")):
             continue
-        lines.append(stripped)
+        lines.append(" ".join(stripped.split()))
     return lines
 
 
