@@ -11,6 +11,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -464,3 +466,25 @@ def test_the_command_refuses_a_missing_image(tmp_path: Path) -> None:
     clean = clean_tree(tmp_path / "clean")
     code, out, err = run_cli_err("--image", str(clean), "--image", str(tmp_path / "nope"))
     assert code == 1 and out == "" and "no such image" in err
+
+
+def test_an_archive_of_several_images_says_which_was_audited(tmp_path: Path) -> None:
+    archive = tmp_path / "two.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_bytes(tar, "aaa/layer.tar", layer_bytes(lower))
+        add_bytes(tar, "cfg.json", json.dumps({"config": {"User": "1000"}}).encode())
+        first = {"Config": "cfg.json", "RepoTags": ["one:1"], "Layers": ["aaa/layer.tar"]}
+        add_bytes(tar, "manifest.json", json.dumps([first, {**first, "RepoTags": ["two:1"]}]).encode())
+    contents = read_image(str(archive))
+    [problem] = contents.problems
+    assert (problem.check, problem.severity) == ("image.several-images", "info") and "one:1" in problem.what
+
+
+def test_the_installed_module_exits_2_on_a_high_finding(tmp_path: Path) -> None:
+    root = clean_tree(tmp_path / "rootfs")
+    _su(root)
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "jupyterhub_hpc.cli", "audit", "--image", str(root)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "[HIGH] image.su:" in done.stdout

@@ -1,6 +1,6 @@
 """``jupyterhub-hpc audit``: the red team's checklist, run by an admin against their own deployment.
 
-Two scopes:
+Three scopes:
 
 - ``jupyterhub-hpc audit --config jupyterhub_config.py [--sudoers FILE]`` checks the hub:
   its configuration (``subdomain_host``, ``internal_ssl``, ``kernel_transport``,

@@ -262,6 +262,17 @@ def read_tar(path: str) -> ImageContents:
             if not (isinstance(manifest, list) and manifest and isinstance(manifest[0], dict)):
                 raise ImageError(f"{path}: manifest.json does not list an image")
             image = manifest[0]
+            if len(manifest) > 1:
+                layered.problems.append(
+                    Finding(
+                        "image.several-images",
+                        "info",
+                        f"the archive holds {len(manifest)} images: only the first "
+                        f"({', '.join(map(str, image.get('RepoTags') or ['untagged']))}) was audited",
+                        "save one image per archive (podman image save IMAGE)",
+                        path,
+                    )
+                )
             _apply_layers(archive, [str(layer) for layer in image.get("Layers", [])], layered)
             user: str | None = _config_user(_json_member(archive, str(image.get("Config", ""))))
             kind = "docker-archive"
