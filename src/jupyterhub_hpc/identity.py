@@ -194,9 +194,9 @@ def identity_from_nss(username: str) -> UserIdentity:
     except KeyError:
         raise IdentityError("username", f"no such user {username!r} on this host") from None
     primary = _group(entry.pw_gid)
-    groups = []
+    groups: list[dict[str, Any]] = []
     for gid in os.getgrouplist(entry.pw_name, entry.pw_gid):
-        if gid != entry.pw_gid and gid not in (g.gid for g in groups):
+        if gid != entry.pw_gid and gid not in (g["gid"] for g in groups):
             groups.append(_group(gid))
     return UserIdentity.make(
         username=entry.pw_name,
