@@ -337,7 +337,6 @@ class Supervisor:
 
     def start(self, command: Sequence[str], env: Mapping[str, str]) -> int:
         """Run the command in its own session and wait for it, reaping every child; its status."""
-        _become_subreaper()
         try:
             pid = os.posix_spawnp(
                 command[0], list(command), dict(env), setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
@@ -398,6 +397,7 @@ def run(argv: Sequence[str]) -> int:
         raise InitError("jupyterhub-hpc-init never runs as root: start the container as the user")
     supervisor = Supervisor()
     supervisor.install()
+    _become_subreaper()
     env = dict(os.environ)
     identity = load_identity(env)
     image_home = None
