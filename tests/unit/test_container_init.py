@@ -436,31 +436,31 @@ def test_the_exit_status_and_a_missing_command() -> None:
 
 
 @as_user
-def test_orphans_are_reaped() -> None:
+def test_orphans_become_the_inits_children_and_are_reaped() -> None:
+    """The command's child exits and leaves a grandchild: the init (a subreaper) adopts and reaps it."""
     child = textwrap.dedent(
         """\
         import os, time
         read, write = os.pipe()
         if os.fork() == 0:
-            grandchild = os.fork()
-            if grandchild == 0:
-                time.sleep(0.3)
+            if os.fork() == 0:
+                time.sleep(0.5)
+                os.write(write, f"{os.getpid()} {os.getppid()}".encode())
                 os._exit(0)
-            os.write(write, str(grandchild).encode())
             os._exit(0)
         os.wait()
-        grandchild = int(os.read(read, 32))
-        time.sleep(2)
+        grandchild, adopter = map(int, os.read(read, 64).split())
+        time.sleep(1)
         try:
             state = open(f"/proc/{grandchild}/stat").read().rsplit(")", 1)[1].split()[0]
         except FileNotFoundError:
             state = "gone"
-        print("STATE", state)
+        print("ADOPTED", adopter == os.getppid(), "STATE", state)
         """
     )
     done = run_init(command=[PYTHON, "-c", child])
     assert done.returncode == 0, done.stderr
-    assert "STATE gone" in done.stdout
+    assert "ADOPTED True STATE gone" in done.stdout
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs to run as root to see the refusal")
