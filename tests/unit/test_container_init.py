@@ -165,13 +165,13 @@ def stat_of(mode: int, uid: int) -> os.stat_result:
 
 def test_which_hooks_run() -> None:
     me = 1001
-    assert hook_problem(stat_of(stat.S_IFREG | 0o755, me), me) is None
-    assert hook_problem(stat_of(stat.S_IFREG | 0o755, 0), me) is None
-    assert hook_problem(stat_of(stat.S_IFREG | 0o644, me), me) == "not executable"
-    assert hook_problem(stat_of(stat.S_IFDIR | 0o755, me), me) == "not a regular file"
-    assert hook_problem(stat_of(stat.S_IFREG | 0o757, me), me) == "writable by others than the user"
-    assert hook_problem(stat_of(stat.S_IFREG | 0o775, 0), me) == "writable by others than the user"
-    assert "owned by uid 1002" in str(hook_problem(stat_of(stat.S_IFREG | 0o755, 1002), me))
+    assert hook_problem(stat_of(stat.S_IFREG | 0o755, me), me, True) is None
+    assert hook_problem(stat_of(stat.S_IFREG | 0o750, 0), me, True) is None
+    assert hook_problem(stat_of(stat.S_IFREG | 0o644, me), me, False) == "not executable"
+    assert hook_problem(stat_of(stat.S_IFDIR | 0o755, me), me, True) == "not a regular file"
+    assert hook_problem(stat_of(stat.S_IFREG | 0o757, me), me, True) == "writable by others than the user"
+    assert hook_problem(stat_of(stat.S_IFREG | 0o775, 0), me, True) == "writable by others than the user"
+    assert "owned by uid 1002" in str(hook_problem(stat_of(stat.S_IFREG | 0o755, 1002), me, True))
 
 
 def test_an_identity_of_another_uid_is_refused() -> None:
@@ -419,6 +419,22 @@ def test_sigterm_reaches_the_command(world: Path) -> None:
         os.kill(init, signal.SIGTERM)
         assert proc.wait(30) == 0
     assert (out / "got").read_text() == str(int(signal.SIGTERM))
+
+
+@as_user
+def test_sigterm_during_a_hook_stops_it_and_the_start(world: Path) -> None:
+    hooks = world / "hooks"
+    hooks.mkdir(mode=0o755)
+    hook(hooks, "10-wait", "echo waiting\nsleep 30\n")
+    argv = init_argv("--hook-dir", str(hooks), command=["echo", "COMMAND-RAN"])
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        read_until(proc, "[init] hook 10-wait: waiting")
+        os.kill(child_of(proc.pid), signal.SIGTERM)
+        assert proc.wait(30) == 128 + signal.SIGTERM
+        assert proc.stdout is not None
+        rest = proc.stdout.read()
+    assert "stopped by signal 15 before the command started" in rest
+    assert "COMMAND-RAN" not in rest
 
 
 @as_user

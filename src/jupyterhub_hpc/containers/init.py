@@ -33,6 +33,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from jupyterhub_hpc.containers.names import (
     NameAction,
@@ -231,11 +232,12 @@ def name_identity(
 
 
 # -- hooks -------------------------------------------------------------------------------------
-def hook_problem(info: os.stat_result, uid: int) -> str | None:
-    """Why a file in the hook directory is not run (None: it is run)."""
+def hook_problem(info: os.stat_result, uid: int, executable: bool) -> str | None:
+    """Why a file in the hook directory is not run (None: it is run); ``executable``: whether the
+    user may execute it (``os.access``)."""
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
-    if not info.st_mode & 0o100 or (info.st_uid != uid and not info.st_mode & 0o001):
+    if not executable:
         return "not executable"
     if info.st_uid not in (uid, 0):
         return f"owned by uid {info.st_uid}, neither the user nor root"
@@ -244,8 +246,8 @@ def hook_problem(info: os.stat_result, uid: int) -> str | None:
     return None
 
 
-def _forward_output(name: str, stream: object) -> None:
-    for raw in stream:  # type: ignore[attr-defined]
+def _forward_output(name: str, stream: IO[bytes]) -> None:
+    for raw in stream:
         line = raw.decode(errors="replace").rstrip("\r\n")
         print(f"[init] hook {name}: {line}", flush=True)
 
@@ -259,17 +261,17 @@ def run_hooks(directory: str | None, timeout: float, env: Mapping[str, str], sup
         say(f"no hooks: cannot read {directory} ({exc.strerror})")
         return
     for name in names:
+        if supervisor.stopped is not None:
+            return
         path = os.path.join(directory, name)
         try:
-            problem = hook_problem(os.stat(path), os.getuid())
+            problem = hook_problem(os.stat(path), os.getuid(), os.access(path, os.X_OK))
         except OSError as exc:
             problem = exc.strerror
         if problem:
             say(f"hook {name} skipped: {problem}")
             continue
         run_hook(name, path, timeout, env, supervisor)
-        if supervisor.stopped is not None:
-            return
 
 
 def run_hook(name: str, path: str, timeout: float, env: Mapping[str, str], supervisor: Supervisor) -> None:
