@@ -3,6 +3,7 @@ as an ordinary user (``runuser -u hpcuser1``) with a fake image's passwd and gro
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pwd
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyterhub_hpc.containers import init
 from jupyterhub_hpc.containers.init import InitError, hook_problem, load_identity
 from jupyterhub_hpc.containers.names import (
     NSS_WRAPPER_PATHS,
@@ -180,6 +182,22 @@ def test_an_identity_of_another_uid_is_refused() -> None:
         load_identity({IDENTITY_ENV: other.to_env()})
     with pytest.raises(InitError, match="not a usable identity"):
         load_identity({IDENTITY_ENV: '{"username": "root", "uid": 0}'})
+
+
+def test_without_nss_wrapper_the_start_goes_on_without_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "passwd").write_text(IMAGE_PASSWD)
+    monkeypatch.setattr(init, "find_nss_wrapper", lambda *a, **k: None)
+    monkeypatch.setattr(init, "private_directory", lambda *a: pytest.fail("no files without the library"))
+    args = argparse.Namespace(
+        passwd_source=str(tmp_path / "passwd"), group_source="/dev/null", image_user="jovyan"
+    )
+    env: dict[str, str] = {}
+    how = init.name_identity(args, [], ALICE, env, None)
+    assert how.startswith("none (the image's user 'jovyan'") and "no libnss_wrapper" in how
+    assert "LD_PRELOAD" not in env
+    assert "[init] warning:" in capsys.readouterr().err
 
 
 # -- the init run as a user --------------------------------------------------------------------
