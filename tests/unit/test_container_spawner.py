@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from traitlets import TraitError
 
-from jupyterhub_hpc.containers import runtimes
+from jupyterhub_hpc.containers import launch, runtimes
 from jupyterhub_hpc.containers.options import ContainerOptions
 from jupyterhub_hpc.containers.runtimes import CONTAINER_ENV, ContainerPlanError, ContainerSpec
 from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
-from jupyterhub_hpc.singleuser import container as launch
 from jupyterhub_hpc.singleuser import launcher
 from jupyterhub_hpc.singleuser.private import PrivateDir
 

@@ -36,10 +36,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .certs import SSL_KEY_ENV, write_job_certificates
@@ -48,12 +48,20 @@ from .modules import load_server_modules
 from .portrange import parse_port_range
 from .private import PrivateDir
 
-if TYPE_CHECKING:
-    from .container import ContainerLaunch
-
 #: the job's container, if any (jupyterhub_hpc.containers.runtimes.CONTAINER_ENV; not imported:
 #: the launcher stays standard library only without a container)
 CONTAINER_ENV = "JUPYTERHUB_HPC_CONTAINER"
+
+
+class ServerContainer(Protocol):
+    """The job's container (:class:`jupyterhub_hpc.containers.launch.ContainerLaunch`)."""
+
+    def command(self, command: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]: ...
+
+    def server_pids(self) -> set[int]: ...
+
+    def cleanup(self) -> list[str]: ...
+
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -329,7 +337,7 @@ def start_server(
     ip: str,
     args: argparse.Namespace,
     supervisor: Supervisor,
-    container: ContainerLaunch | None = None,
+    container: ServerContainer | None = None,
 ) -> int | None:
     """Start the server until its own process listens on a port (returned), trying
     another port whenever another process holds the one picked. None when the
@@ -456,7 +464,7 @@ def run(
     ip = bind_address(args.ip)
     container = None
     if CONTAINER_ENV in env:
-        from .container import container_launch  # pydantic, only when asked for
+        from ..containers.launch import container_launch  # pydantic, only when asked for
 
         container = container_launch(env, private)
         supervisor.cleanups.append(container.cleanup if container else list)

@@ -18,9 +18,9 @@ inside, through :func:`~jupyterhub_hpc.containers.runtimes.container_command`:
   that rootless podman leaves behind is this job's alone, and :meth:`ContainerLaunch.cleanup`
   ends it when the server has ended (measured: without this it outlives the Slurm job).
 
-Imported by the launcher only when a container is asked for (it needs pydantic, which the
-site environment has as a JupyterHub dependency); without one, the launcher stays standard
-library only.
+Imported by the launcher (:mod:`jupyterhub_hpc.singleuser.launcher`) only when a container is
+asked for: it needs pydantic, which the site environment has as a JupyterHub dependency; without
+a container, the launcher stays standard library only.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import os
 import signal
 from collections.abc import Mapping
 
-from ..containers.runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
 from ..identity import IDENTITY_ENV, IdentityError, UserIdentity
-from .private import PrivateDir
+from ..singleuser.private import PrivateDir
+from .runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
 
 __all__ = ["ContainerLaunch", "container_launch"]
 
