@@ -7,7 +7,9 @@
 # The image: `debootstrap --variant=minbase --include=python3 bookworm` from Debian's own archive
 # (~1 min, cached in $IMAGES; rebuilt only when missing), plus what makes it docker-stacks-like: a
 # user jovyan 1000:100 with /home/jovyan, and /usr/local/bin/rootid, a setuid-root copy of `id`
-# (what `audit --image` must list, and what must not regain root inside the container). It is a
+# (what `audit --image` must list, and what must not regain root inside the container), and the
+# mount points of the site environment and the project directory (Charliecloud binds only onto
+# paths the read-only image has). It is a
 # directory (Charliecloud runs it as is) and, for podman, imported into each test user's own
 # rootless storage as localhost/jupyterhub-hpc-deb12 (overlay storage: a run takes <1 s, not 7-9 s
 # with vfs).
@@ -30,8 +32,12 @@ PODMAN_USERS=${PODMAN_USERS:-"hpcuser2"}
 
 log() { echo "[containers.sh] $*" >&2; }
 
+# Charliecloud binds only onto paths the (read-only) image has: the site environment and the project
+MOUNT_POINTS="opt/jupyterhub-hpc/venv srv/jupyterhub-hpc-project"
+
 build_image() {
   if [ -x "$IMAGE/usr/bin/python3" ] && [ -f "$IMAGE/.jupyterhub-hpc-image" ]; then
+    for m in $MOUNT_POINTS; do mkdir -p "$IMAGE/$m"; done
     return 0
   fi
   log "building $IMAGE with debootstrap (Debian 12 minbase + python3)"
@@ -41,6 +47,7 @@ build_image() {
   debootstrap --variant=minbase --include=python3 bookworm "$tmp" http://deb.debian.org/debian >/dev/null
   chroot "$tmp" useradd -u 1000 -g 100 -m -s /bin/bash jovyan
   install -m 4755 -o root -g root "$tmp/usr/bin/id" "$tmp/usr/local/bin/rootid"
+  for m in $MOUNT_POINTS; do mkdir -p "$tmp/$m"; done
   rm -rf "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"*
   touch "$tmp/.jupyterhub-hpc-image"
   rm -rf "$IMAGE"

@@ -49,7 +49,7 @@ def test_charliecloud_runs_the_directory_as_the_user_with_the_site_environment()
     argv, env = command(DEB, RuntimeSettings(runtime="charliecloud", site_env=SITE))
     assert argv == [
         "ch-run",
-        "--bind=/home/alice:/home/alice",
+        "--home",
         f"--bind={SITE}:{SITE}",
         "--cd=/home/alice",
         "/srv/images/deb12",

@@ -157,7 +157,14 @@ def test_the_server_attempt_in_podman_by_name_with_its_pidfile_and_pause_process
     assert f"--volume={private.path}:{private.path}" in argv
     assert f"--pidfile={private.path}/container.pid" in argv
     assert argv[-4:] == ["localhost/scipy", "--image-user=jovyan", "--", "jupyterhub-singleuser"]
-    assert run_env["XDG_RUNTIME_DIR"] == os.path.join(private.path, "podman")
+    state = os.path.join(private.path, "podman")
+    assert run_env["XDG_RUNTIME_DIR"] == os.path.join(state, "xdg")
+    assert argv[1:5] == [
+        f"--root={state}/root",
+        f"--runroot={state}/run",
+        f"--tmpdir={state}/tmp",
+        "--storage-opt=additionalimagestore=/home/alice/.local/share/containers/storage",
+    ]
     assert os.stat(run_env["XDG_RUNTIME_DIR"]).st_mode & 0o777 == 0o700
     assert job.server_pids() == set()
     Path(job.pidfile).write_text(f"{os.getpid()}\n")
@@ -167,7 +174,7 @@ def test_the_server_attempt_in_podman_by_name_with_its_pidfile_and_pause_process
 
     pause = subprocess.Popen(["sleep", "60"])
     monkeypatch.setattr(launch, "_owned_by_me", lambda pid: pid == pause.pid)
-    Path(private.path, "podman", "libpod", "tmp").mkdir(parents=True)
-    Path(private.path, "podman", "libpod", "tmp", "pause.pid").write_text(str(pause.pid))
+    Path(state, "tmp").mkdir()
+    Path(state, "tmp", "pause.pid").write_text(str(pause.pid))
     assert job.cleanup() == [f"ended podman's pause process {pause.pid}"]
     assert pause.wait(5) == -9

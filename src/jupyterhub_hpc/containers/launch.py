@@ -14,9 +14,11 @@ inside, through :func:`~jupyterhub_hpc.containers.runtimes.container_command`:
 * podman writes the container process's pid into the private directory (``--pidfile``): its
   process is not a descendant of the launcher (conmon starts it), so the listener proof takes it
   as one more root of the server's process tree;
-* podman runs with its own ``XDG_RUNTIME_DIR`` inside the private directory, so the pause process
-  that rootless podman leaves behind is this job's alone, and :meth:`ContainerLaunch.cleanup`
-  ends it when the server has ended (measured: without this it outlives the Slurm job).
+* podman keeps this job's state (its storage root, run and tmp directories, and its own
+  ``XDG_RUNTIME_DIR``) inside the private directory and reads the image from the user's (or the
+  site's) image store as an additional, read-only store. So the pause process that rootless podman
+  leaves behind is this job's alone, and :meth:`ContainerLaunch.cleanup` ends it when the server
+  has ended (measured: otherwise it outlives the Slurm job, and every job of the user shares it).
 
 Imported by the launcher (:mod:`jupyterhub_hpc.singleuser.launcher`) only when a container is
 asked for: it needs pydantic, which the site environment has as a JupyterHub dependency; without
@@ -67,11 +69,12 @@ class ContainerLaunch:
         self.spec = spec
         self.identity = identity
         self.private = private
-        self.pidfile = ""
-        self.podman_runtime = ""
+        self.pidfile = self.podman_state = self.podman_runtime = ""
         if spec.runtime.runtime == "podman":
             self.pidfile = os.path.join(private.path, "container.pid")
-            self.podman_runtime = private.subdir("podman")
+            self.podman_state = private.subdir("podman")
+            self.podman_runtime = os.path.join(self.podman_state, "xdg")
+            os.mkdir(self.podman_runtime, 0o700)
 
     def command(self, command: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
         """(argv, environment) of one server attempt; ``env`` is the server's environment."""
@@ -86,6 +89,7 @@ class ContainerLaunch:
             environment=env,
             binds=[Bind(source=self.private.path, writable=True)],
             pidfile=self.pidfile,
+            state_dir=self.podman_state,
         )
         environment = {**env, **made.env}
         if self.podman_runtime:
@@ -109,7 +113,7 @@ class ContainerLaunch:
         done: list[str] = []
         if not self.podman_runtime:
             return done
-        pause = os.path.join(self.podman_runtime, "libpod", "tmp", "pause.pid")
+        pause = os.path.join(self.podman_state, "tmp", "pause.pid")
         try:
             with open(pause, encoding="ascii") as handle:
                 pid = int(handle.read().strip())

@@ -134,8 +134,9 @@ class RuntimeSettings(BaseModel):
     oci_runtime: Literal["crun", "runc", ""] = ""
     binds: tuple[Bind, ...] = ()
     site_env: str = ""
+    image_store: str = ""
 
-    @field_validator("program", "site_env")
+    @field_validator("program", "site_env", "image_store")
     @classmethod
     def _paths(cls, value: str) -> str:
         return _absolute(value, "program or site environment") if value else value
@@ -186,6 +187,7 @@ class _Plan:
     env_names: list[str]
     environment: dict[str, str]
     pidfile: str
+    state_dir: str
 
 
 def container_command(
@@ -199,12 +201,15 @@ def container_command(
     environment: Mapping[str, str] | None = None,
     binds: Sequence[Bind] = (),
     pidfile: str = "",
+    state_dir: str = "",
 ) -> ContainerCommand:
     """The argv that starts ``command`` (the server) in ``image`` as ``identity`` behind the
     init (``init``: its argv, e.g. ``["python3", "/…/jupyterhub-hpc-init.py"]``), with the
     variables ``env_names`` passed in (their values, from ``environment``, stay out of the
     argv), this job's ``binds`` besides the cluster's, and podman's ``pidfile`` (the container
-    process's pid, so the launcher can prove the server's socket is its own). Raises
+    process's pid, so the launcher can prove the server's socket is its own) and ``state_dir``
+    (podman's storage, run and tmp directories of this job, its images read from the user's
+    or the site's image store: the pause process of rootless podman is then the job's own). Raises
     :class:`ContainerPlanError` for an image this runtime cannot start, or groups it would lose."""
     if image.kind not in RUNTIME_KINDS[settings.runtime]:
         raise ContainerPlanError(
@@ -224,7 +229,7 @@ def container_command(
             )
         all_binds.append(Bind(source=settings.site_env))
     inner = [*init, *([f"--image-user={image.image_user}"] if image.image_user else []), "--", *command]
-    plan = _Plan(all_binds, inner, list(env_names), dict(environment or {}), pidfile)
+    plan = _Plan(all_binds, inner, list(env_names), dict(environment or {}), pidfile, state_dir)
     builder = {"charliecloud": _charliecloud, "podman": _podman, "apptainer": _apptainer}[settings.runtime]
     return builder(image, settings, identity, plan)
 
@@ -233,8 +238,12 @@ def _charliecloud(
     image: ContainerImage, settings: RuntimeSettings, identity: UserIdentity, plan: _Plan
 ) -> ContainerCommand:
     argv = [settings.executable]
-    # the home at its own path (ch-run's --home is /home/$USER only)
-    argv.append(f"--bind={identity.home}:{identity.home}")
+    # ch-run's --home mounts $HOME at /home/$USER (a tmpfs /home); another home is bound at its own
+    # path, which must exist in the image, as every bind's target must (the image is read-only)
+    if identity.home == f"/home/{identity.username}":
+        argv.append("--home")
+    else:
+        argv.append(f"--bind={identity.home}:{identity.home}")
     for bind in plan.binds:
         # ch-run 0.31 has no read-only binds: what the user may not write stays theirs to not write
         argv.append(f"--bind={bind.source}:{bind.destination}")
@@ -253,6 +262,14 @@ def _podman(
             "or Charliecloud"
         )
     argv = [settings.executable]
+    if plan.state_dir:
+        store = settings.image_store or f"{identity.home}/.local/share/containers/storage"
+        argv += [
+            f"--root={plan.state_dir}/root",
+            f"--runroot={plan.state_dir}/run",
+            f"--tmpdir={plan.state_dir}/tmp",
+            f"--storage-opt=additionalimagestore={store}",
+        ]
     if settings.oci_runtime:
         argv.append(f"--runtime={settings.oci_runtime}")
     argv += ["run", "--rm", "--network=host", "--pull=never"]
