@@ -20,6 +20,7 @@ The identity travels to the job as JSON in :data:`IDENTITY_ENV` (:meth:`UserIden
 from __future__ import annotations
 
 import grp
+import inspect
 import json
 import os
 import pwd
@@ -36,6 +37,7 @@ __all__ = [
     "UserIdentity",
     "identity_from_auth_state",
     "identity_from_nss",
+    "resolve_identity",
 ]
 
 #: the job's environment variable holding the identity (JSON)
@@ -230,3 +232,28 @@ def identity_from_auth_state(username: str, auth_state: Mapping[str, Any] | None
     if "gid" in fields:
         primary = {"name": primary if isinstance(primary, str) else username, "gid": fields.pop("gid")}
     return UserIdentity.make(username=username, group=primary, **fields)
+
+
+async def resolve_identity(source: Any, spawner: Any) -> UserIdentity:
+    """The identity of ``spawner``'s user from ``source``: ``"nss"`` (:func:`identity_from_nss`),
+    ``"auth_state"`` (:func:`identity_from_auth_state` on the user's stored ``auth_state``) or a
+    callable ``f(spawner)`` (may be async) returning a :class:`UserIdentity` or its fields as a dict.
+    The batch spawners (``ContainerOptions.identity_source``) and the KubeSpawner hook
+    (:mod:`jupyterhub_hpc.containers.kube`) both resolve through here; :class:`IdentityError` when it
+    cannot be resolved."""
+    user: Any = getattr(spawner, "user", None)
+    name = str(getattr(user, "name", ""))
+    if callable(source):
+        found = source(spawner)
+        if inspect.isawaitable(found):
+            found = await found
+        return found if isinstance(found, UserIdentity) else UserIdentity.make(**dict(found))
+    if source == "auth_state":
+        state = await user.get_auth_state() if user is not None else None
+        found_state = identity_from_auth_state(name, state)
+        if found_state is None:
+            raise IdentityError("auth_state.identity", "the authenticator stored no identity for this user")
+        return found_state
+    if source == "nss":
+        return identity_from_nss(name)
+    raise IdentityError("identity_source", f"{source!r} is not 'nss', 'auth_state' or a callable")

@@ -15,13 +15,12 @@ configuration loaded.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from traitlets import Callable, Dict, List, TraitError, Unicode, Union, validate
 from traitlets.config import Configurable
 
-from ..identity import IDENTITY_ENV, IdentityError, UserIdentity, identity_from_auth_state, identity_from_nss
+from ..identity import IDENTITY_ENV, UserIdentity, resolve_identity
 from .runtimes import CONTAINER_ENV, ContainerImage, ContainerPlanError, ContainerSpec, RuntimeSettings
 
 __all__ = ["ContainerOptions"]
@@ -132,26 +131,7 @@ class ContainerOptions(Configurable):
     async def resolve_identity(self) -> UserIdentity:
         """The user's identity for this start (:attr:`identity_source`);
         :class:`~jupyterhub_hpc.identity.IdentityError` when it cannot be resolved."""
-        user: Any = getattr(self, "user", None)
-        name = str(getattr(user, "name", ""))
-        source = self.identity_source
-        if callable(source):
-            found = source(self)
-            if inspect.isawaitable(found):
-                found = await found
-            identity = found if isinstance(found, UserIdentity) else UserIdentity.make(**dict(found))
-        elif source == "auth_state":
-            state = await user.get_auth_state() if user is not None else None
-            found_state = identity_from_auth_state(name, state)
-            if found_state is None:
-                raise IdentityError(
-                    "auth_state.identity", "the authenticator stored no identity for this user"
-                )
-            identity = found_state
-        elif source == "nss":
-            identity = identity_from_nss(name)
-        else:
-            raise IdentityError("identity_source", f"{source!r} is not 'nss', 'auth_state' or a callable")
+        identity = await resolve_identity(self.identity_source, self)
         self.job_identity = identity
         return identity
 
