@@ -296,6 +296,45 @@ def test_the_image_user_becomes_the_real_user_with_its_home(world: Path) -> None
 
 
 @as_user
+@needs_nss_wrapper
+def test_the_real_user_mapped_onto_the_image_users_ids_gets_its_name(world: Path) -> None:
+    """podman ``--userns=keep-id:uid=1000,gid=100``: the process runs as the image user's ids (here
+    hpcuser1's, standing in for them), the hub's identity has the real ids: names and groups are
+    the real user's, the ids the image user's."""
+    entry = pwd.getpwnam("hpcuser1")
+    jovyan_home = world / "home-jovyan"
+    jovyan_home.mkdir(mode=0o755)
+    real = UserIdentity.make(
+        username="alice",
+        uid=2001,
+        group={"name": "alice", "gid": 2001},
+        groups=[{"name": "proj-astro", "gid": 3001}],
+        home="/home/alice",
+    )
+    passwd = (
+        f"root:x:0:0:root:/root:/bin/bash\njovyan:x:{entry.pw_uid}:{entry.pw_gid}::{jovyan_home}:/bin/bash\n"
+    )
+    options = [*image(world, passwd), "--image-user", "jovyan"]
+    code = PRINT_NAMES + "; import grp; print('GROUP', grp.getgrgid(os.getgid()).gr_name)"
+    done = run_init(*options, command=[PYTHON, "-c", code], env={IDENTITY_ENV: real.to_env()})
+    assert done.returncode == 0, done.stderr
+    name, pw_dir, home, user, nb_uid, preloaded = names_line(done.stdout)
+    assert preloaded == "True"
+    assert (name, pw_dir, home, user, nb_uid) == (
+        "alice",
+        str(jovyan_home),
+        str(jovyan_home),
+        "alice",
+        str(entry.pw_uid),
+    )
+    assert "GROUP alice" in done.stdout
+    assert f"[init] starting as alice (uid {entry.pw_uid}, gid {entry.pw_gid} alice)" in done.stdout
+    # another uid than the image user's is still refused
+    other = run_init(*image(world, passwd), command=[PYTHON, "-c", "pass"], env={IDENTITY_ENV: real.to_env()})
+    assert other.returncode == 1 and "the uid differs" in other.stderr
+
+
+@as_user
 def test_names_the_runtime_gave_are_left_alone() -> None:
     done = run_init(command=[PYTHON, "-c", PRINT_NAMES])
     assert done.returncode == 0, done.stderr

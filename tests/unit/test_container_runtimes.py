@@ -56,7 +56,8 @@ def test_charliecloud_runs_the_directory_as_the_user_with_the_site_environment()
         "--",
         INIT,
         "--",
-        *SERVER,
+        f"{SITE}/bin/jupyterhub-singleuser",  # the image has no JupyterHub: the site environment's
+        *SERVER[1:],
     ]
     assert env == {}
 

@@ -69,6 +69,8 @@ FORWARDED = (
 #: the forwarded signals that also mean "do not start the server" when they come before it
 STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 PR_SET_CHILD_SUBREAPER = 36
+#: the gid a group not mapped into the user namespace shows as (the kernel's overflowgid)
+OVERFLOW_GID = 65534
 
 
 class InitError(Exception):
@@ -120,8 +122,13 @@ def _group_name(gid: int) -> str:
         return f"group{gid}"
 
 
-def load_identity(env: Mapping[str, str]) -> UserIdentity:
-    """The hub's identity from the environment (checked against this process), else our own."""
+def load_identity(env: Mapping[str, str], image_user: NssEntry | None = None) -> UserIdentity:
+    """The hub's identity from the environment (checked against this process), else our own.
+
+    With ``image_user`` (the image's own user, e.g. ``jovyan`` 1000:100) and this process running
+    as exactly that uid and gid, the runtime mapped the real user onto it (podman
+    ``--userns=keep-id:uid=1000,gid=100``): inside, the identity is the real name and groups with
+    the image user's ids and home; on the host its files are the real uid's."""
     text = env.get(IDENTITY_ENV)
     if not text:
         return identity_from_process(env)
@@ -129,6 +136,13 @@ def load_identity(env: Mapping[str, str]) -> UserIdentity:
         identity = UserIdentity.from_env(text)
     except IdentityError as exc:
         raise InitError(f"${IDENTITY_ENV} is not a usable identity: {exc}") from None
+    mapped = image_user is not None and (image_user.uid, image_user.gid) == (os.getuid(), os.getgid())
+    if mapped and identity.uid != os.getuid():
+        assert image_user is not None
+        group = identity.group.model_copy(update={"gid": image_user.gid})
+        identity = identity.model_copy(
+            update={"uid": image_user.uid, "group": group, "home": image_user.home}
+        )
     if identity.uid != os.getuid():
         raise InitError(
             f"the uid differs: ${IDENTITY_ENV} says uid {identity.uid} ({identity.username}), this process "
@@ -140,7 +154,11 @@ def load_identity(env: Mapping[str, str]) -> UserIdentity:
             f"this process runs with gid {os.getgid()}: the container runtime did not keep the user's group"
         )
     missing = [g for g in identity.groups if g.gid not in os.getgroups()]
-    if missing:
+    if missing and OVERFLOW_GID in os.getgroups():
+        # kept by the kernel but not mapped into this user namespace (crun, ch-run): still effective
+        names = ", ".join(f"{g.name} ({g.gid})" for g in missing)
+        say(f"the groups {names} are kept but unmapped here (shown as gid {OVERFLOW_GID})")
+    elif missing:
         names = ", ".join(f"{g.name} ({g.gid})" for g in missing)
         warn(f"the runtime dropped the groups {names}: files of these groups are not reachable")
     return identity
@@ -401,11 +419,9 @@ def run(argv: Sequence[str]) -> int:
     supervisor.install()
     _become_subreaper()
     env = dict(os.environ)
-    identity = load_identity(env)
-    image_home = None
-    if args.image_user:
-        found = passwd_entry(_read(args.passwd_source), name=args.image_user)
-        image_home = found.home if found else None
+    found = passwd_entry(_read(args.passwd_source), name=args.image_user) if args.image_user else None
+    identity = load_identity(env, found)
+    image_home = found.home if found else None
     home = choose_home(identity, image_home, env.get("HOME"), os.path.isdir)
     how = name_identity(args, argv, identity, env, home)
     if home:

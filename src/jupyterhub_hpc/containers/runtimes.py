@@ -228,6 +228,9 @@ def container_command(
                 "(set the runtime's site_env, or list the image with has_jupyterhub)"
             )
         all_binds.append(Bind(source=settings.site_env))
+        if command and "/" not in command[0]:
+            # the image's PATH does not have it: the site environment's server
+            command = [f"{settings.site_env}/bin/{command[0]}", *command[1:]]
     inner = [*init, *([f"--image-user={image.image_user}"] if image.image_user else []), "--", *command]
     plan = _Plan(all_binds, inner, list(env_names), dict(environment or {}), pidfile, state_dir)
     builder = {"charliecloud": _charliecloud, "podman": _podman, "apptainer": _apptainer}[settings.runtime]
