@@ -47,18 +47,21 @@ def command(
 
 def test_charliecloud_runs_the_directory_as_the_user_with_the_site_environment() -> None:
     argv, env = command(DEB, RuntimeSettings(runtime="charliecloud", site_env=SITE))
-    assert argv == [
-        "ch-run",
-        "--home",
-        f"--bind={SITE}:{SITE}",
-        "--cd=/home/alice",
-        "/srv/images/deb12",
-        "--",
-        INIT,
-        "--",
-        f"{SITE}/bin/jupyterhub-singleuser",  # the image has no JupyterHub: the site environment's
-        *SERVER[1:],
-    ]
+    assert (
+        argv
+        == [
+            "ch-run",
+            "--home",
+            f"--bind={SITE}:{SITE}",
+            "--cd=/home/alice",
+            "/srv/images/deb12",
+            "--",
+            INIT,
+            "--",
+            f"{SITE}/bin/jupyterhub-singleuser",  # the image has no JupyterHub: the site environment's
+            *SERVER[1:],
+        ]
+    )
     assert env == {}
 
 
@@ -78,7 +81,8 @@ def test_podman_maps_the_real_user_onto_jovyan_keeps_groups_and_drops_privileges
         "--security-opt=no-new-privileges",
         "--cap-drop=all",
         "--group-add=keep-groups",
-        "--volume=/home/alice:/home/alice",
+        "--volume=/home/alice:/home/jovyan",
+        "--workdir=/home/jovyan",
         "--volume=/scratch:/scratch:ro",
         "--volume=/data:/d",
         "--env=JUPYTERHUB_API_TOKEN",

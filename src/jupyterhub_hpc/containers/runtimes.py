@@ -111,10 +111,21 @@ class ContainerImage(BaseModel):
     image_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     image_uid: int | None = Field(default=None, ge=1)
     image_gid: int | None = Field(default=None, ge=1)
+    image_home: str = ""
     has_jupyterhub: bool = False
+
+    @property
+    def home_inside(self) -> str:
+        """Where the user's home is mounted when the real user is mapped onto the image's user
+        (``image_home``, default ``/home/<image_user>``); '' when it is not."""
+        if self.image_uid is None or not self.image_user:
+            return ""
+        return self.image_home or f"/home/{self.image_user}"
 
     @model_validator(mode="after")
     def _location(self) -> ContainerImage:
+        if self.image_home:
+            _absolute(self.image_home, "image home")
         if self.kind != "podman":
             _absolute(self.location, f"{self.kind} image")
         elif not PODMAN_REF.fullmatch(self.location):
@@ -285,8 +296,9 @@ def _podman(
         "--security-opt=no-new-privileges",
         "--cap-drop=all",
         "--group-add=keep-groups",
-        f"--volume={identity.home}:{identity.home}",
-        f"--workdir={identity.home}",
+        # mapped onto the image's user, the home is where that user's is (docker-stacks: /home/jovyan)
+        f"--volume={identity.home}:{image.home_inside or identity.home}",
+        f"--workdir={image.home_inside or identity.home}",
     ]
     if plan.pidfile:
         argv.append(f"--pidfile={plan.pidfile}")
