@@ -105,6 +105,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                     "oci_runtime": "crun",
                     "site_env": SITE_ENV,
                     "binds": [project],
+                    "nss_wrapper": "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
                 },
             },
         },

@@ -45,14 +45,13 @@ from jupyterhub_hpc.containers.names import (
     passwd_entry,
     passwd_text,
 )
+from jupyterhub_hpc.containers.runtimes import NSS_WRAPPER_ENV
 from jupyterhub_hpc.identity import IDENTITY_ENV, NAME, IdentityError, UserIdentity
 
 __all__ = ["FORWARDED", "InitError", "Supervisor", "hook_problem", "main"]
 
 #: set in the re-executed init (its value says how the names were made): names are done
 MARKER_ENV = "JUPYTERHUB_HPC_INIT_NAMES"
-#: a site's libnss_wrapper.so where it is in none of the usual places
-NSS_WRAPPER_ENV = "JUPYTERHUB_HPC_NSS_WRAPPER"
 #: the private directories of the name files
 NSS_PREFIX = "jupyterhub-hpc-nss-"
 DEFAULT_PASSWD = "/etc/passwd"

@@ -77,6 +77,12 @@ class ContainerOptions(Configurable):
         ``site_env`` is bound read-only at its own path for images without JupyterHub, and
         holds the init (``bin/jupyterhub-hpc-init``). With podman, ``oci_runtime`` ``runc``
         refuses users with supplementary groups (runc drops them silently); use ``crun``.
+        Podman keeps each job's state in the job's private directory and reads images from
+        ``image_store`` (default: the user's ``~/.local/share/containers/storage``) as an
+        additional read-only store, so its pause process is the job's and ends with it.
+        ``nss_wrapper``: the host's ``libnss_wrapper.so``, mounted read-only for the init, which
+        names the real user with it when the image does not know the uid (podman and
+        Apptainer; Charliecloud binds the host's passwd and group itself).
         """,
     ).tag(config=True)
 

@@ -51,6 +51,9 @@ __all__ = [
     "container_command",
 ]
 
+#: where the host's nss_wrapper library is mounted for the init, and the variable telling it so
+NSS_WRAPPER_INSIDE = "/usr/lib/jupyterhub-hpc/libnss_wrapper.so"
+NSS_WRAPPER_ENV = "JUPYTERHUB_HPC_NSS_WRAPPER"
 #: the job's environment variable with the :class:`ContainerSpec` of its server (JSON, no secret)
 CONTAINER_ENV = "JUPYTERHUB_HPC_CONTAINER"
 Runtime = Literal["charliecloud", "podman", "apptainer"]
@@ -146,8 +149,9 @@ class RuntimeSettings(BaseModel):
     binds: tuple[Bind, ...] = ()
     site_env: str = ""
     image_store: str = ""
+    nss_wrapper: str = ""
 
-    @field_validator("program", "site_env", "image_store")
+    @field_validator("program", "site_env", "image_store", "nss_wrapper")
     @classmethod
     def _paths(cls, value: str) -> str:
         return _absolute(value, "program or site environment") if value else value
@@ -305,6 +309,12 @@ def _podman(
     for bind in plan.binds:
         argv.append(f"--volume={bind.source}:{bind.destination}{'' if bind.writable else ':ro'}")
     argv += [f"--env={name}" for name in plan.env_names]
+    if settings.nss_wrapper:
+        # the host's nss_wrapper for the init (images rarely have it): names without a writable /etc
+        argv += [
+            f"--volume={settings.nss_wrapper}:{NSS_WRAPPER_INSIDE}:ro",
+            f"--env={NSS_WRAPPER_ENV}={NSS_WRAPPER_INSIDE}",
+        ]
     # the init is the entrypoint (the image's own, e.g. tini + start.sh, is not run)
     argv += [f"--entrypoint={plan.inner[0]}", image.location, *plan.inner[1:]]
     return ContainerCommand(argv=argv)
