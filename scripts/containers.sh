@@ -33,7 +33,9 @@ PODMAN_USERS=${PODMAN_USERS:-"hpcuser2"}
 log() { echo "[containers.sh] $*" >&2; }
 
 # Charliecloud binds only onto paths the (read-only) image has: the site environment and the project
-MOUNT_POINTS="opt/jupyterhub-hpc/venv srv/jupyterhub-hpc-project"
+# (SITE_ENV: the venv the tests run from, /opt/jupyterhub-hpc/venv by default)
+SITE_ENV=${SITE_ENV:-/opt/jupyterhub-hpc/venv}
+MOUNT_POINTS="${SITE_ENV#/} srv/jupyterhub-hpc-project"
 
 build_image() {
   if [ -x "$IMAGE/usr/bin/python3" ] && [ -f "$IMAGE/.jupyterhub-hpc-image" ]; then

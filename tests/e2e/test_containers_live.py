@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import json
+import os
 import pwd
 import subprocess
 import sys
@@ -47,6 +48,11 @@ try:
     project = open(os.environ["JUPYTERHUB_HPC_TEST_PROJECT"]).read().strip()
 except OSError as exc:
     project = "ERROR " + str(exc)
+try:
+    open("/etc/jupyterhub-hpc-probe", "w").close()
+    etc_writable = True
+except OSError:
+    etc_writable = False
 print(json.dumps({
     "whoami": subprocess.run(["whoami"], capture_output=True, text=True).stdout.strip(),
     "getent": subprocess.run(
@@ -58,7 +64,7 @@ print(json.dumps({
     "group": name_of_group(os.getgid()), "groups": os.getgroups(), "user": os.environ["USER"],
     "home": os.environ["HOME"], "nonewprivs": status["NoNewPrivs"].strip(),
     "capeff": status["CapEff"].strip(),
-    "project": project, "written": written, "etc_writable": os.access("/etc/passwd", os.W_OK),
+    "project": project, "written": written, "etc_writable": etc_writable,
     "in_image": os.path.exists("/.jupyterhub-hpc-image"), "pid": os.getpid(),
 }))
 """
@@ -71,7 +77,7 @@ def facts() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    subprocess.run([str(SCRIPT), "setup"], check=True, timeout=900)
+    subprocess.run([str(SCRIPT), "setup"], check=True, timeout=900, env={**os.environ, "SITE_ENV": SITE_ENV})
     known = facts()
     images = [
         {"name": "deb12", "kind": "directory", "location": known["IMAGE"]},

@@ -27,11 +27,14 @@ a container, the launcher stays standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 from collections.abc import Mapping
 
 from ..identity import IDENTITY_ENV, IdentityError, UserIdentity
+from ..singleuser.listeners import process_tree
 from ..singleuser.private import PrivateDir
 from .runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
 
@@ -69,9 +72,10 @@ class ContainerLaunch:
         self.spec = spec
         self.identity = identity
         self.private = private
-        self.pidfile = self.podman_state = self.podman_runtime = ""
+        self.pidfile = self.conmon_pidfile = self.podman_state = self.podman_runtime = ""
         if spec.runtime.runtime == "podman":
             self.pidfile = os.path.join(private.path, "container.pid")
+            self.conmon_pidfile = os.path.join(private.path, "conmon.pid")
             self.podman_state = private.subdir("podman")
             self.podman_runtime = os.path.join(self.podman_state, "xdg")
             os.mkdir(self.podman_runtime, 0o700)
@@ -89,43 +93,57 @@ class ContainerLaunch:
             environment=env,
             binds=[Bind(source=self.private.path, writable=True)],
             pidfile=self.pidfile,
+            conmon_pidfile=self.conmon_pidfile,
             state_dir=self.podman_state,
         )
         environment = {**env, **made.env}
         if self.podman_runtime:
             environment["XDG_RUNTIME_DIR"] = self.podman_runtime
-            if self.pidfile and os.path.exists(self.pidfile):
-                os.unlink(self.pidfile)  # an earlier attempt's
+            for stale in (self.pidfile, self.conmon_pidfile):  # an earlier attempt's
+                if os.path.exists(stale):
+                    os.unlink(stale)
         return made.argv, environment
 
     def server_pids(self) -> set[int]:
         """The container's own process (podman), to be counted as the server's."""
-        if not self.pidfile:
-            return set()
-        try:
-            with open(self.pidfile, encoding="ascii") as handle:
-                return {int(handle.read().strip())}
-        except (OSError, ValueError):
-            return set()
+        pid = _pid_in(self.pidfile)
+        return set() if pid is None else {pid}
 
-    def cleanup(self) -> list[str]:
-        """End what the runtime left running for this job (podman's pause process); what was done."""
+    def cleanup(self, grace: float = 3.0) -> list[str]:
+        """End what the runtime left running for this job; what was done. For podman: its
+        conmon (which runs ``podman container cleanup`` once the container has exited) is given
+        ``grace`` seconds to finish, then it and what it started are killed; then the job's
+        pause process. Called once the server has ended, before the private directory goes."""
         done: list[str] = []
         if not self.podman_runtime:
             return done
-        pause = os.path.join(self.podman_state, "tmp", "pause.pid")
-        try:
-            with open(pause, encoding="ascii") as handle:
-                pid = int(handle.read().strip())
-        except (OSError, ValueError):
-            return done
-        if _owned_by_me(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                done.append(f"ended podman's pause process {pid}")
-            except ProcessLookupError:
-                pass
+        conmon = _pid_in(self.conmon_pidfile)
+        if conmon is not None and _owned_by_me(conmon):
+            deadline = time.monotonic() + grace
+            while _owned_by_me(conmon) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _owned_by_me(conmon):
+                left = sorted(process_tree(conmon))
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                done.append(f"killed podman's conmon {conmon} and what it ran ({len(left)} processes)")
+        pause = _pid_in(os.path.join(self.podman_state, "tmp", "pause.pid"))
+        if pause is not None and _owned_by_me(pause):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pause, signal.SIGKILL)
+                done.append(f"ended podman's pause process {pause}")
         return done
+
+
+def _pid_in(path: str) -> int | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _owned_by_me(pid: int) -> bool:

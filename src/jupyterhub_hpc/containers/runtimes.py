@@ -202,6 +202,7 @@ class _Plan:
     env_names: list[str]
     environment: dict[str, str]
     pidfile: str
+    conmon_pidfile: str
     state_dir: str
 
 
@@ -216,6 +217,7 @@ def container_command(
     environment: Mapping[str, str] | None = None,
     binds: Sequence[Bind] = (),
     pidfile: str = "",
+    conmon_pidfile: str = "",
     state_dir: str = "",
 ) -> ContainerCommand:
     """The argv that starts ``command`` (the server) in ``image`` as ``identity`` behind the
@@ -247,7 +249,9 @@ def container_command(
             # the image's PATH does not have it: the site environment's server
             command = [f"{settings.site_env}/bin/{command[0]}", *command[1:]]
     inner = [*init, *([f"--image-user={image.image_user}"] if image.image_user else []), "--", *command]
-    plan = _Plan(all_binds, inner, list(env_names), dict(environment or {}), pidfile, state_dir)
+    plan = _Plan(
+        all_binds, inner, list(env_names), dict(environment or {}), pidfile, conmon_pidfile, state_dir
+    )
     builder = {"charliecloud": _charliecloud, "podman": _podman, "apptainer": _apptainer}[settings.runtime]
     return builder(image, settings, identity, plan)
 
@@ -306,6 +310,8 @@ def _podman(
     ]
     if plan.pidfile:
         argv.append(f"--pidfile={plan.pidfile}")
+    if plan.conmon_pidfile:
+        argv.append(f"--conmon-pidfile={plan.conmon_pidfile}")
     for bind in plan.binds:
         argv.append(f"--volume={bind.source}:{bind.destination}{'' if bind.writable else ':ro'}")
     argv += [f"--env={name}" for name in plan.env_names]

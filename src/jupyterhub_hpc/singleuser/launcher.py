@@ -293,11 +293,19 @@ class Supervisor:
     signals: list[int] = field(default_factory=list)
     #: run once the server has ended (a container runtime's leftovers); each says what it did
     cleanups: list[Callable[[], list[str]]] = field(default_factory=list)
+    #: more processes a signal for the server goes to: a container's own process, which is not
+    #: the child's descendant (podman's conmon starts it) and not the scheduler's to signal
+    also_signal: Callable[[], set[int]] = set
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         self.signals.append(signum)
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
+            for pid in self.also_signal():
+                try:
+                    os.kill(pid, signum)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
@@ -313,6 +321,11 @@ class Supervisor:
         if child is None or child.poll() is not None:
             return
         child.terminate()
+        for pid in self.also_signal():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             child.wait(grace)
         except subprocess.TimeoutExpired:
@@ -467,7 +480,9 @@ def run(
         from ..containers.launch import container_launch  # pydantic, only when asked for
 
         container = container_launch(env, private)
-        supervisor.cleanups.append(container.cleanup if container else list)
+        if container is not None:
+            supervisor.cleanups.append(container.cleanup)
+            supervisor.also_signal = container.server_pids
     wait_for_hub(api_url, timeout=args.report_timeout)
     port = start_server(command, env, ip, args, supervisor, container)
     if port is None:
