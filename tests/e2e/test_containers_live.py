@@ -16,6 +16,7 @@ import os
 import pwd
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +239,118 @@ def test_the_audit_lists_the_images_setuid_binary() -> None:
         f["check"] == "image.setuid-root" and f["subject"] == "/usr/local/bin/rootid" for f in findings
     )
     assert any(f["check"] == "image.singleuser" and f["severity"] == "low" for f in findings)
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: default}}]
+current-context: none
+"""
+#: builds the pod with the real KubeSpawner and the integration, validates it offline, prints it
+BUILD_POD = """
+import asyncio, json, sys
+import kubernetes_validate
+from jupyterhub_hpc.containers.kube import build_pod_manifest, check_pod_policy
+from jupyterhub_hpc.identity import identity_from_nss
+pod = asyncio.run(build_pod_manifest(identity_from_nss(sys.argv[1]), image=sys.argv[2]))
+kubernetes_validate.validate(pod, "1.33", strict=True)
+print(json.dumps({"pod": pod, "policy": check_pod_policy(pod)}))
+"""
+POD_PROBE = (
+    "import grp, json, os, pwd, subprocess\n"
+    "s = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+    "print('PROBE', json.dumps({'id': subprocess.run(['id'], capture_output=True, text=True).stdout.strip(),"
+    " 'name': pwd.getpwuid(os.getuid()).pw_name, 'uid': os.getuid(), 'groups': sorted(os.getgroups()),"
+    " 'nnp': s['NoNewPrivs'].strip(), 'cap': s['CapEff'].strip()}))\n"
+)
+
+
+def test_the_kubespawner_pod_runs_rootless_with_the_init(tmp_path: Path) -> None:
+    """The pod the real KubeSpawner builds with the integration passes kubernetes-validate (strict)
+    and the policy check, and ``podman kube play --userns=keep-id`` runs that same manifest with
+    the init: the real uid, the supplementary groups, names, no privileges (no API server)."""
+    me = pwd.getpwnam(USER)
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    built = subprocess.run(
+        [sys.executable, "-c", BUILD_POD, USER, facts()["PODMAN_REF"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig")},
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    made = json.loads(built.stdout)
+    assert made["policy"] == []
+    pod = made["pod"]
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["jupyterhub-hpc-init", "--image-user=jovyan", "--"]
+    # what podman kube play needs here: the local image, the site environment and nss_wrapper from
+    # the host, the init at its path there, and the probe in place of the server
+    container.update(image=facts()["PODMAN_REF"], imagePullPolicy="Never")
+    container["command"] = [f"{SITE_ENV}/bin/jupyterhub-hpc-init", *container["command"][1:]]
+    container["args"] = [f"{SITE_ENV}/bin/python", "-c", POD_PROBE]
+    container.setdefault("env", []).append(
+        {"name": "JUPYTERHUB_HPC_NSS_WRAPPER", "value": "/usr/lib/jupyterhub-hpc/libnss_wrapper.so"}
+    )
+    container["volumeMounts"] = [
+        {"name": "site", "mountPath": SITE_ENV, "readOnly": True},
+        {"name": "nss", "mountPath": "/usr/lib/jupyterhub-hpc/libnss_wrapper.so", "readOnly": True},
+    ]
+    pod["spec"]["volumes"] = [
+        {"name": "site", "hostPath": {"path": SITE_ENV, "type": "Directory"}},
+        {"name": "nss", "hostPath": {"path": "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so", "type": "File"}},
+    ]
+    pod["spec"]["restartPolicy"] = "Never"
+    work = Path(tempfile.mkdtemp(prefix="kube-play-", dir="/tmp"))
+    try:
+        (work / "pod.json").write_text(json.dumps(pod))
+        (work / "xdg").mkdir(mode=0o700)
+        subprocess.run(["chown", "-R", f"{USER}:", str(work)], check=True)
+        work.chmod(0o700)
+        podman = [
+            "podman",
+            f"--root={work}/root",
+            f"--runroot={work}/run",
+            f"--tmpdir={work}/tmp",
+            f"--storage-opt=additionalimagestore={me.pw_dir}/.local/share/containers/storage",
+            "--runtime=crun",
+        ]
+
+        def as_user(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+            env = ["env", f"XDG_RUNTIME_DIR={work}/xdg", f"HOME={me.pw_dir}"]
+            return subprocess.run(
+                ["runuser", "-u", USER, "--", *env, *podman, *argv],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd="/tmp",
+                check=False,
+            )
+
+        played = as_user("kube", "play", "--userns=keep-id", str(work / "pod.json"))
+        assert played.returncode == 0, played.stderr[-3000:]
+        name = f"{pod['metadata']['name']}-{container['name']}"
+        deadline = time.monotonic() + 60
+        while "PROBE " not in (logs := as_user("logs", name)).stdout:
+            assert time.monotonic() < deadline, logs.stdout + logs.stderr
+            time.sleep(0.5)
+        seen = json.loads(logs.stdout.split("PROBE ", 1)[1].splitlines()[0])
+        groups = os.getgrouplist(USER, me.pw_gid)
+        assert seen["uid"] == me.pw_uid and seen["name"] == USER, seen
+        assert seen["id"].startswith(f"uid={me.pw_uid}({USER}) gid={me.pw_gid}("), seen
+        assert seen["groups"] == sorted(groups), seen
+        assert f"{grp.getgrnam(facts()['PROJECT_GROUP']).gr_gid}({facts()['PROJECT_GROUP']})" in seen["id"]
+        assert seen["nnp"] == "1" and int(seen["cap"], 16) == 0
+        assert as_user("kube", "down", str(work / "pod.json")).returncode == 0
+    finally:
+        pause = work / "tmp" / "pause.pid"
+        if pause.exists():
+            subprocess.run(["kill", "-9", pause.read_text().strip()], check=False)
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    deadline = time.monotonic() + 15
+    while container_processes(USER):
+        assert time.monotonic() < deadline, f"left after the pod: {container_processes(USER)}"
+        time.sleep(0.5)

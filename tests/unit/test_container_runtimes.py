@@ -71,7 +71,7 @@ def test_podman_maps_the_real_user_onto_jovyan_keeps_groups_and_drops_privileges
         oci_runtime="crun",
         binds=(Bind(source="/scratch"), Bind(source="/data", target="/d", writable=True)),
     )
-    argv, env = command(JUPYTER, settings)
+    argv, env = command(JUPYTER, settings.model_copy(update={"hook_dir": "/site/hooks"}))
     assert argv[:3] == ["podman", "--runtime=crun", "run"]
     for flag in (
         "--rm",
@@ -93,6 +93,7 @@ def test_podman_maps_the_real_user_onto_jovyan_keeps_groups_and_drops_privileges
     assert argv[argv.index("localhost/scipy-notebook:2026-11") :] == [
         "localhost/scipy-notebook:2026-11",
         "--image-user=jovyan",
+        "--hook-dir=/site/hooks",
         "--",
         *SERVER,
     ]

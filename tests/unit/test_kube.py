@@ -26,7 +26,7 @@ from jupyterhub_hpc.containers.kube import (
     kube_identity_settings,
     policy_modify_pod_hook,
 )
-from jupyterhub_hpc.identity import IdentityError, UserIdentity
+from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ALICE = UserIdentity.make(
@@ -68,7 +68,14 @@ def test_the_settings_come_from_the_identity() -> None:
         },
         "cmd": ["jupyterhub-singleuser"],
         "extra_container_config": {"command": [INIT, "--image-user=jovyan", "--"]},
-        "environment": {"NB_USER": "alice", "NB_UID": "2001", "NB_GID": "2001", "HOME": "/home/alice"},
+        "environment": {
+            "NB_USER": "alice",
+            "NB_UID": "2001",
+            "NB_GID": "2001",
+            "HOME": "/home/alice",
+            # braces doubled: KubeSpawner formats environment values
+            IDENTITY_ENV: ALICE.to_env().replace("{", "{{").replace("}", "}}"),
+        },
     }
     assert set(settings) <= kube.IDENTITY_TRAITS
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ..identity import UserIdentity, resolve_identity
+from ..identity import IDENTITY_ENV, UserIdentity, resolve_identity
 
 __all__ = [
     "INIT",
@@ -145,6 +145,8 @@ def kube_identity_settings(
             "NB_UID": str(identity.uid),
             "NB_GID": str(identity.gid),
             "HOME": _template_safe(identity.home),
+            # the init names the real user from it (no secret in it)
+            IDENTITY_ENV: _template_safe(identity.to_env()),
         },
     }
 

@@ -82,7 +82,10 @@ class ContainerOptions(Configurable):
         additional read-only store, so its pause process is the job's and ends with it.
         ``nss_wrapper``: the host's ``libnss_wrapper.so``, mounted read-only for the init, which
         names the real user with it when the image does not know the uid (podman and
-        Apptainer; Charliecloud binds the host's passwd and group itself).
+        Apptainer; Charliecloud binds the host's passwd and group itself). ``hook_dir``: a
+        directory inside the container (e.g. one of the ``binds``) whose executables the init
+        runs as the user before the server, each with a timeout; their output, prefixed
+        ``[init] hook NAME:``, is in the job's output.
         """,
     ).tag(config=True)
 

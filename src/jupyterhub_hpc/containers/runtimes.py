@@ -150,8 +150,9 @@ class RuntimeSettings(BaseModel):
     site_env: str = ""
     image_store: str = ""
     nss_wrapper: str = ""
+    hook_dir: str = ""
 
-    @field_validator("program", "site_env", "image_store", "nss_wrapper")
+    @field_validator("program", "site_env", "image_store", "nss_wrapper", "hook_dir")
     @classmethod
     def _paths(cls, value: str) -> str:
         return _absolute(value, "program or site environment") if value else value
@@ -248,7 +249,10 @@ def container_command(
         if command and "/" not in command[0]:
             # the image's PATH does not have it: the site environment's server
             command = [f"{settings.site_env}/bin/{command[0]}", *command[1:]]
-    inner = [*init, *([f"--image-user={image.image_user}"] if image.image_user else []), "--", *command]
+    options = [f"--image-user={image.image_user}"] if image.image_user else []
+    if settings.hook_dir:
+        options.append(f"--hook-dir={settings.hook_dir}")
+    inner = [*init, *options, "--", *command]
     plan = _Plan(
         all_binds, inner, list(env_names), dict(environment or {}), pidfile, conmon_pidfile, state_dir
     )
