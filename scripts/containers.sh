@@ -46,7 +46,11 @@ build_image() {
   local t0=$SECONDS tmp="$IMAGE.tmp"
   rm -rf "$tmp"
   mkdir -p "$IMAGES"
-  debootstrap --variant=minbase --include=python3 bookworm "$tmp" http://deb.debian.org/debian >/dev/null
+  # the mirror apt itself uses (the one place this machine may download Debian from)
+  local mirror
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  debootstrap --variant=minbase --include=python3 bookworm "$tmp" "${mirror:-http://deb.debian.org/debian}" >/dev/null
   chroot "$tmp" useradd -u 1000 -g 100 -m -s /bin/bash jovyan
   install -m 4755 -o root -g root "$tmp/usr/bin/id" "$tmp/usr/local/bin/rootid"
   for m in $MOUNT_POINTS; do mkdir -p "$tmp/$m"; done
