@@ -25,7 +25,9 @@ PYTEST_ARGS ?=
 VENV_JH53 ?= /opt/jupyterhub-hpc/venv-jh53
 JH53_REQUIREMENTS ?= "jupyterhub>=5.3,<5.4" "$(CURDIR)[test]"
 APT_PACKAGES ?= slurm-wlm munge sudo chromium python3 python3-venv openssh-server ca-certificates postgresql \
-  tcpdump iproute2 util-linux
+  tcpdump iproute2 util-linux \
+  podman uidmap crun runc catatonit slirp4netns fuse-overlayfs libnss-wrapper charliecloud-runtime debootstrap \
+  squashfs-tools
 
 .PHONY: all system-deps labextension venv venv-jh53 services test demo lint bench bench-ours
 
@@ -132,9 +134,10 @@ services: system-deps
 #   mostly waiting),
 # - the unit tests (no scheduler, no test users, no fixed ports; ~4 min of one core, which the
 #   waiting runs leave free),
-# - the live Slurm end-to-end suite with JupyterHub 5.3, then the same suite with JupyterHub 6 (both
-#   on Slurm 22.05, one after the other; they fit in the first run's ~11 min), then (once the first
-#   run is done with Slurm 24.11) the same suite on Slurm 24.11.
+# - the live Slurm end-to-end suite with JupyterHub 5.3, then the same suite with JupyterHub 6, then the
+#   servers in containers (Charliecloud, rootless podman; scripts/containers.sh builds the image, ~1.5
+#   min the first time) (all on Slurm 22.05, one after the other; they fit in the first run's ~12 min),
+#   then (once the first run is done with Slurm 24.11) the same suite on Slurm 24.11.
 # Then everything else with JupyterHub 6.
 MULTINODE_TESTS := tests/e2e/test_slurm_multinode.py tests/e2e/test_kernel_jobs_multinode.py tests/e2e/test_maintenance_live.py \
   tests/e2e/test_maintenance_announcements_live.py
@@ -142,6 +145,7 @@ SLURM24_TESTS := tests/e2e/test_slurm_idle.py tests/lab/test_lab_live.py
 NO_SCHEDULER_TESTS := tests/announcements tests/local/test_idle_hub.py tests/local/test_idle_lab.py \
   tests/lab/test_lab_contract.py tests/lab/test_modules_routes.py tests/lab/test_modules_live.py
 UNIT_TESTS := tests/unit
+CONTAINER_TESTS := tests/e2e/test_containers_live.py
 test: system-deps venv venv-jh53 services
 	@rc=0; multi_log=$$(mktemp); side_log=$$(mktemp); unit_log=$$(mktemp); \
 	{ r=0; "$(VENV)/bin/python" -m pytest -v -p no:cacheprovider $(MULTINODE_TESTS) || r=1; \
@@ -154,6 +158,8 @@ test: system-deps venv venv-jh53 services
 	"$(VENV_JH53)/bin/python" -m pytest -v -p no:cacheprovider tests/e2e/test_slurm_e2e.py || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): tests/e2e/test_slurm_e2e.py"; \
 	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 tests/e2e/test_slurm_e2e.py || rc=$$?; \
+	echo "== JupyterHub 6 ($(VENV)): $(CONTAINER_TESTS)"; \
+	"$(VENV)/bin/python" -m pytest -v -p no:cacheprovider --durations=5 $(CONTAINER_TESTS) || rc=$$?; \
 	wait $$multi || rc=$$?; \
 	echo "== JupyterHub 6 ($(VENV)): $(MULTINODE_TESTS) (run beside the above)"; \
 	cat "$$multi_log"; rm -f "$$multi_log"; \
@@ -169,7 +175,7 @@ test: system-deps venv venv-jh53 services
 	echo "== JupyterHub 6 ($(VENV)): tests"; \
 	"$(VENV)/bin/python" -m pytest -v --durations=15 tests \
 	  $(addprefix --ignore=,tests/e2e/test_slurm_e2e.py $(MULTINODE_TESTS) $(SLURM24_TESTS) $(NO_SCHEDULER_TESTS) \
-	    $(UNIT_TESTS)) \
+	    $(UNIT_TESTS) $(CONTAINER_TESTS)) \
 	  $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     audit.add_arguments(
         sub.add_parser(
             "audit",
-            help="check a deployment against the red team's findings (hub config, or --node)",
+            help="check a deployment against the red team's findings (hub config, --node, or --image)",
             description=(audit.__doc__ or "").split("\n\n")[0],
         )
     )

@@ -30,6 +30,9 @@ from .backends.base import parse_exit_marker
 from .cardoptions import JobCardOptions, announcements_environment
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError
+from .containers.options import ContainerOptions
+from .containers.runtimes import ContainerPlanError
+from .identity import IdentityError
 from .idle import IdlePolicy
 from .jobcard import JobResources, resources_of
 from .maintenance import MaintenanceOptions, keep_fresh, pending_note
@@ -77,7 +80,9 @@ def invalid_options(exc: RequestError) -> web.HTTPError:
     return OptionsRefused(400, "Invalid server options: %s", text, reason="Invalid server options")
 
 
-class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, ModuleOptions, Spawner):
+class HPCSpawnerBase(
+    SchedulerAccess, JobCardOptions, MaintenanceOptions, ModuleOptions, ContainerOptions, Spawner
+):
     """The batch-job life cycle (start, poll, stop, state); :class:`HPCSpawner` adds profiles."""
 
     @default("start_timeout")
@@ -218,6 +223,7 @@ class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Module
         env: dict[str, str] = super().get_env()
         env.update(announcements_environment(self))
         env.update(self.module_environment())  # the job loads its modules before the server starts
+        env.update(self.container_environment())  # the job's server in the user's container
         if self.internal_ssl and self.cert_paths:
             # the job cannot read the hub's certificate files: their contents travel with it
             if SSL_KEY_ENV not in self.secret_env_names:
@@ -309,6 +315,7 @@ class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Module
         self.job_backend = self.backend
         self.job_cluster = self.cluster
         request = self.validated_request()
+        await self._identity_and_container()
         self.job_resources = resources_of(request)
         resolution = getattr(self, "profile_resolution", None)
         self.job_profile = resolution.profile.slug if resolution is not None else ""
@@ -339,6 +346,26 @@ class HPCSpawnerBase(SchedulerAccess, JobCardOptions, MaintenanceOptions, Module
         where = f" to partition {request.partition}" if request.partition else ""
         self._emit(f"Submitted job {job_id}{where}", 10)
         return await self._wait_for_server(timeout=None)
+
+    async def _identity_and_container(self) -> None:
+        """Resolve and show who the server runs as; check its container (issue 17)."""
+        try:
+            identity = await self.resolve_identity()
+        except IdentityError as exc:
+            self.job_identity = None
+            if self.container_image:
+                self._emit(f"Cannot start the container: the user's identity: {exc}", 100)
+                raise web.HTTPError(500, f"the user's identity cannot be resolved ({exc})") from None
+            self.log.warning("%s: the user's identity cannot be resolved: %s", self._log_name, exc)
+            return
+        self._emit(f"Starting as {identity.describe()}", 5)
+        try:
+            spec = self.container_spec()
+        except ContainerPlanError as exc:
+            self._emit(f"Cannot start the container: {exc}", 100)
+            raise web.HTTPError(400, str(exc)) from None
+        if spec is not None:
+            self._emit(f"In container image {spec.image.name} ({spec.runtime.runtime})", 6)
 
     def _server_url(self) -> str:
         host = self.node_address.replace("{host}", self.job_host)

@@ -46,7 +46,11 @@ def package_of(name: str) -> str:
 ALL = [m for p in USER_SIDE for m in modules(p)]
 #: imports allowed inside a function only (never at import time), per module: the job's software
 #: modules are loaded by the project's module package (pydantic), imported only when a job has some
-LAZY_IMPORTS = {"jupyterhub_hpc.singleuser.modules": {"jupyterhub_hpc.modules"}}
+#: and a server in a container is started by the container package (pydantic), only when a job has one
+LAZY_IMPORTS = {
+    "jupyterhub_hpc.singleuser.modules": {"jupyterhub_hpc.modules"},
+    "jupyterhub_hpc.singleuser.launcher": {"jupyterhub_hpc.containers.launch"},
+}
 
 
 def test_the_package_root_imports_nothing() -> None:

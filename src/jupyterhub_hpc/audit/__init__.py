@@ -1,12 +1,16 @@
 """``jupyterhub-hpc audit``: the red team's checklist, run by an admin against their own deployment.
 
-Two scopes:
+Three scopes:
 
 - ``jupyterhub-hpc audit --config jupyterhub_config.py [--sudoers FILE]`` checks the hub:
   its configuration (``subdomain_host``, ``internal_ssl``, ``kernel_transport``,
   ``server_bind``, tokens in URLs, ``authenticate_prometheus``), the permissions of its
   cookie secret, database and keys, whether it runs as root, and the hub account's sudo
   rules, also against the file ``jupyterhub-hpc sudoers`` generates for the same config.
+- ``jupyterhub-hpc audit --image IMAGE`` (repeatable) checks the container images an admin
+  lists, offline: setuid and setgid files, a usable ``sudo`` or ``su``, a default uid 0,
+  world-writable directories and files, writable ``/etc/passwd``, and whether
+  ``jupyterhub-singleuser`` is inside.
 - ``jupyterhub-hpc audit --node``, run as an ordinary user in a job on a compute node,
   checks what that user can reach of other users' servers, kernels, job outputs and
   runtime files.
@@ -20,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import grp
+import json
 import os
 import pwd
 import socket
 import sys
 
-from .findings import Finding, exit_status, render_json, render_text
+from .findings import Finding, exit_status, render_json, render_text, report
 
 __all__ = ["Finding", "add_arguments", "run"]
 
@@ -75,6 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     node.add_argument("--no-probe", action="store_true", help="do not connect to other users' ports")
     node.add_argument("--probe-timeout", type=float, default=1.0, help="seconds per port probe (default 1)")
+    image = parser.add_argument_group("image (--image)")
+    image.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        dest="images",
+        metavar="PATH",
+        help="a container image to check, offline: a root file system directory, a tar of one "
+        "(podman export), a docker- or OCI-archive (podman image save), SquashFS (needs unsquashfs); "
+        "repeatable",
+    )
 
 
 def _hub_identity(hub_user: str) -> tuple[int | None, list[str]]:
@@ -145,7 +161,52 @@ def node_findings(args: argparse.Namespace) -> list[Finding]:
     return node.check_node(facts)
 
 
+def image_findings(path: str) -> tuple[str, list[Finding]]:
+    """The scope heading and the findings of one image; raises ImageError when it cannot be read."""
+    from .image_checks import check_image
+    from .image_read import read_image
+
+    contents = read_image(path)
+    return f"image {path} ({contents.kind})", list(contents.problems) + check_image(
+        contents.entries, user=contents.user
+    )
+
+
+def run_images(args: argparse.Namespace) -> int:
+    """Each ``--image`` under its own heading; the exit status is the worst: 2 when any image has
+    a high finding, else 1 when one could not be read."""
+    from .image_read import ImageError
+
+    missing = [path for path in args.images if not os.path.lexists(path)]
+    if missing:
+        print(f"jupyterhub-hpc audit: no such image: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    reports = []
+    statuses = []
+    for path in args.images:
+        try:
+            scope, findings = image_findings(path)
+        except (ImageError, OSError) as exc:
+            print(f"jupyterhub-hpc audit: {exc}", file=sys.stderr)
+            statuses.append(1)
+            continue
+        statuses.append(exit_status(findings))
+        if args.json:
+            reports.append(report(findings, scope))
+        else:
+            sys.stdout.write(render_text(findings, f"jupyterhub-hpc audit: {scope}") + "\n")
+    status = 2 if 2 in statuses else max(statuses, default=0)
+    if args.json:
+        sys.stdout.write(json.dumps({"images": reports, "exit_status": status}, indent=2) + "\n")
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.images:
+        if args.node:
+            print("jupyterhub-hpc audit: --image and --node are separate runs", file=sys.stderr)
+            return 1
+        return run_images(args)
     if args.node and os.geteuid() == 0:
         print(
             "jupyterhub-hpc audit: run --node as an ordinary user (in a job): root reads everything",

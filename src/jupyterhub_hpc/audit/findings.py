@@ -6,9 +6,18 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["SEVERITIES", "Finding", "Severity", "exit_status", "render_json", "render_text", "summary"]
+__all__ = [
+    "SEVERITIES",
+    "Finding",
+    "Severity",
+    "exit_status",
+    "render_json",
+    "render_text",
+    "report",
+    "summary",
+]
 
 Severity = Literal["high", "medium", "low", "info"]
 #: most severe first
@@ -67,16 +76,15 @@ def render_text(findings: Sequence[Finding], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report(findings: Sequence[Finding], scope: str) -> dict[str, Any]:
+    """One scope's findings as the JSON output has them."""
+    return {
+        "scope": scope,
+        "findings": [asdict(f) for f in ordered(findings)],
+        "summary": summary(findings),
+        "exit_status": exit_status(findings),
+    }
+
+
 def render_json(findings: Sequence[Finding], scope: str) -> str:
-    return (
-        json.dumps(
-            {
-                "scope": scope,
-                "findings": [asdict(f) for f in ordered(findings)],
-                "summary": summary(findings),
-                "exit_status": exit_status(findings),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    return json.dumps(report(findings, scope), indent=2) + "\n"

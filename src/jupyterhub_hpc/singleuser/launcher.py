@@ -36,9 +36,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .certs import SSL_KEY_ENV, write_job_certificates
@@ -46,6 +47,21 @@ from .listeners import TcpSocket, listeners, process_tree, socket_inodes
 from .modules import load_server_modules
 from .portrange import parse_port_range
 from .private import PrivateDir
+
+#: the job's container, if any (jupyterhub_hpc.containers.runtimes.CONTAINER_ENV; not imported:
+#: the launcher stays standard library only without a container)
+CONTAINER_ENV = "JUPYTERHUB_HPC_CONTAINER"
+
+
+class ServerContainer(Protocol):
+    """The job's container (:class:`jupyterhub_hpc.containers.launch.ContainerLaunch`)."""
+
+    def command(self, command: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]: ...
+
+    def server_pids(self) -> set[int]: ...
+
+    def cleanup(self) -> list[str]: ...
+
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -148,14 +164,17 @@ def await_own_listener(
     timeout: float,
     interval: float = 0.05,
     stop: Callable[[], bool] = lambda: False,
+    more_roots: Callable[[], set[int]] = set,
 ) -> Outcome:
     """Wait until the socket a connection to ``ip:port`` reaches is one ``child`` (or
-    a descendant of it) holds open; TAKEN as soon as it is anybody else's."""
+    a descendant of it, or of ``more_roots()``: a container's process) holds open; TAKEN as
+    soon as it is anybody else's."""
     deadline = time.monotonic() + timeout
     while True:
         held = holders(ip, port)
         if held:
-            ours = socket_inodes(process_tree(child.pid))
+            roots = {child.pid, *more_roots()}
+            ours = socket_inodes(set().union(*(process_tree(pid) for pid in roots)))
             if any(sock.inode in ours for sock in held):
                 return Outcome.LISTENING
             return Outcome.TAKEN
@@ -272,11 +291,21 @@ class Supervisor:
 
     child: subprocess.Popen[bytes] | None = None
     signals: list[int] = field(default_factory=list)
+    #: run once the server has ended (a container runtime's leftovers); each says what it did
+    cleanups: list[Callable[[], list[str]]] = field(default_factory=list)
+    #: more processes a signal for the server goes to: a container's own process, which is not
+    #: the child's descendant (podman's conmon starts it) and not the scheduler's to signal
+    also_signal: Callable[[], set[int]] = set
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         self.signals.append(signum)
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
+            for pid in self.also_signal():
+                try:
+                    os.kill(pid, signum)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
@@ -292,6 +321,11 @@ class Supervisor:
         if child is None or child.poll() is not None:
             return
         child.terminate()
+        for pid in self.also_signal():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             child.wait(grace)
         except subprocess.TimeoutExpired:
@@ -316,10 +350,12 @@ def start_server(
     ip: str,
     args: argparse.Namespace,
     supervisor: Supervisor,
+    container: ServerContainer | None = None,
 ) -> int | None:
     """Start the server until its own process listens on a port (returned), trying
     another port whenever another process holds the one picked. None when the
-    server ended or the job is being stopped (``supervisor.child`` tells how)."""
+    server ended or the job is being stopped (``supervisor.child`` tells how). With a
+    ``container``, the server command runs inside it."""
     tried: set[int] = set()
     for _attempt in range(args.attempts):
         try:
@@ -332,13 +368,19 @@ def start_server(
             f"jupyterhub-hpc-singleuser: starting the server on {ip}:{port} on {socket.gethostname()}",
             flush=True,
         )
+        argv, attempt_env = container.command(command, env) if container else (command, env)
         try:
-            supervisor.child = subprocess.Popen(command, env=env)
+            supervisor.child = subprocess.Popen(argv, env=attempt_env)
         except OSError as exc:
-            print(f"jupyterhub-hpc-singleuser: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
+            print(f"jupyterhub-hpc-singleuser: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
             raise SystemExit(127) from None
         outcome = await_own_listener(
-            supervisor.child, ip, port, timeout=args.listen_timeout, stop=lambda: supervisor.stopping
+            supervisor.child,
+            ip,
+            port,
+            timeout=args.listen_timeout,
+            stop=lambda: supervisor.stopping,
+            more_roots=container.server_pids if container else set,
         )
         if outcome is Outcome.LISTENING:
             return port
@@ -409,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run(command, token, api_url, args, private, supervisor))
     finally:
         supervisor.end()
+        for cleanup in supervisor.cleanups:
+            for done in cleanup():
+                print(f"jupyterhub-hpc-singleuser: {done}", flush=True)
         private.remove()
 
 
@@ -430,8 +475,16 @@ def run(
         env["JUPYTER_RUNTIME_DIR"] = private.path
     kernel_environment(private, args.kernel_transport, env)
     ip = bind_address(args.ip)
+    container = None
+    if CONTAINER_ENV in env:
+        from ..containers.launch import container_launch  # pydantic, only when asked for
+
+        container = container_launch(env, private)
+        if container is not None:
+            supervisor.cleanups.append(container.cleanup)
+            supervisor.also_signal = container.server_pids
     wait_for_hub(api_url, timeout=args.report_timeout)
-    port = start_server(command, env, ip, args, supervisor)
+    port = start_server(command, env, ip, args, supervisor, container)
     if port is None:
         return supervisor.wait() if supervisor.child is not None else 143
     print(f"jupyterhub-hpc-singleuser: the server listens on {ip}:{port}; reporting the port", flush=True)
