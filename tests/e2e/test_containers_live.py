@@ -131,9 +131,13 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 def container_processes(user: str) -> list[str]:
     """What a container runtime leaves running as ``user``: ch-run, podman, conmon, its pause process."""
-    listing = subprocess.run(["ps", "-u", user, "-o", "pid=,args="], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["ps", "-u", user, "-o", "pid=,stat=,args="], capture_output=True, text=True
+    ).stdout
     names = ("ch-run", "podman", "conmon", "catatonit", "jupyterhub-hpc-init", "slirp4netns")
-    return [line.strip() for line in listing.splitlines() if any(n in line for n in names)]
+    # a zombie runs nothing (whether it is reaped is up to the machine's PID 1)
+    running = [line.split(None, 2) for line in listing.splitlines() if len(line.split(None, 2)) == 3]
+    return [" ".join(f) for f in running if not f[1].startswith("Z") and any(n in f[2] for n in names)]
 
 
 def host_groups(pid: int) -> set[int]:

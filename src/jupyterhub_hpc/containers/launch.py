@@ -117,9 +117,9 @@ class ContainerLaunch:
         done: list[str] = []
         if not self.podman_runtime:
             return done
+        deadline = time.monotonic() + grace
         conmon = _pid_in(self.conmon_pidfile)
         if conmon is not None and _owned_by_me(conmon):
-            deadline = time.monotonic() + grace
             while _owned_by_me(conmon) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if _owned_by_me(conmon):
@@ -128,12 +128,39 @@ class ContainerLaunch:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 done.append(f"killed podman's conmon {conmon} and what it ran ({len(left)} processes)")
+        # conmon's exit command (``podman --root=<this job's state> container cleanup``) outlives it
+        while (helpers := _using(f"--root={self.podman_state}/root")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in helpers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if helpers:
+            done.append(f"killed {len(helpers)} podman processes of this job still running")
         pause = _pid_in(os.path.join(self.podman_state, "tmp", "pause.pid"))
         if pause is not None and _owned_by_me(pause):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pause, signal.SIGKILL)
                 done.append(f"ended podman's pause process {pause}")
         return done
+
+
+def _using(argument: str) -> list[int]:
+    """The pids of this uid's processes with ``argument`` in their command line."""
+    found = []
+    me = os.getuid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != me:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                words = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argument.encode() in words:
+            found.append(int(entry))
+    return found
 
 
 def _pid_in(path: str) -> int | None:
