@@ -28,7 +28,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "IDENTITY_ENV",
@@ -106,15 +114,10 @@ class UserIdentity(BaseModel):
     def _username(cls, value: str) -> str:
         return _check_name(value, "user")
 
-    @field_validator("home")
+    @field_validator("home", "shell")
     @classmethod
-    def _home(cls, value: str) -> str:
-        return _check_path(value, "home")
-
-    @field_validator("shell")
-    @classmethod
-    def _shell(cls, value: str) -> str:
-        return _check_path(value, "shell")
+    def _paths(cls, value: str, info: ValidationInfo) -> str:
+        return _check_path(value, str(info.field_name))
 
     @field_validator("gecos")
     @classmethod

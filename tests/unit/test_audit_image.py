@@ -29,9 +29,10 @@ from jupyterhub_hpc.audit.image_read import (
     parse_unsquashfs_listing,
     read_image,
 )
+from needs import needs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "unsquashfs"
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown files to other owners")
+ROOT_ONLY = needs(os.geteuid() == 0, "needs root to chown files to other owners")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/bash\n"
 
 

@@ -35,6 +35,7 @@ from jupyterhub_hpc.containers.names import (
     passwd_text,
 )
 from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
+from needs import needs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PYTHON = sys.executable
@@ -209,13 +210,13 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-as_user = pytest.mark.skipif(
-    os.getuid() != 0 or not shutil.which("runuser") or not _user_exists("hpcuser1"),
-    reason="runs the init as hpcuser1 through runuser: needs root, runuser and the test user hpcuser1",
+as_user = needs(
+    os.getuid() == 0 and bool(shutil.which("runuser")) and _user_exists("hpcuser1"),
+    "runs the init as hpcuser1 through runuser: needs root, runuser and the test user hpcuser1",
 )
 LIBRARY = find_nss_wrapper(os.path.isfile, os.environ.get("JUPYTERHUB_HPC_NSS_WRAPPER"))
-needs_nss_wrapper = pytest.mark.skipif(
-    LIBRARY is None, reason="libnss_wrapper is not installed (apt-get install libnss-wrapper)"
+needs_nss_wrapper = needs(
+    LIBRARY is not None, "libnss_wrapper is not installed (apt-get install libnss-wrapper)"
 )
 PRINT_NAMES = (
     "import pwd,os; e = pwd.getpwuid(os.getuid());"
@@ -536,7 +537,7 @@ def test_orphans_become_the_inits_children_and_are_reaped() -> None:
     assert "ADOPTED True STATE gone" in done.stdout
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs to run as root to see the refusal")
+@needs(os.getuid() == 0, "needs to run as root to see the refusal")
 def test_root_is_refused() -> None:
     done = subprocess.run(
         [PYTHON, "-m", "jupyterhub_hpc.containers.init", "--", "true"],

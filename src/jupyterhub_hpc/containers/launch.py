@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 
 from ..identity import IDENTITY_ENV, IdentityError, UserIdentity
-from ..singleuser.listeners import process_tree
+from ..singleuser.listeners import own_processes, process_tree
 from ..singleuser.private import PrivateDir
 from .runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
 
@@ -147,19 +147,16 @@ class ContainerLaunch:
 def _using(argument: str) -> list[int]:
     """The pids of this uid's processes with ``argument`` in their command line."""
     found = []
-    me = os.getuid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in own_processes():
+        if pid == os.getpid():
             continue
         try:
-            if os.stat(f"/proc/{entry}").st_uid != me:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 words = handle.read().split(b"\0")
         except OSError:
             continue
         if argument.encode() in words:
-            found.append(int(entry))
+            found.append(pid)
     return found
 
 

@@ -132,22 +132,31 @@ def socket_inodes(pids: Iterable[int]) -> set[int]:
     return inodes
 
 
-def _parents() -> Iterator[tuple[int, int]]:
-    """(pid, parent pid) of every process of this uid."""
+def own_processes() -> Iterator[int]:
+    """The pids of every process of this uid (those that are gone by the time they are looked
+    at are left out by the callers' own reads)."""
     uid = os.getuid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or not entry.isascii():
             continue
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            stat_text = Path(f"/proc/{entry}/stat").read_text()
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                yield int(entry)
+        except OSError:
+            continue
+
+
+def _parents() -> Iterator[tuple[int, int]]:
+    """(pid, parent pid) of every process of this uid."""
+    for pid in own_processes():
+        try:
+            stat_text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses
         rest = stat_text[stat_text.rfind(")") + 2 :].split()
         if len(rest) > 1 and rest[1].isdigit():
-            yield int(entry), int(rest[1])
+            yield pid, int(rest[1])
 
 
 def process_tree(root: int) -> set[int]:
