@@ -17,6 +17,9 @@
 # The project group: $PROJECT_GROUP (hpcuser2 a member) owns $PROJECT_FILE, mode 0640 root:group,
 # which a server in a container must read through its supplementary group.
 #
+# The start hooks: $HOOK_DIR (root's, 0755) holds what the init runs as the user before the server;
+# their lines must show in the spawn progress.
+#
 # This machine's cgroups are hybrid (v1 plus a cgroup2 mount holding hugetlb), which crun refuses:
 # crun is needed (runc drops supplementary groups), so hugetlb gets its own v1 hierarchy when crun
 # cannot start a container otherwise.
@@ -28,14 +31,16 @@ PODMAN_REF=localhost/jupyterhub-hpc-deb12
 PROJECT_GROUP=proj-astro
 PROJECT_DIR=/srv/jupyterhub-hpc-project
 PROJECT_FILE=$PROJECT_DIR/data.txt
+HOOK_DIR=/srv/jupyterhub-hpc-hooks
 PODMAN_USERS=${PODMAN_USERS:-"hpcuser2"}
 
 log() { echo "[containers.sh] $*" >&2; }
 
-# Charliecloud binds only onto paths the (read-only) image has: the site environment and the project
+# Charliecloud binds only onto paths the (read-only) image has: the site environment, the project
+# and the start hooks
 # (SITE_ENV: the venv the tests run from, /opt/jupyterhub-hpc/venv by default)
 SITE_ENV=${SITE_ENV:-/opt/jupyterhub-hpc/venv}
-MOUNT_POINTS="${SITE_ENV#/} srv/jupyterhub-hpc-project"
+MOUNT_POINTS="${SITE_ENV#/} srv/jupyterhub-hpc-project srv/jupyterhub-hpc-hooks"
 
 build_image() {
   if [ -x "$IMAGE/usr/bin/python3" ] && [ -f "$IMAGE/.jupyterhub-hpc-image" ]; then
@@ -109,10 +114,25 @@ EOF
   rm -rf "$run"
 }
 
+start_hooks() {
+  install -d -m 0755 "$HOOK_DIR"
+  cat > "$HOOK_DIR/10-hello" <<'HOOK'
+#!/bin/sh
+echo "hello $USER (uid $(id -u)), home $HOME"
+HOOK
+  cat > "$HOOK_DIR/20-project" <<'HOOK'
+#!/bin/sh
+echo "project: $(cat /srv/jupyterhub-hpc-project/data.txt)"
+HOOK
+  chown root:root "$HOOK_DIR"/*
+  chmod 0755 "$HOOK_DIR"/*
+}
+
 case "${1:-}" in
   setup)
     build_image
     project_group
+    start_hooks
     for u in $PODMAN_USERS; do podman_user "$u"; done
     ;;
   env)
@@ -120,6 +140,7 @@ case "${1:-}" in
     echo "PODMAN_REF=$PODMAN_REF"
     echo "PROJECT_GROUP=$PROJECT_GROUP"
     echo "PROJECT_FILE=$PROJECT_FILE"
+    echo "HOOK_DIR=$HOOK_DIR"
     ;;
   *)
     echo "usage: $0 setup|env" >&2

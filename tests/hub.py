@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,18 @@ class Hub:
                 raise AssertionError(f"{name}'s server is gone:\n{self.progress_events(name)}")
             time.sleep(0.2)
         raise AssertionError(f"{name}'s server not ready in {timeout} s:\n{self.log_tail()}")
+
+    def spawn_with_progress(
+        self, name: str, options: dict[str, Any] | None = None, timeout: float = 120
+    ) -> list[dict[str, Any]]:
+        """Spawn and read the progress stream while the spawn runs, as the spawn page does."""
+        with ThreadPoolExecutor(1) as pool:
+            posted = pool.submit(self.spawn, name, options)
+            wait_for(lambda: self.user_model(name)["servers"], 30, message="no spawn started")
+            events = self.progress_events(name, timeout=timeout)
+            started = posted.result()
+            assert started.status_code in (201, 202), started.text
+        return events
 
     def progress_events(self, name: str, timeout: float = 60) -> list[dict[str, Any]]:
         events = []

@@ -26,6 +26,12 @@ profile: 200 ``{"profile", "backend", "cluster", "resources"}`` (the resolved jo
 ``{"field", "message"}`` for a field the profile does not offer, a value outside it, or a profile
 the user cannot see; 404 when the spawner has no profiles. Nothing is started or remembered.
 
+``POST /hub/api/hpc/progress`` with ``{"hook": NAME, "line": TEXT}`` is a line of an admin's start
+hook, reported by the container's init (:mod:`jupyterhub_hpc.containers.report`) and shown in the
+spawn progress as "Start hook NAME: TEXT": authenticated with the API token of that very starting
+server, only before its port was reported, bounded (:data:`PROGRESS_BODY_LIMIT` bytes, a line of at
+most 200 printable characters, at most 60 lines per job).
+
 ``POST /hub/api/hpc/use`` with ``{"last_use": "<ISO 8601>"}`` is the server's report of when it
 was last used (:mod:`jupyterhub_hpc.idle`): authenticated with the API token of that very
 running server, bounded (:data:`USE_BODY_LIMIT` bytes), never more than a small skew in the
@@ -57,10 +63,12 @@ __all__ = [
     "KERNEL_REQUEST_ROUTE",
     "MODULES_ROUTE",
     "PORT_ROUTE",
+    "PROGRESS_ROUTE",
     "USE_ROUTE",
     "IdleUseHandler",
     "JobCardHandler",
     "JobPortHandler",
+    "JobProgressHandler",
     "KernelRequestHandler",
     "ModulesHandler",
     "api_handlers",
@@ -80,6 +88,9 @@ KERNEL_REQUEST_BODY_LIMIT = 4096
 CARD_SCOPES = ("read:servers", "access:servers")
 #: bytes of a port report (``{"port": 20001}`` is 15)
 PORT_BODY_LIMIT = 1024
+PROGRESS_ROUTE = r"/api/hpc/progress"
+#: bytes of a start hook's line (``{"hook": <64>, "line": <200 characters>}``; a UTF-8 line may be 4x)
+PROGRESS_BODY_LIMIT = 1024
 USE_ROUTE = r"/api/hpc/use"
 #: bytes of a use report (``{"last_use": "2026-12-03T07:48:00.123456+00:00"}`` is 48)
 USE_BODY_LIMIT = 256
@@ -145,6 +156,27 @@ class JobPortHandler(ServerTokenHandler):
         self.log.info("%s: job %s listens on port %d", spawner._log_name, spawner.job_id, port)
         self.set_status(200)
         self.finish(json.dumps({"port": port}))
+
+
+class JobProgressHandler(ServerTokenHandler):
+    """``POST /hub/api/hpc/progress`` with ``{"hook": NAME, "line": TEXT}`` from the container's
+    init: a start hook's line, shown in the spawn progress of the server starting with this token."""
+
+    body_limit = PROGRESS_BODY_LIMIT
+    body_depth = 2
+
+    async def post(self) -> None:
+        token, user = self.token_and_user()
+        body: Any = self.json_object()
+        if set(body) != {"hook", "line"}:
+            raise web.HTTPError(400, 'the body must be exactly {"hook": <name>, "line": <text>}')
+        spawner = self.own_spawner(user, token, running=False)
+        try:
+            spawner.accept_hook_line(body["hook"], body["line"])
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        self.set_status(200)
+        self.finish(json.dumps({"shown": True}))
 
 
 class IdleUseHandler(ServerTokenHandler):
@@ -288,5 +320,6 @@ api_handlers: list[tuple[str, type[APIHandler]]] = [
     (CARD_ROUTE, JobCardHandler),
     (MODULES_ROUTE, ModulesHandler),
     (USE_ROUTE, IdleUseHandler),
+    (PROGRESS_ROUTE, JobProgressHandler),
     (KERNEL_REQUEST_ROUTE, KernelRequestHandler),
 ]

@@ -31,6 +31,7 @@ from .cardoptions import JobCardOptions, announcements_environment
 from .certs import SSL_KEY_ENV, SSL_PATH_ENVS, job_certificates
 from .commands import CommandError
 from .containers.options import ContainerOptions
+from .containers.report import LINES_PER_JOB, hook_message
 from .containers.runtimes import ContainerPlanError
 from .identity import IdentityError
 from .idle import IdlePolicy
@@ -110,6 +111,8 @@ class HPCSpawnerBase(
     _events: list[dict[str, Any]]
     _event_signal: asyncio.Event | None = None
     _port_signal: asyncio.Event | None = None
+    #: (job id, lines of its start hooks shown): a job's share is :data:`LINES_PER_JOB`
+    _hook_lines: tuple[str, int] = ("", 0)
     _start_time: float = 0.0
     #: why the last running server's job ended (shown at the next spawn; kept by clear_state)
     _last_end: str = ""
@@ -379,6 +382,14 @@ class HPCSpawnerBase(
         if self._port_signal is None:
             self._port_signal = asyncio.Event()
         deadline = None if timeout is None else time.monotonic() + timeout
+        said = [""]
+
+        def say(message: str, progress: int) -> None:
+            # the job's state, once until it changes (start hooks' lines may come in between)
+            if message != said[0]:
+                said[0] = message
+                self._emit(message, progress)
+
         with watcher.hurry():
             while True:
                 status = await watcher.status(self.job_id)
@@ -388,10 +399,10 @@ class HPCSpawnerBase(
                     await keep_fresh(self)  # one reservations query per cluster per TTL
                     behind = pending_note(self, status)  # a maintenance reservation, from the cache
                     message = queue_message(self.scheduler, status)
-                    self._emit(f"{message}; {behind}" if behind else message, 30)
+                    say(f"{message}; {behind}" if behind else message, 30)
                 elif status.state is JobState.RUNNING and status.host:
                     self.job_host = status.host
-                    self._emit(f"Running on node {status.host}", 60)
+                    say(f"Running on node {status.host}", 60)
                     if self.job_port:
                         self._emit("Starting Jupyter", 80)
                         self._persist_state()
@@ -491,6 +502,20 @@ class HPCSpawnerBase(
             self._port_signal = asyncio.Event()
         self._port_signal.set()
         self.watcher.refresh_soon()
+
+    def accept_hook_line(self, hook: object, line: object) -> None:
+        """Show a line of a start hook in the spawn progress: the container's init reports them
+        while the server starts (:mod:`.containers.report`). ``ValueError`` with the reason when
+        no server is starting, its server already listens, or the job has sent its share."""
+        if not self.job_id or not self._spawn_pending or self._port_job == self.job_id:
+            raise ValueError("no server of this token is starting")
+        message = hook_message(hook, line)
+        job, shown = self._hook_lines
+        shown = shown + 1 if job == self.job_id else 1
+        if shown > LINES_PER_JOB:
+            raise ValueError(f"a job shows at most {LINES_PER_JOB} lines of its start hooks")
+        self._hook_lines = (self.job_id, shown)
+        self._emit(message, 70)
 
     # -- poll, stop, get_url -----------------------------------------------------------------
     async def poll(self) -> int | None:

@@ -92,6 +92,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         },
     ]
     project = {"source": str(Path(known["PROJECT_FILE"]).parent)}
+    hooks = {"source": known["HOOK_DIR"]}
     profiles = [
         {
             "display_name": "Debian 12 (Charliecloud)",
@@ -99,7 +100,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             "default": True,
             "spawner_override": {
                 "container_image": "deb12",
-                "container_runtime": {"runtime": "charliecloud", "site_env": SITE_ENV, "binds": [project]},
+                "container_runtime": {
+                    "runtime": "charliecloud",
+                    "site_env": SITE_ENV,
+                    "binds": [project, hooks],
+                    "hook_dir": known["HOOK_DIR"],
+                },
             },
         },
         {
@@ -111,7 +117,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                     "runtime": "podman",
                     "oci_runtime": "crun",
                     "site_env": SITE_ENV,
-                    "binds": [project],
+                    "binds": [project, hooks],
+                    "hook_dir": known["HOOK_DIR"],
                     "nss_wrapper": "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
                 },
             },
@@ -148,13 +155,14 @@ def host_groups(pid: int) -> set[int]:
     return set()
 
 
-def start_and_probe(hub: Hub, profile: str) -> tuple[dict[str, Any], str]:
-    """Start the user's server with ``profile``, run the probe in a kernel of it; (facts, hub log)."""
+def start_and_probe(hub: Hub, profile: str) -> tuple[dict[str, Any], list[str]]:
+    """Start the user's server with ``profile`` (reading the spawn progress as the spawn page
+    does), run the probe in a kernel of it; (facts, the progress messages)."""
     tag = profile
     env_note = {"JUPYTERHUB_HPC_TEST_TAG": tag, "JUPYTERHUB_HPC_TEST_PROJECT": facts()["PROJECT_FILE"]}
-    started = hub.api("POST", f"/users/{USER}/server", json=options_body({"profile": profile}))
-    assert started.status_code in (201, 202), started.text
-    wait_ready(hub, USER, timeout=180)
+    events = hub.spawn_with_progress(USER, options_body({"profile": profile}), timeout=180)
+    assert events and events[-1].get("ready"), events
+    wait_ready(hub, USER, timeout=60)
     token = hub.user_token(USER)
     headers = {"Authorization": f"token {token}"}
     base = f"{hub.url}/user/{USER}/api/kernels"
@@ -165,7 +173,17 @@ def start_and_probe(hub: Hub, profile: str) -> tuple[dict[str, Any], str]:
     out = kernel_cell(channels, headers, USER, code, timeout=90)
     line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
     assert line is not None, out
-    return json.loads(line), hub.log_tail(400)
+    return json.loads(line), [str(e.get("message", "")) for e in events]
+
+
+def assert_hooks_shown(messages: list[str], hello: str) -> None:
+    """The start hooks' lines are in the spawn progress, before Jupyter starts, and the job's
+    state is said once although they come in between."""
+    project = f"Start hook 20-project: project: project data of {facts()['PROJECT_GROUP']}"
+    assert f"Start hook 10-hello: {hello}" in messages, messages
+    assert project in messages, messages
+    assert messages.index(project) < messages.index("Starting Jupyter"), messages
+    assert len([m for m in messages if m.startswith("Running on node")]) == 1, messages
 
 
 def assert_stopped_and_clean(hub: Hub) -> None:
@@ -180,7 +198,7 @@ def assert_stopped_and_clean(hub: Hub) -> None:
 def test_charliecloud_runs_the_server_as_the_user_without_privileges(hub: Hub) -> None:
     me = pwd.getpwnam(USER)
     project = grp.getgrnam(facts()["PROJECT_GROUP"])
-    seen, log = start_and_probe(hub, "charliecloud")
+    seen, messages = start_and_probe(hub, "charliecloud")
     try:
         assert seen["in_image"] is True, seen
         # the real identity, names from the host (ch-run binds its passwd and group)
@@ -199,8 +217,10 @@ def test_charliecloud_runs_the_server_as_the_user_without_privileges(hub: Hub) -
         assert seen["rootid"] != "0" and seen["etc_writable"] is False
         written = Path(seen["written"])
         assert written.stat().st_uid == me.pw_uid and written.stat().st_gid == me.pw_gid
-        assert f"Starting as {USER} (uid {me.pw_uid}" in log and "groups" in log
-        assert "In container image deb12 (charliecloud)" in log
+        starting = next(m for m in messages if m.startswith("Starting as"))
+        assert starting.startswith(f"Starting as {USER} (uid {me.pw_uid}") and "groups" in starting
+        assert "In container image deb12 (charliecloud)" in messages
+        assert_hooks_shown(messages, f"hello {USER} (uid {me.pw_uid}), home {me.pw_dir}")
     finally:
         assert_stopped_and_clean(hub)
 
@@ -208,7 +228,7 @@ def test_charliecloud_runs_the_server_as_the_user_without_privileges(hub: Hub) -
 def test_podman_maps_the_real_user_onto_jovyan_and_leaves_nothing(hub: Hub) -> None:
     me = pwd.getpwnam(USER)
     project = grp.getgrnam(facts()["PROJECT_GROUP"])
-    seen, log = start_and_probe(hub, "podman")
+    seen, messages = start_and_probe(hub, "podman")
     try:
         assert seen["in_image"] is True, seen
         # inside: the image user's ids under the real name (the init's nss_wrapper files)
@@ -224,7 +244,8 @@ def test_podman_maps_the_real_user_onto_jovyan_and_leaves_nothing(hub: Hub) -> N
         # what it wrote into the home is the real user's on the host
         written = Path(seen["written"].replace("/home/jovyan", me.pw_dir, 1))
         assert written.stat().st_uid == me.pw_uid, (written, written.stat())
-        assert "In container image deb12-podman (podman)" in log
+        assert "In container image deb12-podman (podman)" in messages
+        assert_hooks_shown(messages, f"hello {USER} (uid 1000), home /home/jovyan")
     finally:
         assert_stopped_and_clean(hub)
 

@@ -14,7 +14,6 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,23 +131,13 @@ def test_a_walltime_kill_is_reported_as_such(hub_factory: Callable[..., Hub]) ->
 
     # the user's view: the next spawn's progress (the spawn page) starts by saying why the previous
     # server stopped
-    events = spawn_with_progress(hub)
+    events = hub.spawn_with_progress(USER)
     messages = [e["message"] for e in events]
     assert f"Your previous server stopped: {stopped.group(1)}" in messages, messages
     assert events[-1].get("ready"), events
     # said once: the spawn after that has nothing to report
     hub.stop_server(USER)
-    later = [e["message"] for e in spawn_with_progress(hub)]
+    later = [e["message"] for e in hub.spawn_with_progress(USER)]
     assert not any(m.startswith("Your previous server") for m in later), later
     hub.stop_server(USER)
     assert jobs_of(USER) == {}
-
-
-def spawn_with_progress(hub: Hub) -> list[dict[str, Any]]:
-    """Spawn and read the progress stream while the spawn runs, as the spawn page does."""
-    with ThreadPoolExecutor(1) as pool:
-        posted = pool.submit(hub.spawn, USER)
-        wait_for(lambda: hub.user_model(USER)["servers"], 30, message="no spawn started")
-        events = hub.progress_events(USER, timeout=120)
-        assert posted.result().status_code in (201, 202)
-    return events

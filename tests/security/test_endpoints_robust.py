@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 SENDER, FLOODER, BYSTANDER, PLAIN = "hpcuser1", "hpcuser2", "hpcuser3", "hpcuser4"
 #: a burst of 40, then one request per 3 s: each caller's malformed bodies below stay under 40
 RATE, WINDOW = 40, 120.0
-PORT_LIMIT, VALIDATE_LIMIT = 1024, 64 * 1024
+PORT_LIMIT, VALIDATE_LIMIT, PROGRESS_LIMIT = 1024, 64 * 1024, 1024
 
 PROFILES = [
     {
@@ -125,6 +125,7 @@ def short_error(r: requests.Response, status: int) -> str:
 #: (endpoint, which caller's token, its body limit)
 ENDPOINTS = {
     "port": ("/hpc/port", SENDER, PORT_LIMIT),
+    "progress": ("/hpc/progress", SENDER, PROGRESS_LIMIT),
     "validate": ("/hpc/profiles/validate", SENDER, VALIDATE_LIMIT),
     "validate-for-user": (f"/hpc/users/{SENDER}/profiles/validate", "admin", VALIDATE_LIMIT),
 }
@@ -180,6 +181,10 @@ def test_a_well_formed_body_still_reaches_each_endpoint(
     # the control: the same requests with good bodies pass the reader
     r = call(hub, "POST", "/hpc/port", tokens[SENDER], b'{"port": 20001}')
     assert short_error(r, 403) == "this token belongs to no starting server"
+    r = call(hub, "POST", "/hpc/progress", tokens[SENDER], b'{"hook": "10-x", "line": "hello"}')
+    assert short_error(r, 403) == "this token belongs to no starting server"
+    r = call(hub, "POST", "/hpc/progress", tokens[SENDER], b'{"hook": "10-x", "line": "hi", "html": "<b>"}')
+    assert short_error(r, 400).startswith("the body must be exactly")
     r = call(hub, "POST", "/hpc/profiles/validate", tokens[SENDER], b'{"profile": "cpu", "cpus": 2}')
     assert r.status_code == 200 and r.json()["job"]["cpus"] == 2, r.text
     r = call(hub, "POST", "/hpc/profiles/validate", tokens[SENDER], b"")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,10 @@ from jupyterhub_hpc.containers.names import (
     passwd_entry,
     passwd_text,
 )
+from jupyterhub_hpc.containers.report import PROGRESS_ENV
 from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
 from needs import needs
+from unit.test_container_report import Recorder
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PYTHON = sys.executable
@@ -175,6 +178,10 @@ def test_which_hooks_run() -> None:
     assert hook_problem(stat_of(stat.S_IFREG | 0o757, me), me, True) == "writable by others than the user"
     assert hook_problem(stat_of(stat.S_IFREG | 0o775, 0), me, True) == "writable by others than the user"
     assert "owned by uid 1002" in str(hook_problem(stat_of(stat.S_IFREG | 0o755, 1002), me, True))
+    # a hook bound from the host shows an unmapped owner inside a user namespace (the launcher
+    # checked its owner on the host); still never one others may write
+    assert hook_problem(stat_of(stat.S_IFREG | 0o755, 65534), me, True) is None
+    assert hook_problem(stat_of(stat.S_IFREG | 0o777, 65534), me, True) == "writable by others than the user"
 
 
 def test_an_identity_of_another_uid_is_refused() -> None:
@@ -396,6 +403,47 @@ def test_a_failing_hook_stops_the_start(world: Path) -> None:
     assert "[init] hook 10-fail: cannot mount" in done.stdout
     assert "the command" not in done.stdout
     assert "hook 10-fail exited 3" in done.stderr
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """A real HTTP server in place of the hub's progress route."""
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@as_user
+def test_the_hooks_lines_go_to_the_hub_and_the_command_does_not_get_the_url(
+    world: Path, recorder: Recorder
+) -> None:
+    hooks = world / "hooks"
+    hooks.mkdir(mode=0o755)
+    hook(hooks, "10-first", "echo first $USER\n")
+    hook(hooks, "20-plain", "echo never\n", mode=0o644)
+    env = {PROGRESS_ENV: recorder.url, "JUPYTERHUB_API_TOKEN": "s3cret"}
+    probe = f"import os; print('URL', os.environ.get('{PROGRESS_ENV}'))"
+    done = run_init("--hook-dir", str(hooks), command=[PYTHON, "-c", probe], env=env)
+    assert done.returncode == 0, done.stderr
+    assert recorder.bodies == [
+        {"hook": "10-first", "line": "first hpcuser1"},
+        {"hook": "20-plain", "line": "skipped: not executable"},
+    ]
+    assert recorder.tokens == ["token s3cret"] * 2
+    # the job's output has them as before; the server is not handed the init's URL
+    assert "[init] hook 10-first: first hpcuser1" in done.stdout and "URL None" in done.stdout
+
+    hook(hooks, "30-fail", "echo cannot mount /project\nexit 3\n")
+    recorder.bodies.clear()
+    done = run_init("--hook-dir", str(hooks), command=["echo", "the command"], env=env)
+    assert done.returncode == 1 and "the command" not in done.stdout
+    assert recorder.bodies[-2:] == [
+        {"hook": "30-fail", "line": "cannot mount /project"},
+        {"hook": "30-fail", "line": "exited 3: the server does not start"},
+    ]
 
 
 def process_group(pgid: int) -> list[int]:

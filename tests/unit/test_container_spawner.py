@@ -13,10 +13,12 @@ from traitlets import TraitError
 
 from jupyterhub_hpc.containers import launch, runtimes
 from jupyterhub_hpc.containers.options import ContainerOptions
+from jupyterhub_hpc.containers.report import PROGRESS_ENV
 from jupyterhub_hpc.containers.runtimes import CONTAINER_ENV, ContainerPlanError, ContainerSpec
 from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
 from jupyterhub_hpc.singleuser import launcher
 from jupyterhub_hpc.singleuser.private import PrivateDir
+from needs import needs
 
 IMAGES = [
     {"name": "deb12", "kind": "directory", "location": "/srv/images/deb12"},
@@ -146,12 +148,16 @@ def test_the_server_attempt_in_podman_by_name_with_its_pidfile_and_pause_process
     assert job is not None
     env = {
         "JUPYTERHUB_API_TOKEN": "s3cret",
+        "JUPYTERHUB_API_URL": "http://10.0.0.1:8081/hub/api/",
         "PATH": "/usr/bin",
         "LD_PRELOAD": "x.so",
         "JUPYTER_RUNTIME_DIR": "/r",
     }
     argv, run_env = job.command(["jupyterhub-singleuser"], env)
     assert "s3cret" not in " ".join(argv)
+    # the init inside is told where its hooks' lines go
+    assert run_env[PROGRESS_ENV] == "http://10.0.0.1:8081/hub/api/hpc/progress"
+    assert f"--env={PROGRESS_ENV}" in argv and PROGRESS_ENV not in env
     assert "--env=JUPYTERHUB_API_TOKEN" in argv and "--env=JUPYTER_RUNTIME_DIR" in argv
     assert "--env=PATH" not in argv and "--env=LD_PRELOAD" not in argv
     assert f"--volume={private.path}:{private.path}" in argv
@@ -178,3 +184,40 @@ def test_the_server_attempt_in_podman_by_name_with_its_pidfile_and_pause_process
     Path(state, "tmp", "pause.pid").write_text(str(pause.pid))
     assert job.cleanup() == [f"ended podman's pause process {pause.pid}"]
     assert pause.wait(5) == -9
+
+
+def hook_spec(host: Path, hook_dir: str) -> ContainerSpec:
+    runtime = {
+        "runtime": "charliecloud",
+        "site_env": "/opt/venv",
+        "binds": [{"source": str(host), "target": "/site"}],
+        "hook_dir": hook_dir,
+    }
+    return ContainerSpec.model_validate({"image": IMAGES[0], "runtime": runtime})
+
+
+def executable(path: Path, mode: int = 0o755) -> None:
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+
+
+@needs(os.getuid() == 0, "gives a hook to another uid: needs root")
+def test_hooks_bound_from_the_host_are_checked_there(tmp_path: Path) -> None:
+    """Inside the user namespace another user's hook looks like root's: the launcher refuses it
+    on the host, where the owner is visible."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    executable(hooks / "10-root")
+    executable(hooks / "20-mine")
+    os.chown(hooks / "20-mine", 2001, 2001)
+    spec = hook_spec(tmp_path, "/site/hooks")
+    assert launch.host_hook_problems(spec, 2001) == []
+    executable(hooks / "30-open", 0o757)
+    executable(hooks / "40-bobs")
+    os.chown(hooks / "40-bobs", 4242, -1)
+    assert launch.host_hook_problems(spec, 2001) == [
+        f"{hooks}/30-open is writable by others than its owner",
+        f"{hooks}/40-bobs is owned by uid 4242, neither the user nor root",
+    ]
+    # a hook directory inside the image is the listed image's: nothing to check on the host
+    assert launch.host_hook_problems(hook_spec(tmp_path, "/etc/hooks"), 2001) == []

@@ -11,7 +11,9 @@ It runs as the user (never as root, no setuid, no sudo) and, in this order:
    itself once with libnss_wrapper preloaded (:mod:`jupyterhub_hpc.containers.names` decides);
    ``/etc`` is never written;
 3. sets ``HOME``, ``USER``, ``LOGNAME``, ``NB_USER``, ``NB_UID``, ``NB_GID``;
-4. runs the admin's start hooks with a timeout, their output prefixed ``[init] hook NAME: ``;
+4. runs the admin's start hooks with a timeout, their output prefixed ``[init] hook NAME: `` and,
+   when the launcher asked for it (``$JUPYTERHUB_HPC_PROGRESS_URL``), shown in the spawn progress
+   (:mod:`jupyterhub_hpc.containers.report`);
 5. starts the command in its own process group and stays as a minimal PID 1: it forwards the
    usual signals to that group, reaps every child and exits with the command's status.
 """
@@ -45,6 +47,7 @@ from jupyterhub_hpc.containers.names import (
     passwd_entry,
     passwd_text,
 )
+from jupyterhub_hpc.containers.report import PROGRESS_ENV, HookReporter
 from jupyterhub_hpc.containers.runtimes import NSS_WRAPPER_ENV
 from jupyterhub_hpc.identity import IDENTITY_ENV, NAME, IdentityError, UserIdentity
 
@@ -70,6 +73,10 @@ STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 PR_SET_CHILD_SUBREAPER = 36
 #: the gid a group not mapped into the user namespace shows as (the kernel's overflowgid)
 OVERFLOW_GID = 65534
+#: the owner a file of an unmapped uid shows as (the kernel's overflowuid): a hook bound from the
+#: host, root's there, shows so inside (ch-run, rootless podman); the launcher checked its owner
+#: on the host (:func:`jupyterhub_hpc.containers.launch.host_hook_problems`)
+OVERFLOW_UID = 65534
 
 
 class InitError(Exception):
@@ -251,25 +258,36 @@ def name_identity(
 # -- hooks -------------------------------------------------------------------------------------
 def hook_problem(info: os.stat_result, uid: int, executable: bool) -> str | None:
     """Why a file in the hook directory is not run (None: it is run); ``executable``: whether the
-    user may execute it (``os.access``)."""
+    user may execute it (``os.access``). Its owner must be the user, root, or a uid this user
+    namespace does not map (:data:`OVERFLOW_UID`), and nobody else may write it."""
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
     if not executable:
         return "not executable"
-    if info.st_uid not in (uid, 0):
+    if info.st_uid not in (uid, 0, OVERFLOW_UID):
         return f"owned by uid {info.st_uid}, neither the user nor root"
     if info.st_mode & 0o022:
         return "writable by others than the user"
     return None
 
 
-def _forward_output(name: str, stream: IO[bytes]) -> None:
+def _forward_output(name: str, stream: IO[bytes], reporter: HookReporter | None) -> None:
     for raw in stream:
         line = raw.decode(errors="replace").rstrip("\r\n")
         print(f"[init] hook {name}: {line}", flush=True)
+        if reporter is not None:
+            reporter.line(name, line)
 
 
-def run_hooks(directory: str | None, timeout: float, env: Mapping[str, str], supervisor: Supervisor) -> None:
+def run_hooks(
+    directory: str | None,
+    timeout: float,
+    env: Mapping[str, str],
+    supervisor: Supervisor,
+    reporter: HookReporter | None = None,
+) -> None:
+    """Run each hook of ``directory`` in name order; their lines also go to ``reporter``.
+    Raises :class:`InitError` for a hook that fails or takes too long."""
     if directory is None:
         return
     try:
@@ -287,11 +305,25 @@ def run_hooks(directory: str | None, timeout: float, env: Mapping[str, str], sup
             problem = exc.strerror
         if problem:
             say(f"hook {name} skipped: {problem}")
+            if reporter is not None:
+                reporter.note(name, f"skipped: {problem}")
             continue
-        run_hook(name, path, timeout, env, supervisor)
+        try:
+            run_hook(name, path, timeout, env, supervisor, reporter)
+        except InitError as exc:
+            if reporter is not None:
+                reporter.note(name, str(exc).removeprefix(f"hook {name} "))
+            raise
 
 
-def run_hook(name: str, path: str, timeout: float, env: Mapping[str, str], supervisor: Supervisor) -> None:
+def run_hook(
+    name: str,
+    path: str,
+    timeout: float,
+    env: Mapping[str, str],
+    supervisor: Supervisor,
+    reporter: HookReporter | None = None,
+) -> None:
     proc = subprocess.Popen(
         [path],
         stdin=subprocess.DEVNULL,
@@ -301,7 +333,7 @@ def run_hook(name: str, path: str, timeout: float, env: Mapping[str, str], super
         start_new_session=True,
     )
     supervisor.attach(proc.pid)
-    reader = threading.Thread(target=_forward_output, args=(name, proc.stdout), daemon=True)
+    reader = threading.Thread(target=_forward_output, args=(name, proc.stdout, reporter), daemon=True)
     reader.start()
     try:
         code = proc.wait(timeout)
@@ -428,7 +460,13 @@ def run(argv: Sequence[str]) -> int:
     for key in ("USER", "LOGNAME", "NB_USER"):
         env[key] = identity.username
     env["NB_UID"], env["NB_GID"] = str(identity.uid), str(identity.gid)
-    run_hooks(args.hook_dir, args.hook_timeout, env, supervisor)
+    reporter = HookReporter.from_env(env) if args.hook_dir else None
+    env.pop(PROGRESS_ENV, None)  # the init's own: neither the hooks nor the server report with it
+    try:
+        run_hooks(args.hook_dir, args.hook_timeout, env, supervisor, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
     if supervisor.stopped is not None:
         say(f"stopped by signal {supervisor.stopped} before the command started")
         return 128 + supervisor.stopped

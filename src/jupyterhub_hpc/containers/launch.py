@@ -11,6 +11,10 @@ inside, through :func:`~jupyterhub_hpc.containers.runtimes.container_command`:
 * every variable of the server's environment is passed in by name (podman ``--env NAME``,
   Apptainer ``APPTAINERENV_NAME``), never by value in the argv, except those that describe the
   container's own system (``PATH``, ``HOME``, ``LD_*``, ...);
+* the start hooks, when ``hook_dir`` is a bind, are checked on the host (:func:`host_hook_problems`:
+  root's or the user's, writable by nobody else), where their owners are still visible;
+* the init inside is given :data:`~jupyterhub_hpc.containers.report.PROGRESS_ENV`, so the admin's
+  start hooks' lines show in the spawn progress;
 * podman writes the container process's pid into the private directory (``--pidfile``): its
   process is not a descendant of the launcher (conmon starts it), so the listener proof takes it
   as one more root of the server's process tree;
@@ -36,9 +40,10 @@ from collections.abc import Mapping
 from ..identity import IDENTITY_ENV, IdentityError, UserIdentity
 from ..singleuser.listeners import own_processes, process_tree
 from ..singleuser.private import PrivateDir
+from .report import PROGRESS_ENV, progress_url
 from .runtimes import CONTAINER_ENV, Bind, ContainerPlanError, ContainerSpec, container_command
 
-__all__ = ["ContainerLaunch", "container_launch"]
+__all__ = ["ContainerLaunch", "container_launch", "host_hook_problems"]
 
 #: the container's own: never passed in from the job's environment
 KEEP_OUT = frozenset(
@@ -81,7 +86,10 @@ class ContainerLaunch:
             os.mkdir(self.podman_runtime, 0o700)
 
     def command(self, command: list[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-        """(argv, environment) of one server attempt; ``env`` is the server's environment."""
+        """(argv, environment) of one server attempt; ``env`` is the server's environment. The
+        init inside is told where to report its hooks' lines (:data:`~.report.PROGRESS_ENV`)."""
+        if env.get("JUPYTERHUB_API_URL"):
+            env = {**env, PROGRESS_ENV: progress_url(env["JUPYTERHUB_API_URL"])}
         names = sorted(k for k in env if k not in KEEP_OUT and not k.startswith(KEEP_OUT_PREFIXES))
         made = container_command(
             self.spec.image,
@@ -177,6 +185,35 @@ def _owned_by_me(pid: int) -> bool:
         return False
 
 
+def host_hook_problems(spec: ContainerSpec, uid: int) -> list[str]:
+    """What is wrong with the start hooks as the host sees them: each hook owned by neither root
+    nor ``uid``, or writable by others. Inside the container's user namespace every owner but the
+    user shows as the kernel's overflow uid, so the init cannot tell root's hooks from another
+    user's; the launcher checks them here, on the host, when ``hook_dir`` is (under) a bind."""
+    hook_dir = spec.runtime.hook_dir
+    host = ""
+    for bind in spec.runtime.binds:
+        if hook_dir == bind.destination or hook_dir.startswith(bind.destination.rstrip("/") + "/"):
+            host = bind.source + hook_dir[len(bind.destination.rstrip("/")) :]
+    if not host:
+        return []  # in the image itself: the admin's listed image (see ``audit --image``)
+    problems = []
+    try:
+        names = sorted(os.listdir(host))
+    except OSError:
+        return []  # the init says it cannot read the directory
+    for name in names:
+        try:
+            info = os.stat(os.path.join(host, name))
+        except OSError:
+            continue
+        if info.st_uid not in (0, uid):
+            problems.append(f"{host}/{name} is owned by uid {info.st_uid}, neither the user nor root")
+        elif info.st_mode & 0o022:
+            problems.append(f"{host}/{name} is writable by others than its owner")
+    return problems
+
+
 def container_launch(env: Mapping[str, str], private: PrivateDir) -> ContainerLaunch | None:
     """The job's container, or None when its server runs without one; SystemExit with the reason
     when the job's description of it cannot be used."""
@@ -186,6 +223,13 @@ def container_launch(env: Mapping[str, str], private: PrivateDir) -> ContainerLa
     try:
         spec = ContainerSpec.from_env(text)
         identity = UserIdentity.from_env(env.get(IDENTITY_ENV, ""))
-        return ContainerLaunch(spec, identity, private)
+        launch = ContainerLaunch(spec, identity, private)
     except (ValueError, IdentityError) as exc:  # pydantic's ValidationError is a ValueError
         raise SystemExit(f"jupyterhub-hpc-singleuser: cannot start the container: {exc}") from None
+    problems = host_hook_problems(spec, os.getuid())
+    if problems:
+        raise SystemExit(
+            "jupyterhub-hpc-singleuser: cannot start the container: a start hook could run code "
+            f"another user may change: {'; '.join(problems)}"
+        )
+    return launch

@@ -85,7 +85,10 @@ class ContainerOptions(Configurable):
         Apptainer; Charliecloud binds the host's passwd and group itself). ``hook_dir``: a
         directory inside the container (e.g. one of the ``binds``) whose executables the init
         runs as the user before the server, each with a timeout; their output, prefixed
-        ``[init] hook NAME:``, is in the job's output.
+        ``[init] hook NAME:``, is in the job's output, and the user sees it in the spawn
+        progress ("Start hook NAME: ..."). Inside the container another user's file looks
+        like root's, so when ``hook_dir`` is one of the ``binds`` the job's launcher checks
+        the hooks on the host first (root's or the user's, writable by nobody else).
         """,
     ).tag(config=True)
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..singleuser.launcher import _ssl_context as hub_ssl_context
+from ..singleuser.hubcall import hub_ssl_context
 
 __all__ = ["ANNOUNCEMENTS_URL_ENV", "CardCache", "HubClient", "HubReply", "HubSettings"]
 

@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .certs import SSL_KEY_ENV, write_job_certificates
+from .hubcall import hub_ssl_context
 from .listeners import TcpSocket, listeners, process_tree, socket_inodes
 from .modules import load_server_modules
 from .portrange import parse_port_range
@@ -186,17 +186,6 @@ def await_own_listener(
         time.sleep(interval)
 
 
-def _ssl_context() -> ssl.SSLContext | None:
-    ca = os.environ.get("JUPYTERHUB_SSL_CLIENT_CA")
-    if not ca:
-        return None
-    ctx = ssl.create_default_context(cafile=ca)
-    cert, key = os.environ.get("JUPYTERHUB_SSL_CERTFILE"), os.environ.get("JUPYTERHUB_SSL_KEYFILE")
-    if cert and key:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
 def _call_hub(
     make_request: Callable[[], urllib.request.Request],
     *,
@@ -211,7 +200,7 @@ def _call_hub(
     for which any answer means the hub is there."""
     deadline = time.monotonic() + timeout
     delay = 0.5
-    context = _ssl_context()
+    context = hub_ssl_context()
     while True:
         try:
             with urllib.request.urlopen(make_request(), timeout=10, context=context) as response:
