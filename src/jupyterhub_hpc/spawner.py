@@ -356,7 +356,7 @@ class HPCSpawnerBase(
             identity = await self.resolve_identity()
         except IdentityError as exc:
             self.job_identity = None
-            if self.container_image:
+            if self.container_image or self.container_image_path:
                 self._emit(f"Cannot start the container: the user's identity: {exc}", 100)
                 raise web.HTTPError(500, f"the user's identity cannot be resolved ({exc})") from None
             self.log.warning("%s: the user's identity cannot be resolved: %s", self._log_name, exc)
@@ -368,7 +368,8 @@ class HPCSpawnerBase(
             self._emit(f"Cannot start the container: {exc}", 100)
             raise web.HTTPError(400, str(exc)) from None
         if spec is not None:
-            self._emit(f"In container image {spec.image.name} ({spec.runtime.runtime})", 6)
+            shown = spec.image.location if self.container_image_path else spec.image.name
+            self._emit(f"In container image {shown} ({spec.runtime.runtime})", 6)
 
     def _server_url(self) -> str:
         host = self.node_address.replace("{host}", self.job_host)

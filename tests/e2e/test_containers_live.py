@@ -123,8 +123,40 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                 },
             },
         },
+        {
+            "display_name": "Your own image (Charliecloud)",
+            "slug": "own",
+            "spawner_override": {
+                "container_runtime": {"runtime": "charliecloud", "site_env": SITE_ENV, "binds": [project]},
+            },
+            "profile_options": {
+                "image": {
+                    "display_name": "Image",
+                    "choices": {
+                        "deb12": {
+                            "display_name": "Debian 12",
+                            "spawner_override": {"container_image": "deb12"},
+                        }
+                    },
+                    "unlisted_choice": {
+                        "enabled": True,
+                        "display_name": "Image directory",
+                        "validation_regex": "/[^\\s]+",
+                        "spawner_override": {"container_image_path": "{value}"},
+                    },
+                }
+            },
+        },
     ]
-    config = {"SlurmSpawner": {"container_images": images, "profile_list": profiles}}
+    # users may name their own image directories, here: the images' cache directory
+    patterns = [{"pattern": str(Path(known["IMAGE"]).parent) + "/*", "kind": "directory"}]
+    config = {
+        "SlurmSpawner": {
+            "container_images": images,
+            "container_image_patterns": patterns,
+            "profile_list": profiles,
+        }
+    }
     root: Path = tmp_path_factory.mktemp("containers")
     hub = make_hub(root, "slurm", config, **FAST)
     hub.start()
@@ -155,12 +187,14 @@ def host_groups(pid: int) -> set[int]:
     return set()
 
 
-def start_and_probe(hub: Hub, profile: str) -> tuple[dict[str, Any], list[str]]:
-    """Start the user's server with ``profile`` (reading the spawn progress as the spawn page
-    does), run the probe in a kernel of it; (facts, the progress messages)."""
+def start_and_probe(
+    hub: Hub, profile: str, more: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Start the user's server with ``profile`` (and ``more`` options), reading the spawn progress
+    as the spawn page does; run the probe in a kernel of it; (facts, the progress messages)."""
     tag = profile
     env_note = {"JUPYTERHUB_HPC_TEST_TAG": tag, "JUPYTERHUB_HPC_TEST_PROJECT": facts()["PROJECT_FILE"]}
-    events = hub.spawn_with_progress(USER, options_body({"profile": profile}), timeout=180)
+    events = hub.spawn_with_progress(USER, options_body({"profile": profile, **(more or {})}), timeout=180)
     assert events and events[-1].get("ready"), events
     wait_ready(hub, USER, timeout=60)
     token = hub.user_token(USER)
@@ -246,6 +280,25 @@ def test_podman_maps_the_real_user_onto_jovyan_and_leaves_nothing(hub: Hub) -> N
         assert written.stat().st_uid == me.pw_uid, (written, written.stat())
         assert "In container image deb12-podman (podman)" in messages
         assert_hooks_shown(messages, f"hello {USER} (uid 1000), home /home/jovyan")
+    finally:
+        assert_stopped_and_clean(hub)
+
+
+def test_an_image_path_the_user_types_is_used_only_where_the_admin_allows(hub: Hub) -> None:
+    image = facts()["IMAGE"]
+    refused = hub.spawn(USER, options_body({"profile": "own", "image--unlisted-choice": "/tmp"}))
+    assert refused.status_code == 400, refused.text
+    assert "the image path '/tmp' is not one this site allows" in refused.text
+    assert f"allowed: {Path(image).parent}/*" in refused.text
+    sneaky = f"{Path(image).parent}/.."
+    refused = hub.spawn(USER, options_body({"profile": "own", "image--unlisted-choice": sneaky}))
+    assert refused.status_code == 400 and "'..' component" in refused.text, refused.text
+    assert hub.user_model(USER)["servers"] == {}
+    me = pwd.getpwnam(USER)
+    seen, messages = start_and_probe(hub, "own", {"image--unlisted-choice": image})
+    try:
+        assert f"In container image {image} (charliecloud)" in messages, messages
+        assert seen["in_image"] is True and seen["uid"] == me.pw_uid and seen["nonewprivs"] == "1", seen
     finally:
         assert_stopped_and_clean(hub)
 

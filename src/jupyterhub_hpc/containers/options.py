@@ -22,6 +22,7 @@ from traitlets.config import Configurable
 
 from ..identity import IDENTITY_ENV, UserIdentity, resolve_identity
 from .runtimes import CONTAINER_ENV, ContainerImage, ContainerPlanError, ContainerSpec, RuntimeSettings
+from .userimages import ImagePattern, user_image
 
 __all__ = ["ContainerOptions"]
 
@@ -92,6 +93,32 @@ class ContainerOptions(Configurable):
         """,
     ).tag(config=True)
 
+    container_image_patterns = List(
+        Dict(),
+        help="""
+        Where users may give their own image's path instead of choosing a listed one; empty
+        (default): they may not. Each a dict ``{"pattern": "{home}/images/*.sqfs", "kind":
+        "squashfs", "has_jupyterhub": false}`` (and, as in ``container_images``,
+        ``image_user``/``image_uid``/``image_gid``/``image_home``). In ``pattern``, ``*`` is any
+        characters but ``/``, ``?`` one character but ``/``, and ``{username}`` and ``{home}``
+        are the user's resolved name and home; nothing else is special. The path comes from
+        ``container_image_path`` (set by a profile write-in) and must match a pattern for that
+        user, be absolute and plain (no ``.``, ``..`` or empty component); it only reaches the
+        runtime's argv, and the server runs as the user whatever the image.
+        """,
+    ).tag(config=True)
+
+    container_image_path = Unicode(
+        "",
+        help="""
+        The path (or podman reference) of the user's own image, allowed only where it matches
+        one of ``container_image_patterns``. Set by a profile option's write-in:
+        ``"unlisted_choice": {"enabled": true, "display_name": "Your own image (path)",
+        "spawner_override": {"container_image_path": "{value}"}}``. When set it is used
+        instead of ``container_image``.
+        """,
+    ).tag(config=True)
+
     container_image = Unicode(
         "",
         help="""
@@ -117,6 +144,15 @@ class ContainerOptions(Configurable):
             names.add(image.name)
         return proposal["value"]
 
+    @validate("container_image_patterns")
+    def _validate_container_image_patterns(self, proposal: Any) -> Any:
+        for entry in proposal["value"]:
+            try:
+                ImagePattern.model_validate(entry)
+            except ValueError as exc:
+                raise TraitError(f"container_image_patterns: {exc}") from None
+        return proposal["value"]
+
     @validate("container_runtime")
     def _validate_container_runtime(self, proposal: Any) -> Any:
         if proposal["value"]:
@@ -129,6 +165,8 @@ class ContainerOptions(Configurable):
     def container_spec(self) -> ContainerSpec | None:
         """The container of this start, or None; :class:`ContainerPlanError` for a name
         that is not listed or a missing runtime."""
+        if self.container_image_path:
+            return self._user_image_spec()
         if not self.container_image:
             return None
         images = {entry["name"]: entry for entry in self.container_images}
@@ -140,6 +178,16 @@ class ContainerOptions(Configurable):
             {"image": images[self.container_image], "runtime": self.container_runtime}
         )
 
+    def _user_image_spec(self) -> ContainerSpec:
+        identity = self.job_identity
+        if identity is None:
+            raise ContainerPlanError("the user's own image needs the user's identity, which is not resolved")
+        patterns = [ImagePattern.model_validate(entry) for entry in self.container_image_patterns]
+        image = user_image(self.container_image_path, patterns, identity.username, identity.home)
+        if not self.container_runtime:
+            raise ContainerPlanError("this spawner has a container image but no container_runtime")
+        return ContainerSpec.model_validate({"image": image, "runtime": self.container_runtime})
+
     async def resolve_identity(self) -> UserIdentity:
         """The user's identity for this start (:attr:`identity_source`);
         :class:`~jupyterhub_hpc.identity.IdentityError` when it cannot be resolved."""
@@ -149,7 +197,9 @@ class ContainerOptions(Configurable):
 
     def container_environment(self) -> dict[str, str]:
         """The job's variables of the identity and the container (none without a container)."""
+        if self.job_identity is None:
+            return {}
         spec = self.container_spec()
-        if spec is None or self.job_identity is None:
+        if spec is None:
             return {}
         return {CONTAINER_ENV: spec.to_env(), IDENTITY_ENV: self.job_identity.to_env()}
