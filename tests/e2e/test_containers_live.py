@@ -98,8 +98,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             "display_name": "Debian 12 (Charliecloud)",
             "slug": "charliecloud",
             "default": True,
+            "container": "deb12",
             "spawner_override": {
-                "container_image": "deb12",
                 "container_runtime": {
                     "runtime": "charliecloud",
                     "site_env": SITE_ENV,

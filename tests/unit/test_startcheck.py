@@ -236,3 +236,22 @@ def test_job_fields_are_checked_without_a_spawner() -> None:
     parsed = parse_profile_list(profiles({"memory": "9000T"}))
     with pytest.raises(ProfileConfigError, match="at most 1024T"):
         check_override_values(parsed)
+
+
+def test_a_profiles_container_must_be_a_listed_image_at_start() -> None:
+    images = [{"name": "deb12", "kind": "directory", "location": "/srv/images/deb12"}]
+    good = [{"display_name": "D", "container": "deb12"}]
+    check_profiles(config(profile_list=good, container_images=images))
+    with pytest.raises(ProfileConfigError) as info:
+        check_profiles(
+            config(profile_list=[{"display_name": "D", "container": "deb11"}], container_images=images)
+        )
+    assert info.value.key == "profile_list[0].container_image"  # the trait the field sets
+    assert "sets container_image = 'deb11': not one of container_images (deb12)" in info.value.reason
+    choice = {"choices": {"old": {"display_name": "Old", "spawner_override": {"container_image": "deb9"}}}}
+    listed_by_choice = [{"display_name": "D", "profile_options": {"image": choice}}]
+    with pytest.raises(ProfileConfigError, match="not one of container_images"):
+        check_profiles(config(profile_list=listed_by_choice, container_images=images))
+    # the profile field is the trait it sets
+    profile = parse_profile_list(good, frozenset({"container_image"})).profiles[0]
+    assert profile.all_overrides == {"container_image": "deb12"}

@@ -365,6 +365,8 @@ class Profile(_Overrides):
     default: bool = False
     backend: str | None = None
     cluster: str | None = None
+    #: the name of a ``container_images`` entry this profile's servers run in (issue 17)
+    container: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     profile_options: dict[str, Option] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -393,12 +395,15 @@ class Profile(_Overrides):
 
     @property
     def all_overrides(self) -> dict[str, Any]:
-        """Profile-level overrides, with ``backend``/``cluster`` as the traits they set."""
+        """Profile-level overrides, with ``backend``/``cluster``/``container`` as the traits they
+        set (``container`` sets ``container_image``)."""
         result = self.overrides
         if self.backend is not None:
             result["backend"] = self.backend
         if self.cluster is not None:
             result["cluster"] = self.cluster
+        if self.container is not None:
+            result["container_image"] = self.container
         return result
 
 

@@ -64,6 +64,8 @@ def _cases(where: str, profile: Profile) -> Iterator[tuple[str, str, Mapping[str
     for path, values in _dicts(where, profile):
         yield path, who, values
     named = {k: getattr(profile, k) for k in ("backend", "cluster") if getattr(profile, k) is not None}
+    if profile.container is not None:
+        named["container_image"] = profile.container
     yield where, who, named
     for key, option in profile.profile_options.items():
         base = f"{where}.profile_options.{key}"
@@ -93,6 +95,9 @@ def _check_value(spawner: Any, where: str, who: str, key: str, value: Any) -> No
             raise fail(exc.reason) from None
     if spawner is None or not spawner.has_trait(key):
         return
+    listed = [entry.get("name") for entry in getattr(spawner, "container_images", [])]
+    if key == "container_image" and value and not _has_placeholder(value) and value not in listed:
+        raise fail(f"not one of container_images ({', '.join(map(str, listed)) or 'none listed'})")
     try:
         spawner.apply_profile_overrides([(key, value)])
     except UnitTraitError as exc:
