@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from jupyterhub_hpc.containers.names import (
 from jupyterhub_hpc.containers.report import PROGRESS_ENV
 from jupyterhub_hpc.identity import IDENTITY_ENV, IdentityError, UserIdentity
 from needs import needs
-from unit.test_container_report import Recorder
+from unit.test_container_report import Recorder, recording
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PYTHON = sys.executable
@@ -407,13 +406,8 @@ def test_a_failing_hook_stops_the_start(world: Path) -> None:
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    """A real HTTP server in place of the hub's progress route."""
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with recording() as server:
+        yield server
 
 
 @as_user

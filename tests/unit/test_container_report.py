@@ -3,6 +3,7 @@ reporter against a real local HTTP server, and the spawner's side of the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -86,14 +87,23 @@ class RecordingHandler(BaseHTTPRequestHandler):
         return None
 
 
-@pytest.fixture
-def hub() -> Iterator[Recorder]:
+@contextlib.contextmanager
+def recording() -> Iterator[Recorder]:
+    """A real HTTP server in place of the hub's progress route, serving from a thread."""
     server = Recorder()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def hub() -> Iterator[Recorder]:
+    with recording() as server:
+        yield server
 
 
 def test_lines_are_posted_in_order_with_the_servers_token(hub: Recorder) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "ContainerImage",
     "ContainerPlanError",
     "ContainerSpec",
+    "ImageFacts",
     "RuntimeSettings",
     "container_command",
 ]
@@ -98,24 +99,28 @@ class Bind(BaseModel):
         return self.target or self.source
 
 
-class ContainerImage(BaseModel):
-    """An image the admin lists (users choose it by ``name``, never type a path).
-
-    ``location`` is a directory or SquashFS/SIF file (absolute path) or a podman image reference;
-    ``image_user``/``image_uid``/``image_gid`` name the image's own default user (docker-stacks:
-    ``jovyan``, 1000, 100) onto which podman maps the real user; ``has_jupyterhub`` says whether
-    ``jupyterhub-singleuser`` is inside (else the site environment is bound read-only)."""
+class ImageFacts(BaseModel):
+    """What an image is inside: its ``kind``; its own default user (docker-stacks: ``jovyan``,
+    1000, 100) onto which podman maps the real user; whether ``jupyterhub-singleuser`` is inside
+    (else the site environment is bound read-only). Shared by a listed image and a pattern."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     kind: ImageKind
-    location: str
     image_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     image_uid: int | None = Field(default=None, ge=1)
     image_gid: int | None = Field(default=None, ge=1)
     image_home: str = ""
     has_jupyterhub: bool = False
+
+
+class ContainerImage(ImageFacts):
+    """An image the admin lists (users choose it by ``name``), or one a user named where the
+    admin allows a pattern (:mod:`.userimages`). ``location`` is a directory or SquashFS/SIF file
+    (absolute path) or a podman image reference."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    location: str
 
     @property
     def home_inside(self) -> str:

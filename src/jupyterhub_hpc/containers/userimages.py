@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .runtimes import ContainerImage, ContainerPlanError, ImageKind
+from .runtimes import ContainerImage, ContainerPlanError, ImageFacts
 
 __all__ = ["USER_IMAGE_NAME", "ImagePattern", "user_image"]
 
@@ -35,18 +35,10 @@ MAX_PATH = 1024
 _TOKEN = re.compile(r"\{username\}|\{home\}|\*|\?")
 
 
-class ImagePattern(BaseModel):
+class ImagePattern(ImageFacts):
     """Where users may name their own images, and what such an image is."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     pattern: str = Field(min_length=2, max_length=MAX_PATH)
-    kind: ImageKind
-    image_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    image_uid: int | None = Field(default=None, ge=1)
-    image_gid: int | None = Field(default=None, ge=1)
-    image_home: str = ""
-    has_jupyterhub: bool = False
 
     @field_validator("pattern")
     @classmethod
