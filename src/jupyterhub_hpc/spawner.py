@@ -383,12 +383,13 @@ class HPCSpawnerBase(
         if self._port_signal is None:
             self._port_signal = asyncio.Event()
         deadline = None if timeout is None else time.monotonic() + timeout
-        said = [""]
+        said = ""
 
         def say(message: str, progress: int) -> None:
             # the job's state, once until it changes (start hooks' lines may come in between)
-            if message != said[0]:
-                said[0] = message
+            nonlocal said
+            if message != said:
+                said = message
                 self._emit(message, progress)
 
         with watcher.hurry():

@@ -26,6 +26,7 @@ from jupyterhub_hpc.hubprocess import (
     log_tail,
 )
 from jupyterhub_hpc.local_scheduler.store import ProcessId
+from needs import needs
 
 #: answers 200 at /hub/api/ on $FAKE_HUB_PORT, 404 elsewhere; exits 0 at SIGTERM
 SERVING = """
@@ -214,7 +215,7 @@ def test_status_after_someone_else_reaped_the_hub(fakes: Fakes) -> None:
     assert hub.status() == 7 and hub.stop() == 7
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="starting a hub as another user needs root")
+@needs(os.geteuid() == 0, "starting a hub as another user needs root")
 def test_an_unprivileged_hub_runs_with_the_given_ids(fakes: Fakes, tmp_path: Path) -> None:
     nobody = pwd.getpwnam("nobody")
     os.chmod(tmp_path, 0o755)

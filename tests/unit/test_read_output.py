@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jupyterhub_hpc.singleuser.read_output import MAX_BYTES, MAX_LINES, last_lines, open_output
+from needs import needs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -231,7 +232,7 @@ def test_a_missing_file_is_refused(base: Path) -> None:
     refused(read("--lines", "5", str(base / "nodir" / "x.log")), "No such file")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+@needs(os.geteuid() == 0, "chown to another user needs root")
 def test_a_file_of_another_owner_is_refused(log: Path) -> None:
     nobody = pwd.getpwnam("nobody").pw_uid
     os.chown(log, nobody, -1)

@@ -164,29 +164,30 @@ class ContainerOptions(Configurable):
 
     def container_spec(self) -> ContainerSpec | None:
         """The container of this start, or None; :class:`ContainerPlanError` for a name
-        that is not listed or a missing runtime."""
+        that is not listed, a path no pattern allows, or a missing runtime."""
+        image = self._chosen_image()
+        if image is None:
+            return None
+        if not self.container_runtime:
+            raise ContainerPlanError("this spawner has a container image but no container_runtime")
+        return ContainerSpec.model_validate({"image": image, "runtime": self.container_runtime})
+
+    def _chosen_image(self) -> ContainerImage | dict[str, Any] | None:
+        """The user's own image (``container_image_path``), else the listed ``container_image``."""
         if self.container_image_path:
-            return self._user_image_spec()
+            identity = self.job_identity
+            if identity is None:
+                raise ContainerPlanError(
+                    "the user's own image needs the user's identity, which is not resolved"
+                )
+            patterns = [ImagePattern.model_validate(entry) for entry in self.container_image_patterns]
+            return user_image(self.container_image_path, patterns, identity.username, identity.home)
         if not self.container_image:
             return None
         images = {entry["name"]: entry for entry in self.container_images}
         if self.container_image not in images:
             raise ContainerPlanError(f"container image {self.container_image!r} is not one the admin lists")
-        if not self.container_runtime:
-            raise ContainerPlanError("this spawner has a container image but no container_runtime")
-        return ContainerSpec.model_validate(
-            {"image": images[self.container_image], "runtime": self.container_runtime}
-        )
-
-    def _user_image_spec(self) -> ContainerSpec:
-        identity = self.job_identity
-        if identity is None:
-            raise ContainerPlanError("the user's own image needs the user's identity, which is not resolved")
-        patterns = [ImagePattern.model_validate(entry) for entry in self.container_image_patterns]
-        image = user_image(self.container_image_path, patterns, identity.username, identity.home)
-        if not self.container_runtime:
-            raise ContainerPlanError("this spawner has a container image but no container_runtime")
-        return ContainerSpec.model_validate({"image": image, "runtime": self.container_runtime})
+        return images[self.container_image]
 
     async def resolve_identity(self) -> UserIdentity:
         """The user's identity for this start (:attr:`identity_source`);

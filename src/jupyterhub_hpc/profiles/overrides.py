@@ -95,9 +95,11 @@ def _check_value(spawner: Any, where: str, who: str, key: str, value: Any) -> No
             raise fail(exc.reason) from None
     if spawner is None or not spawner.has_trait(key):
         return
-    listed = [entry.get("name") for entry in getattr(spawner, "container_images", [])]
-    if key == "container_image" and value and not _has_placeholder(value) and value not in listed:
-        raise fail(f"not one of container_images ({', '.join(map(str, listed)) or 'none listed'})")
+    if key == "container_image" and value:
+        # the listed names are another trait's, which the trait's own check cannot see in order
+        listed = [entry.get("name") for entry in getattr(spawner, "container_images", [])]
+        if value not in listed:
+            raise fail(f"not one of container_images ({', '.join(map(str, listed)) or 'none listed'})")
     try:
         spawner.apply_profile_overrides([(key, value)])
     except UnitTraitError as exc:
